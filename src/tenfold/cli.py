@@ -1,0 +1,135 @@
+"""`tenfold` command line: one sub-app per system, plus `serve`, `generate`, `models`, `reproduce`.
+
+Errors in user input (a `TenfoldError`) print as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="tenfold: ten ML-systems papers as working software.", no_args_is_help=True, pretty_exceptions_enable=False)
+serve_app = typer.Typer(help="OpenAI-compatible server over a local model (and its benchmark).", invoke_without_command=True)
+app.add_typer(serve_app, name="serve")
+
+
+@app.command()
+def models() -> None:
+    """List the model presets (built from configs; no download)."""
+    from tenfold.core.models import describe_presets
+
+    for r in describe_presets():
+        print(f"{r['name']:10s} {r['params'] / 1e6:6.2f}M params  d={r['hidden']} L={r['layers']} ctx={r['context']}  {r['note']}")
+
+
+@app.command()
+def generate(
+    prompt: str,
+    model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "tiny",
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    chat: Annotated[bool, typer.Option(help="wrap the prompt as a user chat message")] = False,
+    device: str | None = None,
+) -> None:
+    """Generate a completion for PROMPT with a local model."""
+    from tenfold.core.models import load_model
+    from tenfold.core.sampler import SamplingParams
+    from tenfold.core.sampler import generate as gen
+
+    lm, tok = load_model(model, device)
+    ids = tok.apply_chat_template([{"role": "user", "content": prompt}]) if chat else prompt
+    out = gen(lm, tok, [ids], SamplingParams(max_tokens, temperature, top_p, seed=seed))[0]
+    print(out.text)
+    print(f"[{out.num_tokens} tokens, finish_reason={out.finish_reason}]", file=sys.stderr)
+
+
+@serve_app.callback()
+def serve(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "tiny",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str | None = None,
+    max_batch: Annotated[int, typer.Option(help="most sequences decoded together")] = 64,
+    served_model_name: str | None = None,
+) -> None:
+    """Serve MODEL at http://HOST:PORT/v1 (completions, chat completions, streaming)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tenfold.core.server import serve as run_server
+
+    run_server(model, host, port, device, max_batch, served_model_name)
+
+
+@serve_app.command("bench")
+def serve_bench(
+    model: str = "small",
+    requests: Annotated[int, typer.Option(help="concurrent requests")] = 16,
+    prompt_len: Annotated[int, typer.Option(help="prompt length in bytes (varied +-40%)")] = 64,
+    max_tokens: int = 64,
+    out: Path = Path("reports/serve_bench"),
+) -> None:
+    """Throughput of N concurrent requests (batched) vs the same N sent one at a time."""
+    from tenfold.core.bench import bench_serving, plot_results, write_json
+
+    r = bench_serving(model, requests, prompt_len, max_tokens)
+    write_json([r], out / "serve_bench.json")
+    plot_results([r], out / "serve_bench.png", title=f"serving {requests} requests, {model}")
+    for a in r.arms:
+        print(f"{a.arm:10s} {a.tokens} tokens in {a.seconds:.2f} s = {a.tokens_per_s:.1f} tok/s")
+    print(f"ratio concurrent/sequential = {r.ratio:.2f}x (peak batch {r.setup['peak_batch']}); wrote {out}/")
+
+
+@app.command()
+def reproduce(
+    systems: Annotated[list[str] | None, typer.Argument(help="systems to run (default: all built)")] = None,
+    quick: Annotated[bool, typer.Option("--quick/--full", help="quick (minutes on CPU) or full")] = True,
+    out: Path = Path("reports"),
+    quiet: bool = False,
+) -> None:
+    """Run reproductions, write OUT/<system>.json, plots and OUT/REPORT.md."""
+    from tenfold.core.reproduce import run_reproductions
+
+    crashed = run_reproductions(systems or [], "quick" if quick else "full", out, quiet)
+    if crashed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(out: Path = Path("reports")) -> None:
+    """Rebuild OUT/REPORT.md from the JSON files already there."""
+    from tenfold.core.reproduce import write_report
+
+    print(write_report(out))
+
+
+@app.command()
+def version() -> None:
+    """Print versions of tenfold and its main dependencies."""
+    import tokenizers
+    import torch
+    import transformers
+
+    from tenfold import __version__
+
+    print(json.dumps({"tenfold": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}))
+
+
+def main() -> None:
+    from tenfold.core.errors import TenfoldError
+
+    try:
+        app()
+    except TenfoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

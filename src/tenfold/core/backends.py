@@ -1,0 +1,171 @@
+"""One async interface to a language model, in-process or behind an OpenAI-compatible URL.
+
+Systems talk only to a `Backend`: `LocalBackend` runs a tenfold model (preset or local checkpoint) in
+this process with continuous batching, so concurrent `await backend.complete(...)` calls are decoded
+together; `OpenAIBackend` talks to any OpenAI-compatible server (`tenfold serve`, vLLM, SGLang,
+llama.cpp's server) through the official `openai` client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from tenfold.core.engine import Engine
+from tenfold.core.models import load_model, model_name
+from tenfold.core.sampler import SamplingParams, encode_prompt
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: list[int] | None = None  # None when the backend does not expose ids
+    logprobs: list[float] | None = None  # per generated token, when asked for
+
+
+@runtime_checkable
+class Backend(Protocol):
+    model: str
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        logprobs: bool = False,
+    ) -> Completion: ...
+
+    async def chat(
+        self,
+        messages: Sequence[dict],
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        logprobs: bool = False,
+    ) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalBackend:
+    """An in-process model behind the `Backend` interface (starts its decode thread lazily)."""
+
+    def __init__(self, model: str = "tiny", device: str | None = None, max_batch: int = 64, *, loaded=None):
+        self.model = model_name(model)
+        self.lm, self.tokenizer = loaded if loaded is not None else load_model(model, device)
+        self.engine = Engine(self.lm, self.tokenizer, max_batch=max_batch)
+
+    async def _run(
+        self, prompt_ids: list[int], max_tokens, temperature, top_p, stop, seed, logprobs
+    ) -> Completion:
+        params = SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed=seed)
+        gen = await self.engine.start().submit(prompt_ids, params).result()
+        return Completion(
+            gen.text,
+            gen.finish_reason,
+            len(prompt_ids),
+            len(gen.token_ids),
+            gen.token_ids,
+            gen.logprobs if logprobs else None,
+        )
+
+    async def complete(
+        self, prompt, *, max_tokens=64, temperature=0.0, top_p=1.0, stop=None, seed=None, logprobs=False
+    ):
+        ids = encode_prompt(self.tokenizer, prompt)
+        return await self._run(ids, max_tokens, temperature, top_p, stop, seed, logprobs)
+
+    async def chat(
+        self, messages, *, max_tokens=64, temperature=0.0, top_p=1.0, stop=None, seed=None, logprobs=False
+    ):
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return await self._run(ids, max_tokens, temperature, top_p, stop, seed, logprobs)
+
+    async def aclose(self) -> None:
+        self.engine.stop()
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server. `base_url` like "http://127.0.0.1:8000/v1"."""
+
+    def __init__(
+        self, base_url: str, model: str | None = None, api_key: str = "EMPTY", timeout: float = 600.0
+    ):
+        from openai import AsyncOpenAI
+
+        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=2)
+        self.model = model or ""
+
+    async def _model(self) -> str:
+        if not self.model:  # a single-model server: use whatever it serves
+            models = await self.client.models.list()
+            self.model = models.data[0].id
+        return self.model
+
+    async def complete(
+        self, prompt, *, max_tokens=64, temperature=0.0, top_p=1.0, stop=None, seed=None, logprobs=False
+    ):
+        r = await self.client.completions.create(
+            model=await self._model(),
+            prompt=prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=list(stop) if stop else None,
+            seed=seed,
+            logprobs=1 if logprobs else None,
+        )
+        c = r.choices[0]
+        lps = list(c.logprobs.token_logprobs) if logprobs and c.logprobs else None
+        return Completion(
+            c.text, c.finish_reason, r.usage.prompt_tokens, r.usage.completion_tokens, None, lps
+        )
+
+    async def chat(
+        self, messages, *, max_tokens=64, temperature=0.0, top_p=1.0, stop=None, seed=None, logprobs=False
+    ):
+        r = await self.client.chat.completions.create(
+            model=await self._model(),
+            messages=list(messages),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=list(stop) if stop else None,
+            seed=seed,
+            logprobs=logprobs or None,
+        )
+        c = r.choices[0]
+        lps = (
+            [t.logprob for t in c.logprobs.content]
+            if logprobs and c.logprobs and c.logprobs.content
+            else None
+        )
+        return Completion(
+            c.message.content or "",
+            c.finish_reason,
+            r.usage.prompt_tokens,
+            r.usage.completion_tokens,
+            None,
+            lps,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def make_backend(spec: str, **kw) -> LocalBackend | OpenAIBackend:
+    """`http(s)://...` gives an OpenAIBackend; anything else is a preset name or local checkpoint path."""
+    if spec.startswith(("http://", "https://")):
+        return OpenAIBackend(spec, **kw)
+    return LocalBackend(spec, **kw)

@@ -1,0 +1,142 @@
+"""A continuous-batching decode loop in a background thread, shared by the server and `LocalBackend`.
+
+Requests are submitted from any thread or event loop; the engine thread adds waiting requests to the
+running `DecodeBatch` before every decode step (so a request never waits for another to finish), and
+streams each request's text deltas back to the caller's event loop. A failing request fails alone:
+bad input is rejected at `submit`, and an error inside a step fails the requests of that batch but
+not the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from tenfold.core.sampler import DecodeBatch, Generation, SamplingParams, SeqState, new_sequence
+
+log = logging.getLogger("tenfold.engine")
+
+
+@dataclass
+class _Event:
+    delta: str
+    final: Generation | None = None
+    error: BaseException | None = None
+
+
+class Handle:
+    """One submitted sequence: `async for delta in handle.stream()`, or `await handle.result()`."""
+
+    def __init__(self, seq: SeqState, loop: asyncio.AbstractEventLoop):
+        self.seq, self.loop = seq, loop
+        self.queue: asyncio.Queue[_Event] = asyncio.Queue()
+        self.cancelled = False
+
+    def _post(self, ev: _Event) -> None:  # called from the engine thread
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, ev)
+        except RuntimeError:  # the caller's loop is closed: nobody is listening
+            self.cancelled = True
+
+    async def stream(self) -> AsyncIterator[str]:
+        """Yield text deltas; then `self.generation` holds the final result."""
+        while True:
+            ev = await self.queue.get()
+            if ev.error is not None:
+                raise ev.error
+            if ev.delta:
+                yield ev.delta
+            if ev.final is not None:
+                self.generation = ev.final
+                return
+
+    async def result(self) -> Generation:
+        async for _ in self.stream():
+            pass
+        return self.generation
+
+
+class Engine:
+    """Owns a model and a thread that decodes all submitted requests together."""
+
+    def __init__(self, model, tokenizer, max_batch: int = 64):
+        self.model, self.tok, self.max_batch = model, tokenizer, max_batch
+        self._waiting: deque[Handle] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.stats = {"steps": 0, "max_batch_seen": 0, "tokens": 0}
+
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="tenfold-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def submit(self, prompt_ids: Sequence[int], params: SamplingParams, index: int = 0) -> Handle:
+        """Validate and queue one sequence; must be called from a running event loop.
+
+        Raises TenfoldError / ContextLengthError on bad input, before anything is queued.
+        """
+        seq = new_sequence(self.model, self.tok, index, prompt_ids, params)
+        handle = Handle(seq, asyncio.get_running_loop())
+        seq.user = handle
+        with self._cond:
+            self._waiting.append(handle)
+            self._cond.notify()
+        return handle
+
+    def cancel(self, handles: Sequence[Handle]) -> None:
+        """Stop decoding these (a client went away); their slots free up at the next step."""
+        for h in handles:
+            h.cancelled = True
+
+    # the engine thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        batch = DecodeBatch(self.model, self.tok)
+        while True:
+            with self._cond:
+                while not self._stopping and not self._waiting and not batch.seqs:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                joining = []
+                room = self.max_batch - len(batch.seqs)
+                while self._waiting and room > 0 and (batch.can_merge or not batch.seqs):
+                    h = self._waiting.popleft()
+                    if not h.cancelled:
+                        joining.append(h)
+                        room -= 1
+            try:
+                batch.abort([s for s in batch.seqs if s.user.cancelled])
+                batch.add([h.seq for h in joining])
+                self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch.seqs))
+                done = batch.step()
+            except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep serving
+                log.exception("decode step failed; failing %d requests", len(batch.seqs) + len(joining))
+                for s in {id(s): s for s in [*batch.seqs, *(h.seq for h in joining)]}.values():
+                    s.user._post(_Event("", error=exc))
+                batch = DecodeBatch(self.model, self.tok)
+                continue
+            self.stats["steps"] += 1
+            self.stats["tokens"] += len(batch.seqs) + len(done)
+            for s in batch.seqs:
+                delta = s.take_delta()
+                if delta:
+                    s.user._post(_Event(delta))
+            for s in done:
+                s.user._post(_Event(s.take_delta(), final=s.result()))
+        for h in [*self._waiting, *(s.user for s in batch.seqs)]:
+            h._post(_Event("", error=RuntimeError("engine stopped")))

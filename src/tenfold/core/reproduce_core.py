@@ -1,0 +1,54 @@
+"""The `core` reproduction: what the shared LM core must deliver for every system built on it."""
+
+from __future__ import annotations
+
+from tenfold.core.bench import bench_batched_decode, bench_kv_cache, bench_serving, plot_results, write_json
+from tenfold.core.reproduce import Context, Row, register
+
+
+@register("core", "shared LM core: KV-cached decoding, batched decoding, batched OpenAI-compatible serving")
+def reproduce(ctx: Context) -> list[Row]:
+    if ctx.quick:
+        kv = bench_kv_cache("small", prompt_len=64, new_tokens=96)
+        dec = bench_batched_decode("small", n=16, prompt_len=64, new_tokens=48)
+        srv = bench_serving("small", n=16, prompt_len=64, max_tokens=64)
+    else:
+        kv = bench_kv_cache("base", prompt_len=256, new_tokens=256)
+        dec = bench_batched_decode("base", n=16, prompt_len=128, new_tokens=128)
+        srv = bench_serving("small", n=16, prompt_len=128, max_tokens=128)
+    results = [kv, dec, srv]
+    write_json(results, ctx.out_dir / "core_bench.json")
+    plot_results(results, ctx.plot_path("throughput"))
+
+    def detail(r, extra=""):
+        tps = ", ".join(f"{a.arm} {a.tokens_per_s:.0f} tok/s" for a in r.arms)
+        return f"{r.setup['model']}; {tps}{extra}"
+
+    return [
+        Row(
+            "KV cache speeds up decoding",
+            "standard KV caching",
+            "kv_cache_speedup",
+            kv.ratio,
+            2.0,
+            detail=detail(
+                kv, f"; {kv.setup['prompt_bytes']}-byte prompt, {kv.setup['new_tokens']} new tokens"
+            ),
+        ),
+        Row(
+            "batched decode of 16 prompts beats one at a time",
+            "continuous batching",
+            "batched_decode_speedup",
+            dec.ratio,
+            3.0,
+            detail=detail(dec),
+        ),
+        Row(
+            "16 concurrent requests served batched vs sequentially",
+            "issue #2: >= 3x on small",
+            "serving_throughput_ratio",
+            srv.ratio,
+            3.0,
+            detail=detail(srv, f"; peak batch {srv.setup['peak_batch']}"),
+        ),
+    ]

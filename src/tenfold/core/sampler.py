@@ -1,0 +1,417 @@
+"""Batched prefill and decode with the Hugging Face KV cache, sampling, logprobs and a per-step hook.
+
+`DecodeBatch` is the engine: it holds the active sequences of one batch, left-padded, with one
+`DynamicCache` whose rows are the sequences. Sequences can join a running batch (`add`: their prompts
+are prefilled, then their cache rows are left-padded and concatenated with the running ones) and leave
+it when finished (their rows are dropped), which is what continuous batching in the server needs.
+`generate` is the one-call convenience on top.
+
+Why left padding is exact: every sequence carries its own position ids, and pad columns are masked
+out of attention, so a real token never sees a pad token; RoPE is applied before keys are cached,
+so padding a cache on the left does not move any real key. A sequence's output therefore does not
+depend on what it is batched with (up to float round-off in the matmuls).
+
+Logprobs and entropy are those of the model's raw next-token distribution (before temperature and
+top-p), the quantities RL losses and uncertainty hooks need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from tenfold.core.errors import ContextLengthError, TenfoldError
+from tenfold.core.models import context_length
+from tenfold.core.tokenizer import IncrementalDecoder
+
+
+@dataclass
+class SamplingParams:
+    """How to pick tokens for one sequence. `temperature == 0` means greedy."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: Sequence[str] = ()
+    stop_token_ids: Sequence[int] | None = None  # None: the tokenizer's end-of-text/end-of-turn ids
+    seed: int | None = None
+    ignore_eos: bool = False
+
+    def validate(self) -> SamplingParams:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise TenfoldError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if not 0.0 <= float(self.temperature) <= 100.0:
+            raise TenfoldError(f"temperature must be in [0, 100], got {self.temperature!r}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise TenfoldError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise TenfoldError(f"stop must be non-empty strings, got {list(self.stop)!r}")
+        return self
+
+
+@dataclass
+class Generation:
+    """The result for one prompt."""
+
+    index: int
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]
+    finish_reason: str  # "stop" (stop token or string), "length", or "hook"
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class SeqState:
+    """A sequence being decoded (internal state, visible to hooks as `state.seqs[i]`)."""
+
+    index: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    detok: IncrementalDecoder
+    stop_ids: frozenset[int]
+    generator: torch.Generator | None = None
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    text: str = ""  # visible text (cut at a stop string)
+    finish_reason: str | None = None
+    cut_at_stop: bool = False  # text was cut at a stop string
+    emitted: int = 0  # chars of `text` already handed out by `take_delta`
+    user: object = None  # owner's handle (the server's request), untouched here
+
+    def take_delta(self) -> str:
+        """New visible text since the last call, holding back a possible stop-string prefix."""
+        end = len(self.text)
+        if self.finish_reason is None and self.params.stop:
+            end -= max(len(s) for s in self.params.stop) - 1
+        if end <= self.emitted:
+            return ""
+        out = self.text[self.emitted : end]
+        self.emitted = end
+        return out
+
+    def result(self) -> Generation:
+        return Generation(
+            self.index,
+            self.prompt_ids,
+            self.token_ids,
+            self.text,
+            self.logprobs,
+            self.finish_reason or "length",
+        )
+
+
+@dataclass
+class StepState:
+    """What a hook sees at one decode step: raw logits and entropy per active sequence.
+
+    `force(i, token)` makes sequence i emit `token` this step; `stop(i)` ends sequence i now
+    (no token is emitted; finish_reason "hook").
+    """
+
+    step: int
+    seqs: list[SeqState]
+    logits: torch.Tensor  # (n, vocab) float32, raw model logits
+    entropy: torch.Tensor  # (n,) nats
+    forced: dict[int, int] = field(default_factory=dict)
+    stopped: set[int] = field(default_factory=set)
+
+    def force(self, i: int, token_id: int) -> None:
+        if not 0 <= token_id < self.logits.shape[-1]:
+            raise TenfoldError(f"forced token {token_id} outside the vocabulary [0, {self.logits.shape[-1]})")
+        self.forced[i] = int(token_id)
+
+    def stop(self, i: int) -> None:
+        self.stopped.add(i)
+
+
+Hook = Callable[[StepState], None]
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def _sample(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator | None) -> int:
+    if p.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / p.temperature, dim=-1)
+    if p.top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        keep = (sorted_p.cumsum(-1) - sorted_p) < p.top_p  # always keeps the most likely token
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def _pad_left(t: torch.Tensor, width: int, dim: int, value=0) -> torch.Tensor:
+    if width == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = width
+    return torch.cat([t.new_full(shape, value), t], dim=dim)
+
+
+class DecodeBatch:
+    """A running batch of sequences sharing one left-padded KV cache (see module docstring).
+
+    Usage: `add(prompts, params)`; then `step()` until `not batch.seqs`; each `step()` emits one token
+    per active sequence and returns the sequences that finished in that step.
+    """
+
+    def __init__(self, model, tokenizer, hook: Hook | None = None, use_cache: bool = True):
+        self.model, self.tok, self.hook, self.use_cache = model, tokenizer, hook, use_cache
+        self.device = next(model.parameters()).device
+        self.context = context_length(model)
+        self.seqs: list[SeqState] = []
+        self.ids = torch.empty(0, 0, dtype=torch.long, device=self.device)  # (B, L) tokens incl. pads
+        self.mask = torch.empty(0, 0, dtype=torch.long, device=self.device)  # (B, L) 1 = real token
+        self.next_pos = torch.empty(0, dtype=torch.long, device=self.device)  # (B,) next position id
+        self.cache: DynamicCache | None = None
+        self.pending: torch.Tensor | None = None  # (B, vocab) logits for each sequence's next token
+        self.steps = 0
+
+    # joining ---------------------------------------------------------------------------------------
+    def new_sequence(self, index: int, prompt_ids: Sequence[int], params: SamplingParams) -> SeqState:
+        return new_sequence(self.model, self.tok, index, prompt_ids, params)
+
+    def abort(self, seqs: Sequence[SeqState]) -> None:
+        """Remove `seqs` from the batch now (finish_reason "abort")."""
+        gone = {id(s) for s in seqs}
+        for s in self.seqs:
+            if id(s) in gone:
+                s.finish_reason = "abort"
+        keep = [i for i, s in enumerate(self.seqs) if id(s) not in gone]
+        if len(keep) < len(self.seqs):
+            self._select(keep)
+
+    @torch.no_grad()
+    def add(self, seqs: Sequence[SeqState]) -> None:
+        """Prefill `seqs` and merge them into the running batch."""
+        if not seqs:
+            return
+        width = max(len(s.prompt_ids) for s in seqs)
+        ids = torch.full((len(seqs), width), self.tok.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
+            mask[r, width - len(s.prompt_ids) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        cache = DynamicCache(config=self.model.config) if self.use_cache else None
+        logits = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), cache)
+        next_pos = mask.sum(-1)
+        if not self.seqs:
+            self.seqs, self.ids, self.mask, self.cache = list(seqs), ids, mask, cache
+            self.next_pos, self.pending = next_pos, logits
+            return
+        # Left-pad the narrower of (running, new) so both have the same number of columns, then stack rows.
+        old_w, new_w = self.ids.shape[1], width
+        w = max(old_w, new_w)
+        self.ids = torch.cat(
+            [
+                _pad_left(self.ids, w - old_w, 1, self.tok.pad_id),
+                _pad_left(ids, w - new_w, 1, self.tok.pad_id),
+            ]
+        )
+        self.mask = torch.cat([_pad_left(self.mask, w - old_w, 1), _pad_left(mask, w - new_w, 1)])
+        if self.use_cache:
+            for old, new in zip(self.cache.layers, cache.layers, strict=True):
+                if type(old) is not DynamicLayer or type(new) is not DynamicLayer:
+                    raise TenfoldError(
+                        f"cannot merge caches of layer type {type(old).__name__}; only DynamicLayer"
+                    )
+                old.keys = torch.cat([_pad_left(old.keys, w - old_w, 2), _pad_left(new.keys, w - new_w, 2)])
+                old.values = torch.cat(
+                    [_pad_left(old.values, w - old_w, 2), _pad_left(new.values, w - new_w, 2)]
+                )
+        self.next_pos = torch.cat([self.next_pos, next_pos])
+        self.pending = torch.cat([self.pending, logits])
+        self.seqs.extend(seqs)
+
+    @property
+    def can_merge(self) -> bool:
+        return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    # decoding --------------------------------------------------------------------------------------
+    def _forward(self, ids, mask, pos, cache) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            cache=cache,
+            use_cache=cache is not None,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float()
+
+    @torch.no_grad()
+    def step(self) -> list[SeqState]:
+        """Emit one token for every active sequence; return the sequences that finished."""
+        if not self.seqs:
+            return []
+        logits = self.pending
+        state = None
+        if self.hook is not None:
+            state = StepState(self.steps, self.seqs, logits, _entropy(logits))
+            self.hook(state)
+        logp_all = torch.log_softmax(logits, dim=-1)
+        greedy = logits.argmax(-1).tolist()
+        tokens: list[int | None] = []
+        for i, s in enumerate(self.seqs):
+            if state is not None and i in state.stopped:
+                s.finish_reason = "hook"
+                tokens.append(None)
+                continue
+            if state is not None and i in state.forced:
+                tok = state.forced[i]
+            elif s.params.temperature == 0:
+                tok = greedy[i]
+            else:
+                tok = _sample(logits[i], s.params, s.generator)
+            tokens.append(tok)
+            self._append(s, tok, float(logp_all[i, tok]))
+        self.steps += 1
+        keep = [i for i, s in enumerate(self.seqs) if s.finish_reason is None]
+        done = [s for s in self.seqs if s.finish_reason is not None]
+        for s in done:
+            if not s.cut_at_stop:  # hand out any held-back partial UTF-8 bytes
+                s.detok.flush()
+                s.text = s.detok.text
+        if len(keep) < len(self.seqs):
+            self._select(keep)
+        if self.seqs:
+            new = torch.tensor([[tokens[i]] for i in keep], dtype=torch.long, device=self.device)
+            self._advance(new)
+        return done
+
+    def _append(self, s: SeqState, tok: int, logprob: float) -> None:
+        if tok in s.stop_ids:
+            s.token_ids.append(tok)
+            s.logprobs.append(logprob)
+            s.finish_reason = "stop"
+            return
+        s.token_ids.append(tok)
+        s.logprobs.append(logprob)
+        before = len(s.detok.text)
+        s.detok.push(tok)
+        s.text = s.detok.text
+        for stop in s.params.stop:
+            at = s.text.find(stop, max(0, before - len(stop) + 1))
+            if at >= 0:
+                s.text = s.text[:at]
+                s.finish_reason = "stop"
+                s.cut_at_stop = True
+                return
+        if (
+            len(s.token_ids) >= s.params.max_new_tokens
+            or len(s.prompt_ids) + len(s.token_ids) >= self.context
+        ):
+            s.finish_reason = "length"
+
+    def _select(self, keep: list[int]) -> None:
+        """Drop finished rows, then drop leading columns that are padding in every remaining row."""
+        self.seqs = [self.seqs[i] for i in keep]
+        if not keep:
+            self.ids = self.ids[:0]
+            self.mask = self.mask[:0]
+            self.next_pos = self.next_pos[:0]
+            self.cache, self.pending = None, None
+            return
+        idx = torch.tensor(keep, device=self.device)
+        self.ids, self.mask = self.ids[idx], self.mask[idx]
+        self.next_pos, self.pending = self.next_pos[idx], self.pending[idx]
+        cut = int((self.mask.sum(0) == 0).long().cumprod(0).sum())  # all-pad prefix length
+        self.ids, self.mask = self.ids[:, cut:], self.mask[:, cut:]
+        if self.cache is not None:
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[idx, :, cut:]
+                layer.values = layer.values[idx, :, cut:]
+
+    def _advance(self, new: torch.Tensor) -> None:
+        ones = torch.ones_like(new)
+        self.ids = torch.cat([self.ids, new], 1)
+        self.mask = torch.cat([self.mask, ones], 1)
+        if self.use_cache:
+            self.pending = self._forward(new, self.mask, self.next_pos[:, None], self.cache)
+        else:  # recompute the whole prefix every step (the no-cache baseline)
+            self.pending = self._forward(self.ids, self.mask, (self.mask.cumsum(-1) - 1).clamp(min=0), None)
+        self.next_pos = self.next_pos + 1
+
+
+def new_sequence(model, tokenizer, index: int, prompt_ids: Sequence[int], params: SamplingParams) -> SeqState:
+    """Validate a request and make its decode state; raises TenfoldError/ContextLengthError on bad input."""
+    params.validate()
+    prompt_ids = [int(t) for t in prompt_ids]
+    if not prompt_ids:
+        raise TenfoldError("prompt is empty: give at least one token")
+    vocab, context = model.config.vocab_size, context_length(model)
+    if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
+        raise TenfoldError(
+            f"prompt token ids must be in [0, {vocab}), got min {min(prompt_ids)} max {max(prompt_ids)}"
+        )
+    if len(prompt_ids) >= context:
+        raise ContextLengthError(
+            f"prompt has {len(prompt_ids)} tokens; the model's context is {context}, so a prompt may have at most {context - 1}"
+        )
+    if params.ignore_eos:
+        stop_ids = frozenset()
+    else:
+        stop_ids = frozenset(
+            params.stop_token_ids if params.stop_token_ids is not None else tokenizer.stop_ids
+        )
+    gen = None
+    if params.temperature > 0:
+        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)))
+        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    return SeqState(index, prompt_ids, params, IncrementalDecoder(tokenizer), stop_ids, gen)
+
+
+def encode_prompt(tokenizer, prompt: str | Sequence[int]) -> list[int]:
+    """Token ids of a completion prompt: a string gets the BOS token (when the tokenizer has one)."""
+    if isinstance(prompt, str):
+        bos = [tokenizer.bos_id] if getattr(tokenizer, "bos_id", None) is not None else []
+        return bos + tokenizer.encode(prompt)
+    return [int(t) for t in prompt]
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    params: SamplingParams | Sequence[SamplingParams] | None = None,
+    hook: Hook | None = None,
+    batch_size: int = 64,
+    use_cache: bool = True,
+) -> list[Generation]:
+    """Generate for each prompt (a string, or token ids used verbatim); results in prompt order.
+
+    Prompts are decoded in batches of up to `batch_size`; as sequences finish, waiting prompts join
+    the running batch, so the batch stays full.
+    """
+    if isinstance(prompts, str):
+        raise TenfoldError("prompts must be a list of strings or token-id lists, not a single string")
+    params = params or SamplingParams()
+    plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+    if len(plist) != len(prompts):
+        raise TenfoldError(f"got {len(plist)} SamplingParams for {len(prompts)} prompts")
+    batch = DecodeBatch(model, tokenizer, hook=hook, use_cache=use_cache)
+    waiting = [batch.new_sequence(i, encode_prompt(tokenizer, p), plist[i]) for i, p in enumerate(prompts)]
+    waiting.reverse()
+    results: list[Generation | None] = [None] * len(prompts)
+    while waiting or batch.seqs:
+        room = batch_size - len(batch.seqs)
+        if waiting and room > 0 and (batch.can_merge or not batch.seqs):
+            batch.add([waiting.pop() for _ in range(min(room, len(waiting)))])
+        for s in batch.step():
+            results[s.index] = s.result()
+    return results  # type: ignore[return-value]

@@ -1,0 +1,252 @@
+"""Supervised LM training on a corpus of strings: AdamW, warmup + cosine schedule, grad clipping.
+
+An example is a string (the loss covers all of it) or a (prompt, completion) pair (with
+`completion_only`, the loss covers only the completion and its end token). Each becomes
+`<|bos|> prompt completion <|eos|>`, the same framing `generate` uses for string prompts.
+
+Determinism and resume: the batch at step s is drawn from `numpy.random.default_rng([seed, s])`,
+and the learning rate is a pure function of s, so training k steps, saving, and resuming gives the
+same weights as training straight through. Checkpoints are safetensors (weights and optimizer
+moments) plus a small JSON, written to a temporary directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tenfold.core.errors import CheckpointError, TenfoldError
+from tenfold.core.io import atomic_write_text
+from tenfold.core.models import save_model
+from tenfold.core.progress import progress_bar
+
+Example = str | tuple[str, str]
+IGNORE = -100
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_len: int = 256  # examples are truncated to this many tokens
+    completion_only: bool = True  # for (prompt, completion) pairs: loss on the completion only
+    log_every: int = 25
+    ckpt_every: int = 0  # 0: only at the end (when out_dir is set)
+    out_dir: str | None = None
+    quiet: bool = False
+
+    def validate(self) -> TrainConfig:
+        for name in ("steps", "batch_size", "max_len"):
+            if getattr(self, name) < 1:
+                raise TenfoldError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise TenfoldError(
+                f"lr must be > 0 and min_lr_ratio in [0, 1]; got {self.lr}, {self.min_lr_ratio}"
+            )
+        return self
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # one per step
+    seconds: float = 0.0
+    checkpoint: str | None = None
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup for `warmup_steps`, then cosine decay to `lr * min_lr_ratio` at `steps`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def encode_example(
+    tokenizer, ex: Example, completion_only: bool, max_len: int
+) -> tuple[list[int], list[int]]:
+    """(input ids, labels) for one example; labels are IGNORE where no loss is taken."""
+    bos = [tokenizer.bos_id] if tokenizer.bos_id is not None else []
+    if isinstance(ex, str):
+        ids = bos + tokenizer.encode(ex) + [tokenizer.eos_id]
+        labels = [IGNORE] * len(bos) + ids[len(bos) :]
+    elif isinstance(ex, tuple | list) and len(ex) == 2 and all(isinstance(x, str) for x in ex):
+        prompt = bos + tokenizer.encode(ex[0])
+        completion = tokenizer.encode(ex[1]) + [tokenizer.eos_id]
+        ids = prompt + completion
+        labels = (
+            [IGNORE] * len(prompt) if completion_only else [IGNORE] * len(bos) + prompt[len(bos) :]
+        ) + completion
+    else:
+        raise TenfoldError(
+            f"a training example must be a string or a (prompt, completion) pair, got {ex!r:.80}"
+        )
+    return ids[:max_len], labels[:max_len]
+
+
+def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Right-pad a batch: (input_ids, attention_mask, labels)."""
+    width = max(len(ids) for ids, _ in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
+    for r, (x, y) in enumerate(encoded):
+        ids[r, : len(x)] = torch.tensor(x)
+        mask[r, : len(x)] = 1
+        labels[r, : len(y)] = torch.tensor(y)
+    return ids, mask, labels
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with no weight decay on norms and biases (1-D parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=True)
+
+
+def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose label is not IGNORE."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    target = labels[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE
+    )
+
+
+def train_lm(
+    model,
+    tokenizer,
+    corpus: Sequence[Example],
+    cfg: TrainConfig | None = None,
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train `model` in place on `corpus`; returns the per-step losses. See the module docstring."""
+    cfg = (cfg or TrainConfig()).validate()
+    if not corpus:
+        raise TenfoldError("the training corpus is empty")
+    device = next(model.parameters()).device
+    encoded = [encode_example(tokenizer, ex, cfg.completion_only, cfg.max_len) for ex in corpus]
+    opt = make_optimizer(model, cfg)
+    start, losses = 0, []
+    if resume_from is not None:
+        start, losses = load_checkpoint(resume_from, model, opt)
+        if start > cfg.steps:
+            raise TenfoldError(f"checkpoint is at step {start}, past the configured {cfg.steps} steps")
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    log = (out / "log.jsonl").open("a") if out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    model.train()
+    t0 = time.perf_counter()
+    ckpt = None
+    try:
+        with progress_bar("train", total=cfg.steps, quiet=cfg.quiet) as bar:
+            bar.advance(start)
+            for step in range(start, cfg.steps):
+                rows = np.random.default_rng([cfg.seed, step]).integers(0, len(encoded), cfg.batch_size)
+                ids, mask, labels = (
+                    t.to(device) for t in collate([encoded[i] for i in rows], tokenizer.pad_id)
+                )
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, cfg)
+                loss = lm_loss(model, ids, mask, labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                losses.append(loss.item())
+                bar.advance(1, loss=losses[-1])
+                if log and (step % cfg.log_every == 0 or step == cfg.steps - 1):
+                    log.write(
+                        json.dumps(
+                            {
+                                "step": step,
+                                "loss": losses[-1],
+                                "lr": lr_at(step, cfg),
+                                "grad_norm": float(gnorm),
+                            }
+                        )
+                        + "\n"
+                    )
+                if out and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
+                    ckpt = save_checkpoint(out / "last", model, tokenizer, opt, step + 1, losses, cfg)
+    finally:
+        if log:
+            log.close()
+        model.eval()
+    if out and (not cfg.ckpt_every or cfg.steps % cfg.ckpt_every):  # the final step was not saved yet
+        ckpt = save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg)
+    return TrainResult(cfg.steps, losses, time.perf_counter() - t0, str(ckpt) if ckpt else None)
+
+
+def save_checkpoint(
+    path: str | Path, model, tokenizer, opt: torch.optim.Optimizer, step: int, losses, cfg
+) -> Path:
+    """Write model (safetensors + config + tokenizer), optimizer moments and trainer state atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tokenizer, tmp)
+    tensors = {}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for k, v in opt.state.get(p, {}).items():
+            tensors[f"{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    state = {"step": step, "losses": losses, "config": asdict(cfg), "n_params": len(params)}
+    atomic_write_text(tmp / "trainer.json", json.dumps(state))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, model, opt: torch.optim.Optimizer | None = None
+) -> tuple[int, list[float]]:
+    """Load weights (and optimizer state) from `save_checkpoint`; returns (step, losses)."""
+    path = Path(path)
+    for f in ("model.safetensors", "trainer.json"):
+        if not (path / f).is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} has no {f}")
+    weights = load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+    state = json.loads((path / "trainer.json").read_text())
+    if opt is not None:
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if state["n_params"] != len(params):
+            raise CheckpointError(
+                f"optimizer in {str(path)!r} has {state['n_params']} params, the model {len(params)}"
+            )
+        saved = load_file(str(path / "optimizer.safetensors"))
+        for key, v in saved.items():
+            i, name = key.split(".", 1)
+            p = params[int(i)]
+            opt.state[p][name] = v.to(p.device) if name != "step" else v
+    return int(state["step"]), list(state["losses"])
