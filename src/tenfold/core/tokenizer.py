@@ -169,10 +169,19 @@ class HFTokenizer:
     """Adapter giving a local Hugging Face tokenizer (from a user's checkpoint) the `Tokenizer` interface."""
 
     def __init__(self, path: str | Path):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+        # A checkpoint whose tokenizer is a plain tokenizer.json must load as such: AutoTokenizer would pick
+        # the class of the model type (e.g. Qwen2Tokenizer) and rebuild a different vocabulary from it.
+        cls = AutoTokenizer
         try:
-            self._tk = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            cfg = json.loads((Path(path) / "tokenizer_config.json").read_text())
+            if cfg.get("tokenizer_class") in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+                cls = PreTrainedTokenizerFast
+        except (OSError, ValueError):
+            pass
+        try:
+            self._tk = cls.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:  # transformers raises many types here
             raise CheckpointError(f"cannot load a tokenizer from {str(path)!r}: {exc}") from exc
         self.eos_id = self._tk.eos_token_id
@@ -180,6 +189,7 @@ class HFTokenizer:
         self.pad_id = self._tk.pad_token_id if self._tk.pad_token_id is not None else (self.eos_id or 0)
         self.end_id = self.eos_id
         self.special_ids = frozenset(self._tk.all_special_ids)
+        self.extra_stop_ids: set[int] = set()
 
     @property
     def vocab_size(self) -> int:
@@ -204,8 +214,12 @@ class HFTokenizer:
     @property
     def stop_ids(self) -> frozenset[int]:
         ids = {self.eos_id} if self.eos_id is not None else set()
-        gen_eos = getattr(self._tk, "generation_eos_ids", None) or []
-        return frozenset(ids | set(gen_eos))
+        return frozenset(ids | self.extra_stop_ids)
+
+    def add_stop_ids(self, ids: int | Sequence[int] | None) -> None:
+        """Extra end tokens, e.g. the checkpoint's generation_config eos ids (chat models end turns with them)."""
+        if ids is not None:
+            self.extra_stop_ids |= {int(i) for i in ([ids] if isinstance(ids, int) else ids)}
 
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> list[int]:
         msgs = [
@@ -213,8 +227,8 @@ class HFTokenizer:
         ]
         if not getattr(self._tk, "chat_template", None):
             raise TenfoldError("this checkpoint's tokenizer has no chat template; use completions instead")
-        out = self._tk.apply_chat_template(msgs, add_generation_prompt=add_generation_prompt, tokenize=True)
-        return list(out["input_ids"] if isinstance(out, dict) else out)
+        out = self._tk.apply_chat_template(msgs, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False)
+        return [int(t) for t in out]
 
     def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         return self.decode(

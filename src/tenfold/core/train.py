@@ -48,7 +48,7 @@ class TrainConfig:
     max_len: int = 256  # examples are truncated to this many tokens
     completion_only: bool = True  # for (prompt, completion) pairs: loss on the completion only
     log_every: int = 25
-    ckpt_every: int = 0  # 0: only at the end (when out_dir is set)
+    ckpt_every: int = 0  # also save out_dir/step-NNNNNN every this many steps (0: only out_dir/last at the end)
     out_dir: str | None = None
     quiet: bool = False
 
@@ -152,9 +152,9 @@ def train_lm(
         if start > cfg.steps:
             raise TenfoldError(f"checkpoint is at step {start}, past the configured {cfg.steps} steps")
     out = Path(cfg.out_dir) if cfg.out_dir else None
-    log = (out / "log.jsonl").open("a") if out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    log = (out / "log.jsonl").open("a") if out else None
     model.train()
     t0 = time.perf_counter()
     ckpt = None
@@ -188,12 +188,12 @@ def train_lm(
                         + "\n"
                     )
                 if out and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
-                    ckpt = save_checkpoint(out / "last", model, tokenizer, opt, step + 1, losses, cfg)
+                    save_checkpoint(out / f"step-{step + 1:06d}", model, tokenizer, opt, step + 1, losses, cfg)
     finally:
         if log:
             log.close()
         model.eval()
-    if out and (not cfg.ckpt_every or cfg.steps % cfg.ckpt_every):  # the final step was not saved yet
+    if out:
         ckpt = save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg)
     return TrainResult(cfg.steps, losses, time.perf_counter() - t0, str(ckpt) if ckpt else None)
 

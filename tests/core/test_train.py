@@ -1,0 +1,105 @@
+import math
+import random
+
+import pytest
+import torch
+
+from tenfold.core.errors import CheckpointError, TenfoldError
+from tenfold.core.models import build_preset, load_model
+from tenfold.core.sampler import SamplingParams, generate
+from tenfold.core.train import IGNORE, TrainConfig, encode_example, load_checkpoint, lr_at, lm_loss, collate, train_lm
+
+ALPHABET = "abcdefgh"
+
+
+def words(n, seed):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(3, 6))) for _ in range(n)]
+
+
+def test_tiny_model_learns_to_reverse_strings():
+    """~300 steps on (w=, reversed w) pairs: exact-match accuracy on held-out words far above chance.
+
+    Chance: the model must emit 3-6 specific letters out of 264 tokens, ~0%; a copy (not reverse) baseline
+    matches only palindromes (<1% of held-out words).
+    """
+    train = words(2000, seed=0)
+    held_out = [w for w in words(300, seed=1) if w not in set(train)][:200]
+    model, tok = build_preset("tiny", seed=0)
+    res = train_lm(model, tok, [(w + "=", w[::-1]) for w in train], TrainConfig(steps=300, batch_size=32, lr=3e-3, quiet=True))
+    assert res.losses[-1] < 0.1 < res.losses[0]
+    outs = generate(model, tok, [w + "=" for w in held_out], SamplingParams(max_new_tokens=10))
+    acc = sum(o.text == w[::-1] for o, w in zip(outs, held_out, strict=True)) / len(held_out)
+    assert acc >= 0.9, acc
+
+
+def test_completion_only_mask(tiny):
+    _, tok = tiny
+    ids, labels = encode_example(tok, ("ab=", "ba"), completion_only=True, max_len=100)
+    assert ids == [tok.bos_id, *tok.encode("ab="), *tok.encode("ba"), tok.eos_id]
+    assert labels == [IGNORE] * 4 + ids[4:]
+    ids, labels = encode_example(tok, ("ab=", "ba"), completion_only=False, max_len=100)
+    assert labels == [IGNORE] + ids[1:]
+    ids, labels = encode_example(tok, "plain", completion_only=True, max_len=4)
+    assert len(ids) == len(labels) == 4
+
+
+def test_masked_loss_equals_manual_cross_entropy(tiny):
+    model, tok = tiny
+    enc = [encode_example(tok, ex, True, 64) for ex in [("abc=", "cba"), ("hello=", "olleh")]]
+    ids, mask, labels = collate(enc, tok.pad_id)
+    with torch.no_grad():
+        got = float(lm_loss(model, ids, mask, labels))
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    terms = []
+    for r, (x, y) in enumerate(enc):
+        for t in range(1, len(x)):
+            if y[t] != IGNORE:
+                terms.append(-float(torch.log_softmax(logits[r, t - 1], -1)[x[t]]))
+    assert abs(got - sum(terms) / len(terms)) < 1e-5
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(55, cfg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+
+
+def test_resume_gives_same_weights_as_straight_run(tmp_path):
+    corpus = [(w + "=", w[::-1]) for w in words(200, seed=3)]
+    straight, tok = build_preset("tiny", seed=5)
+    train_lm(straight, tok, corpus, TrainConfig(steps=12, batch_size=8, quiet=True))
+
+    first, _ = build_preset("tiny", seed=5)
+    cfg = TrainConfig(steps=12, batch_size=8, quiet=True, out_dir=str(tmp_path), ckpt_every=6)
+    res = train_lm(first, tok, corpus, cfg)
+    assert res.checkpoint == str(tmp_path / "last") and (tmp_path / "step-000006" / "optimizer.safetensors").is_file()
+    # as if the run had crashed after step 6: resume a differently initialised model from that checkpoint
+    resumed, _ = build_preset("tiny", seed=99)
+    out = train_lm(resumed, tok, corpus, TrainConfig(steps=12, batch_size=8, quiet=True), resume_from=tmp_path / "step-000006")
+    assert len(out.losses) == 12
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_checkpoint_is_a_loadable_model(tmp_path):
+    model, tok = build_preset("tiny")
+    train_lm(model, tok, ["some text"] * 4, TrainConfig(steps=2, batch_size=2, quiet=True, out_dir=str(tmp_path)))
+    loaded, _ = load_model(tmp_path / "last")
+    for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bad_inputs(tmp_path):
+    model, tok = build_preset("tiny")
+    with pytest.raises(TenfoldError, match="empty"):
+        train_lm(model, tok, [], TrainConfig(steps=1, quiet=True))
+    with pytest.raises(TenfoldError, match="example"):
+        train_lm(model, tok, [123], TrainConfig(steps=1, quiet=True))
+    with pytest.raises(TenfoldError, match="steps"):
+        TrainConfig(steps=0).validate()
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_checkpoint(tmp_path, model)
