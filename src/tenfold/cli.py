@@ -12,8 +12,14 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="tenfold: ten ML-systems papers as working software.", no_args_is_help=True, pretty_exceptions_enable=False)
-serve_app = typer.Typer(help="OpenAI-compatible server over a local model (and its benchmark).", invoke_without_command=True)
+app = typer.Typer(
+    help="tenfold: ten ML-systems papers as working software.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+serve_app = typer.Typer(
+    help="OpenAI-compatible server over a local model (and its benchmark).", invoke_without_command=True
+)
 app.add_typer(serve_app, name="serve")
 
 
@@ -23,7 +29,9 @@ def models() -> None:
     from tenfold.core.models import describe_presets
 
     for r in describe_presets():
-        print(f"{r['name']:10s} {r['params'] / 1e6:6.2f}M params  d={r['hidden']} L={r['layers']} ctx={r['context']}  {r['note']}")
+        print(
+            f"{r['name']:10s} {r['params'] / 1e6:6.2f}M params  d={r['hidden']} L={r['layers']} ctx={r['context']}  {r['note']}"
+        )
 
 
 @app.command()
@@ -118,7 +126,16 @@ def version() -> None:
 
     from tenfold import __version__
 
-    print(json.dumps({"tenfold": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}))
+    print(
+        json.dumps(
+            {
+                "tenfold": __version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "tokenizers": tokenizers.__version__,
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -14,7 +14,20 @@ from tenfold.core.models import load_model
 from tenfold.core.sampler import SamplingParams, generate
 from tenfold.core.tokenizer import HFTokenizer
 
-WORDS = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "user", "assistant", "hello", "world", "the", "cat", "\n"]
+WORDS = [
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "user",
+    "assistant",
+    "hello",
+    "world",
+    "the",
+    "cat",
+    "\n",
+]
 TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -31,8 +44,14 @@ def hf_checkpoint(tmp_path_factory):
     tok.chat_template = TEMPLATE
     torch.manual_seed(0)
     cfg = Qwen2Config(
-        vocab_size=len(WORDS), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, eos_token_id=2,
+        vocab_size=len(WORDS),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=2,
     )
     Qwen2ForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)

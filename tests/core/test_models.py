@@ -6,7 +6,8 @@ from tenfold.core.models import PRESETS, build_preset, count_params, load_model,
 
 
 @pytest.mark.parametrize(
-    "name,lo,hi", [("tiny", 0.7e6, 1.5e6), ("small", 4e6, 8e6), ("base", 20e6, 40e6), ("moe-tiny", 0.6e6, 1.5e6)]
+    "name,lo,hi",
+    [("tiny", 0.7e6, 1.5e6), ("small", 4e6, 8e6), ("base", 20e6, 40e6), ("moe-tiny", 0.6e6, 1.5e6)],
 )
 def test_preset_sizes(name, lo, hi):
     model, tok = build_preset(name)

@@ -33,7 +33,10 @@ def fake_systems(monkeypatch):
         plt.plot([0, 1], [0, 1])
         plt.savefig(ctx.plot_path("line"))
         plt.close()
-        return [rp.Row("works", "paper says 2x", "speedup", 2.5, 2.0), rp.Row("misses", "1%", "err", 0.5, 0.1, False)]
+        return [
+            rp.Row("works", "paper says 2x", "speedup", 2.5, 2.0),
+            rp.Row("misses", "1%", "err", 0.5, 0.1, False),
+        ]
 
     @rp.register("beta")
     def _beta(ctx):
@@ -82,10 +85,16 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-m", "tenfold", "reproduce", "nosuch", "--out", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "tenfold", "reproduce", "nosuch", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 2
-    assert r.stderr.strip().startswith("error:") and "nosuch" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (
+        r.stderr.strip().startswith("error:")
+        and "nosuch" in r.stderr
+        and len(r.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_cli_generate_and_models():

@@ -22,7 +22,10 @@ def test_cached_decode_equals_uncached_forward(name):
     model, tok = build_preset(name)
     model.eval()
     batch = DecodeBatch(model, tok)
-    seqs = [batch.new_sequence(i, encode_prompt(tok, p), SamplingParams(12, ignore_eos=True)) for i, p in enumerate(PROMPTS[:3])]
+    seqs = [
+        batch.new_sequence(i, encode_prompt(tok, p), SamplingParams(12, ignore_eos=True))
+        for i, p in enumerate(PROMPTS[:3])
+    ]
     batch.add(seqs[:2])
     worst = 0.0
     for step in range(10):
@@ -82,7 +85,9 @@ def test_seeded_sampling_reproducible_and_batch_invariant(tiny):
 def test_tiny_top_p_is_greedy(tiny):
     model, tok = tiny
     greedy = generate(model, tok, PROMPTS, SamplingParams(max_new_tokens=12, ignore_eos=True))
-    nucleus = generate(model, tok, PROMPTS, SamplingParams(12, temperature=1.5, top_p=1e-6, seed=0, ignore_eos=True))
+    nucleus = generate(
+        model, tok, PROMPTS, SamplingParams(12, temperature=1.5, top_p=1e-6, seed=0, ignore_eos=True)
+    )
     assert [g.token_ids for g in greedy] == [g.token_ids for g in nucleus]
 
 
@@ -90,11 +95,14 @@ def test_sample_follows_softmax_and_nucleus():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
     gen = torch.Generator().manual_seed(0)
     n = 20000
-    counts = torch.bincount(torch.tensor([_sample(logits, SamplingParams(temperature=1.0), gen) for _ in range(n)]), minlength=4)
+    counts = torch.bincount(
+        torch.tensor([_sample(logits, SamplingParams(temperature=1.0), gen) for _ in range(n)]), minlength=4
+    )
     assert torch.allclose(counts / n, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015)
     # top_p = 0.7: the nucleus is {0, 1} (0.5 < 0.7, 0.5 + 0.3 >= 0.7), renormalised to 5/8, 3/8
     counts = torch.bincount(
-        torch.tensor([_sample(logits, SamplingParams(temperature=1.0, top_p=0.7), gen) for _ in range(n)]), minlength=4
+        torch.tensor([_sample(logits, SamplingParams(temperature=1.0, top_p=0.7), gen) for _ in range(n)]),
+        minlength=4,
     )
     assert counts[2] == counts[3] == 0
     assert abs(counts[0] / n - 0.625) < 0.015
@@ -106,7 +114,9 @@ def test_stop_strings_and_stop_tokens(tiny):
     text = base.text
     stop = text[10:12]
     assert len(stop) == 2
-    cut = generate(model, tok, ["stop here"], SamplingParams(max_new_tokens=30, stop=[stop], ignore_eos=True))[0]
+    cut = generate(
+        model, tok, ["stop here"], SamplingParams(max_new_tokens=30, stop=[stop], ignore_eos=True)
+    )[0]
     assert cut.finish_reason == "stop"
     assert cut.text == text[: text.find(stop)]
     # a stop token id: the first token generated ends generation at once

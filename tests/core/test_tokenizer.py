@@ -57,4 +57,9 @@ def test_save_load_round_trip(tmp_path):
     assert isinstance(tok2, Tokenizer)
     text = "héllo 世界 🎉"
     assert tok2.encode(text) == TOK.encode(text)
-    assert (tok2.pad_id, tok2.bos_id, tok2.eos_id, tok2.end_id) == (TOK.pad_id, TOK.bos_id, TOK.eos_id, TOK.end_id)
+    assert (tok2.pad_id, tok2.bos_id, tok2.eos_id, tok2.end_id) == (
+        TOK.pad_id,
+        TOK.bos_id,
+        TOK.eos_id,
+        TOK.end_id,
+    )

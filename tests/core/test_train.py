@@ -7,7 +7,16 @@ import torch
 from tenfold.core.errors import CheckpointError, TenfoldError
 from tenfold.core.models import build_preset, load_model
 from tenfold.core.sampler import SamplingParams, generate
-from tenfold.core.train import IGNORE, TrainConfig, encode_example, load_checkpoint, lr_at, lm_loss, collate, train_lm
+from tenfold.core.train import (
+    IGNORE,
+    TrainConfig,
+    collate,
+    encode_example,
+    lm_loss,
+    load_checkpoint,
+    lr_at,
+    train_lm,
+)
 
 ALPHABET = "abcdefgh"
 
@@ -26,7 +35,12 @@ def test_tiny_model_learns_to_reverse_strings():
     train = words(2000, seed=0)
     held_out = [w for w in words(300, seed=1) if w not in set(train)][:200]
     model, tok = build_preset("tiny", seed=0)
-    res = train_lm(model, tok, [(w + "=", w[::-1]) for w in train], TrainConfig(steps=300, batch_size=32, lr=3e-3, quiet=True))
+    res = train_lm(
+        model,
+        tok,
+        [(w + "=", w[::-1]) for w in train],
+        TrainConfig(steps=300, batch_size=32, lr=3e-3, quiet=True),
+    )
     assert res.losses[-1] < 0.1 < res.losses[0]
     outs = generate(model, tok, [w + "=" for w in held_out], SamplingParams(max_new_tokens=10))
     acc = sum(o.text == w[::-1] for o, w in zip(outs, held_out, strict=True)) / len(held_out)
@@ -76,10 +90,19 @@ def test_resume_gives_same_weights_as_straight_run(tmp_path):
     first, _ = build_preset("tiny", seed=5)
     cfg = TrainConfig(steps=12, batch_size=8, quiet=True, out_dir=str(tmp_path), ckpt_every=6)
     res = train_lm(first, tok, corpus, cfg)
-    assert res.checkpoint == str(tmp_path / "last") and (tmp_path / "step-000006" / "optimizer.safetensors").is_file()
+    assert (
+        res.checkpoint == str(tmp_path / "last")
+        and (tmp_path / "step-000006" / "optimizer.safetensors").is_file()
+    )
     # as if the run had crashed after step 6: resume a differently initialised model from that checkpoint
     resumed, _ = build_preset("tiny", seed=99)
-    out = train_lm(resumed, tok, corpus, TrainConfig(steps=12, batch_size=8, quiet=True), resume_from=tmp_path / "step-000006")
+    out = train_lm(
+        resumed,
+        tok,
+        corpus,
+        TrainConfig(steps=12, batch_size=8, quiet=True),
+        resume_from=tmp_path / "step-000006",
+    )
     assert len(out.losses) == 12
     for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
@@ -87,7 +110,9 @@ def test_resume_gives_same_weights_as_straight_run(tmp_path):
 
 def test_checkpoint_is_a_loadable_model(tmp_path):
     model, tok = build_preset("tiny")
-    train_lm(model, tok, ["some text"] * 4, TrainConfig(steps=2, batch_size=2, quiet=True, out_dir=str(tmp_path)))
+    train_lm(
+        model, tok, ["some text"] * 4, TrainConfig(steps=2, batch_size=2, quiet=True, out_dir=str(tmp_path))
+    )
     loaded, _ = load_model(tmp_path / "last")
     for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a, b)

@@ -111,7 +111,9 @@ def load_model(
         tok = load_tokenizer(path)
         if isinstance(tok, HFTokenizer):
             gen_cfg = getattr(model, "generation_config", None)
-            tok.add_stop_ids(getattr(gen_cfg, "eos_token_id", None) or getattr(model.config, "eos_token_id", None))
+            tok.add_stop_ids(
+                getattr(gen_cfg, "eos_token_id", None) or getattr(model.config, "eos_token_id", None)
+            )
     if dtype is not None:
         model = model.to(dtype)
     model.to(dev).eval()

@@ -227,7 +227,9 @@ class HFTokenizer:
         ]
         if not getattr(self._tk, "chat_template", None):
             raise TenfoldError("this checkpoint's tokenizer has no chat template; use completions instead")
-        out = self._tk.apply_chat_template(msgs, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False)
+        out = self._tk.apply_chat_template(
+            msgs, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
+        )
         return [int(t) for t in out]
 
     def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:

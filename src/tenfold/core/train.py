@@ -48,7 +48,9 @@ class TrainConfig:
     max_len: int = 256  # examples are truncated to this many tokens
     completion_only: bool = True  # for (prompt, completion) pairs: loss on the completion only
     log_every: int = 25
-    ckpt_every: int = 0  # also save out_dir/step-NNNNNN every this many steps (0: only out_dir/last at the end)
+    ckpt_every: int = (
+        0  # also save out_dir/step-NNNNNN every this many steps (0: only out_dir/last at the end)
+    )
     out_dir: str | None = None
     quiet: bool = False
 
@@ -188,7 +190,9 @@ def train_lm(
                         + "\n"
                     )
                 if out and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
-                    save_checkpoint(out / f"step-{step + 1:06d}", model, tokenizer, opt, step + 1, losses, cfg)
+                    save_checkpoint(
+                        out / f"step-{step + 1:06d}", model, tokenizer, opt, step + 1, losses, cfg
+                    )
     finally:
         if log:
             log.close()
