@@ -10,7 +10,6 @@ STAMP := $(VENV)/.installed
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
 # Re-install only when the package metadata changed (re-running is fast).
 $(STAMP): pyproject.toml | $(BIN)/python

@@ -122,9 +122,7 @@ class OpenAIBackend:
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p,
-            stop=list(stop) if stop else None,
-            seed=seed,
-            logprobs=1 if logprobs else None,
+            **_given(stop=list(stop) if stop else None, seed=seed, logprobs=1 if logprobs else None),
         )
         c = r.choices[0]
         lps = list(c.logprobs.token_logprobs) if logprobs and c.logprobs else None
@@ -141,9 +139,7 @@ class OpenAIBackend:
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p,
-            stop=list(stop) if stop else None,
-            seed=seed,
-            logprobs=logprobs or None,
+            **_given(stop=list(stop) if stop else None, seed=seed, logprobs=True if logprobs else None),
         )
         c = r.choices[0]
         lps = (
@@ -162,6 +158,11 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _given(**kw) -> dict:
+    """Only the options that are set: some servers reject explicit nulls."""
+    return {k: v for k, v in kw.items() if v is not None}
 
 
 def make_backend(spec: str, **kw) -> LocalBackend | OpenAIBackend:

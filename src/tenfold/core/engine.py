@@ -69,7 +69,7 @@ class Engine:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.stats = {"steps": 0, "max_batch_seen": 0, "tokens": 0}
+        self.stats = {"steps": 0, "max_batch_seen": 0, "tokens": 0, "aborted": 0, "running": 0, "waiting": 0}
 
     def start(self) -> Engine:
         if self._thread is None:
@@ -120,7 +120,9 @@ class Engine:
                         joining.append(h)
                         room -= 1
             try:
-                batch.abort([s for s in batch.seqs if s.user.cancelled])
+                gone = [s for s in batch.seqs if s.user.cancelled]
+                batch.abort(gone)
+                self.stats["aborted"] += len(gone)
                 batch.add([h.seq for h in joining])
                 self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch.seqs))
                 done = batch.step()
@@ -131,6 +133,7 @@ class Engine:
                 batch = DecodeBatch(self.model, self.tok)
                 continue
             self.stats["steps"] += 1
+            self.stats["running"], self.stats["waiting"] = len(batch.seqs), len(self._waiting)
             self.stats["tokens"] += len(batch.seqs) + len(done)
             for s in batch.seqs:
                 delta = s.take_delta()

@@ -126,7 +126,12 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
     # endpoints -------------------------------------------------------------------------------------
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": served_name}
+        stats = engine.stats
+        return {
+            "status": "ok",
+            "model": served_name,
+            **{k: stats[k] for k in ("running", "waiting", "aborted", "steps")},
+        }
 
     @app.get("/v1/models")
     async def models():
@@ -146,6 +151,7 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
             raise APIError(400, f"request body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise APIError(400, f"request body must be a JSON object, got {type(body).__name__}")
+        body = {k: v for k, v in body.items() if v is not None}  # OpenAI clients send null for "default"
         try:
             req = cls.model_validate(body)
         except ValidationError as exc:
