@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -179,7 +180,8 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
                 "context_length_exceeded",
             )
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        seed = None if req.seed is None else req.seed + i
+        # unseeded requests get fresh OS entropy (torch's default generator would repeat across restarts)
+        seed = secrets.randbits(62) if req.seed is None else req.seed + i
         return SamplingParams(
             max_tokens, req.temperature, req.top_p, tuple(stop), seed=seed, ignore_eos=req.ignore_eos
         )
