@@ -134,13 +134,13 @@ def test_hook_sees_logits_and_can_force_and_stop(tiny):
         for i, s in enumerate(state.seqs):
             ref = torch.softmax(state.logits[i], -1)
             seen.append(abs(float(-(ref * ref.log()).sum()) - float(state.entropy[i])))
-            if s.index == 0 and state.step < len(forced):
-                state.force(i, forced[state.step])
-            if s.index == 1 and state.step == 5:
+            if s.index == 0 and len(s.token_ids) < len(forced):
+                state.force(i, forced[len(s.token_ids)])
+            if s.index == 1 and len(s.token_ids) == 5:
                 state.stop(i)
 
     params = SamplingParams(max_new_tokens=10, ignore_eos=True)
-    out = generate(model, tok, PROMPTS[:3], params, hook=hook)
+    out = generate(model, tok, PROMPTS[:3], params, hook=hook, batch_size=2)  # prompt 2 joins mid-run
     plain = generate(model, tok, PROMPTS[:3], params)
     assert out[0].token_ids[: len(forced)] == forced and out[0].text.startswith("forced!")
     assert out[1].finish_reason == "hook" and out[1].token_ids == plain[1].token_ids[:5]

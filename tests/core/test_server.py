@@ -175,7 +175,11 @@ BAD_COMPLETIONS = [
     ({"model": "tiny", "prompt": "x", "top_p": 0}, 400, None),
     ({"model": "tiny", "prompt": [999999]}, 400, None),
     ({"model": "tiny", "prompt": "", "max_tokens": 2}, 200, None),  # BOS alone is a valid prompt
-    ({"model": "tiny", "prompt": "x", "max_tokens": 2, "stop": None, "logprobs": None}, 200, None),  # null = default
+    (
+        {"model": "tiny", "prompt": "x", "max_tokens": 2, "stop": None, "logprobs": None},
+        200,
+        None,
+    ),  # null = default
 ]
 
 

@@ -170,6 +170,7 @@ def plot_results(
         ax.bar_label(bars, fmt="%.0f")
         ax.set_title(f"{r.name}: {r.ratio:.2f}x")
         ax.set_ylabel("tokens / s")
+        ax.margins(y=0.15)
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)

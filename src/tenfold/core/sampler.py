@@ -115,7 +115,9 @@ class SeqState:
 class StepState:
     """What a hook sees at one decode step: raw logits and entropy per active sequence.
 
-    `force(i, token)` makes sequence i emit `token` this step; `stop(i)` ends sequence i now
+    Row i is `seqs[i]`; `seqs[i].index` is its prompt's index and `len(seqs[i].token_ids)` the number of
+    tokens it has emitted so far (`step` counts the batch's steps, which differs once sequences join
+    mid-run). `force(i, token)` makes sequence i emit `token` this step; `stop(i)` ends sequence i now
     (no token is emitted; finish_reason "hook").
     """
 
@@ -214,6 +216,10 @@ class DecodeBatch:
             self.seqs, self.ids, self.mask, self.cache = list(seqs), ids, mask, cache
             self.next_pos, self.pending = next_pos, logits
             return
+        if not self.can_merge:
+            raise TenfoldError(
+                "this model's cache layers cannot be merged into a running batch; wait until it drains"
+            )
         # Left-pad the narrower of (running, new) so both have the same number of columns, then stack rows.
         old_w, new_w = self.ids.shape[1], width
         w = max(old_w, new_w)
@@ -226,10 +232,6 @@ class DecodeBatch:
         self.mask = torch.cat([_pad_left(self.mask, w - old_w, 1), _pad_left(mask, w - new_w, 1)])
         if self.use_cache:
             for old, new in zip(self.cache.layers, cache.layers, strict=True):
-                if type(old) is not DynamicLayer or type(new) is not DynamicLayer:
-                    raise TenfoldError(
-                        f"cannot merge caches of layer type {type(old).__name__}; only DynamicLayer"
-                    )
                 old.keys = torch.cat([_pad_left(old.keys, w - old_w, 2), _pad_left(new.keys, w - new_w, 2)])
                 old.values = torch.cat(
                     [_pad_left(old.values, w - old_w, 2), _pad_left(new.values, w - new_w, 2)]
@@ -264,22 +266,22 @@ class DecodeBatch:
         if self.hook is not None:
             state = StepState(self.steps, self.seqs, logits, _entropy(logits))
             self.hook(state)
-        logp_all = torch.log_softmax(logits, dim=-1)
         greedy = logits.argmax(-1).tolist()
-        tokens: list[int | None] = []
+        tokens: list[int] = []
+        for i, s in enumerate(self.seqs):
+            if state is not None and i in state.forced:
+                tokens.append(state.forced[i])
+            elif s.params.temperature == 0:
+                tokens.append(greedy[i])
+            else:
+                tokens.append(_sample(logits[i], s.params, s.generator))
+        chosen = torch.tensor(tokens, device=logits.device)[:, None]
+        logps = torch.log_softmax(logits, dim=-1).gather(1, chosen)[:, 0].tolist()  # one device sync
         for i, s in enumerate(self.seqs):
             if state is not None and i in state.stopped:
                 s.finish_reason = "hook"
-                tokens.append(None)
-                continue
-            if state is not None and i in state.forced:
-                tok = state.forced[i]
-            elif s.params.temperature == 0:
-                tok = greedy[i]
             else:
-                tok = _sample(logits[i], s.params, s.generator)
-            tokens.append(tok)
-            self._append(s, tok, float(logp_all[i, tok]))
+                self._append(s, tokens[i], logps[i])
         self.steps += 1
         keep = [i for i, s in enumerate(self.seqs) if s.finish_reason is None]
         done = [s for s in self.seqs if s.finish_reason is not None]
