@@ -66,10 +66,19 @@ def serve(
     device: str | None = None,
     max_batch: Annotated[int, typer.Option(help="most sequences decoded together")] = 64,
     served_model_name: str | None = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's choice)")
+    ] = None,
 ) -> None:
     """Serve MODEL at http://HOST:PORT/v1 (completions, chat completions, streaming)."""
     if ctx.invoked_subcommand is not None:
         return
+    if (
+        threads is not None
+    ):  # before torch loads: OpenMP reads these once, and the engine runs in its own thread
+        import os
+
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     from tenfold.core.server import serve as run_server
 
     run_server(model, host, port, device, max_batch, served_model_name)
@@ -81,12 +90,14 @@ def serve_bench(
     requests: Annotated[int, typer.Option(help="concurrent requests")] = 16,
     prompt_len: Annotated[int, typer.Option(help="prompt length in bytes (varied +-40%)")] = 64,
     max_tokens: int = 64,
+    repeats: Annotated[int, typer.Option(help="timings per arm (best kept)")] = 2,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch in the benchmark process")] = 1,
     out: Path = Path("reports/serve_bench"),
 ) -> None:
     """Throughput of N concurrent requests (batched) vs the same N sent one at a time."""
-    from tenfold.core.bench import bench_serving, plot_results, write_json
+    from tenfold.core.bench import bench_serving, isolated, plot_results, write_json
 
-    r = bench_serving(model, requests, prompt_len, max_tokens)
+    r = isolated(bench_serving, model, requests, prompt_len, max_tokens, repeats, threads=threads)
     write_json([r], out / "serve_bench.json")
     plot_results([r], out / "serve_bench.png", title=f"serving {requests} requests, {model}")
     for a in r.arms:

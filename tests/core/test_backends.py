@@ -1,66 +1,147 @@
-"""LocalBackend and OpenAIBackend behind one `Backend` interface give the same greedy results."""
+"""`LocalBackend` and `OpenAIBackend` behind one `Backend` interface give the same results.
+
+Expected values come from `generate` on the same model, one prompt at a time. The tiny preset is
+randomly initialised; the prompts below give pairwise different greedy token sequences (asserted), and
+logprobs are compared as well, so a backend that mixed up concurrent requests would be caught.
+"""
 
 import asyncio
 
+import pytest
+import torch
+
 from tenfold.core.backends import Backend, LocalBackend, OpenAIBackend, make_backend
+from tenfold.core.errors import TenfoldError
 from tenfold.core.sampler import SamplingParams, generate
 from tenfold.core.server import ServerThread, create_app
 
-PROMPTS = [f"prompt number {i} " + "xy" * i for i in range(8)]
-CHAT = [{"role": "user", "content": "hello"}]
+PROMPTS = ["a find", "see him", "a come my", "so many", "them", "r42weM8k", "HnTK", "ovJzS5l1,0pk"]
+CHAT = [{"role": "system", "content": "you are terse"}, {"role": "user", "content": "were"}]
+TOL = 1e-4
 
 
-def test_local_backend_batches_concurrent_calls(tiny):
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Decode with one intra-op thread (the engine threads started here inherit it): the tiny model gains
+    nothing from two, and on a loaded 2-core runner spin-waiting OpenMP threads made this module ~10x
+    slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def near(a, b):
+    return len(a) == len(b) and all(abs(x - y) < TOL for x, y in zip(a, b, strict=True))
+
+
+def reference(tiny, prompt, max_tokens, **kw):
+    """One prompt (text, or token ids used verbatim) decoded alone, as `Backend` does by default."""
     model, tok = tiny
-    expected = [g.text for g in generate(model, tok, PROMPTS, SamplingParams(max_new_tokens=8))]
+    return generate(model, tok, [prompt], SamplingParams(max_new_tokens=max_tokens, **kw))[0]
+
+
+def test_local_backend_concurrent_calls_equal_sequential_calls(tiny):
+    refs = [reference(tiny, p, 8) for p in PROMPTS]
+    assert len({tuple(g.token_ids) for g in refs}) == len(PROMPTS)  # precondition: distinguishable
 
     async def run():
         b = LocalBackend("tiny", loaded=tiny)
-        assert isinstance(b, Backend)
-        together = await asyncio.gather(*(b.complete(p, max_tokens=8) for p in PROMPTS))
-        alone = [await b.complete(p, max_tokens=8) for p in PROMPTS]
-        chat = await b.chat(CHAT, max_tokens=8, logprobs=True)
-        peak = b.engine.stats["max_batch_seen"]
-        await b.aclose()
-        return together, alone, chat, peak
+        try:
+            assert isinstance(b, Backend) and b.model == "tiny"
+            together = await asyncio.gather(*(b.complete(p, max_tokens=8, logprobs=True) for p in PROMPTS))
+            alone = [await b.complete(p, max_tokens=8, logprobs=True) for p in PROMPTS]
+            plain = await b.complete(PROMPTS[0], max_tokens=8)
+            return together, alone, plain, b.engine.stats["max_batch_seen"]
+        finally:
+            await b.aclose()
 
-    together, alone, chat, peak = asyncio.run(run())
-    assert [c.text for c in together] == [c.text for c in alone] == expected
-    assert peak > 1  # the concurrent calls were decoded together
-    assert together[0].prompt_tokens == len(tok.encode(PROMPTS[0])) + 1
-    assert (
-        chat.prompt_tokens == len(tok.apply_chat_template(CHAT))
-        and len(chat.logprobs) == chat.completion_tokens
-    )
+    together, alone, plain, peak = asyncio.run(run())
+    assert peak > 1  # the concurrent calls really were decoded as one batch
+    for p, t, a, ref in zip(PROMPTS, together, alone, refs, strict=True):
+        for c in (t, a):
+            assert (c.text, c.finish_reason, c.token_ids) == (ref.text, ref.finish_reason, ref.token_ids), p
+            assert c.prompt_tokens == 1 + len(p.encode("utf-8")) and c.completion_tokens == len(ref.token_ids)
+            assert near(c.logprobs, ref.logprobs), p
+    assert plain.logprobs is None and plain.text == refs[0].text  # logprobs only when asked for
 
 
-def test_openai_backend_matches_local(tiny):
+def test_local_backend_chat_by_name(tiny):
     model, tok = tiny
+    ref = reference(tiny, tok.apply_chat_template(CHAT), 12)
+
+    async def run():
+        b = LocalBackend("tiny")  # loads the preset itself (same seed, so the same weights)
+        try:
+            greedy = await b.chat(CHAT, max_tokens=12, logprobs=True)
+            s1 = await b.chat(CHAT, max_tokens=12, temperature=1.0, seed=3)
+            s2 = await b.chat(CHAT, max_tokens=12, temperature=1.0, seed=3)
+            return greedy, s1, s2
+        finally:
+            await b.aclose()
+
+    greedy, s1, s2 = asyncio.run(run())
+    assert ref.text  # precondition: some visible text to compare
+    assert greedy.text == ref.text and greedy.token_ids == ref.token_ids
+    # <|bos|> + per message (<|role|> + bytes + <|end|>) + <|assistant|>
+    assert greedy.prompt_tokens == 2 + sum(2 + len(m["content"].encode("utf-8")) for m in CHAT)
+    assert len(greedy.logprobs) == greedy.completion_tokens == len(ref.token_ids)
+    assert near(greedy.logprobs, ref.logprobs)
+    assert s1.text == s2.text and s1.token_ids == s2.token_ids  # seeded sampling is reproducible
+    assert s1.token_ids != ref.token_ids  # and is not greedy decoding in disguise
+
+
+def test_openai_backend_matches_local_backend(tiny):
+    model, tok = tiny
+    stop_text = reference(tiny, "r42weM8k", 8).text  # "kkkk____": stop at "k_"
+    cut = next(k for k in range(1, len(stop_text)) if stop_text[k] != stop_text[k - 1])
+    stop = stop_text[cut - 1 : cut + 1]
+
+    async def exercise(b):
+        return {
+            "complete": await b.complete("see him", max_tokens=10, logprobs=True),
+            "chat": await b.chat(CHAT, max_tokens=10, logprobs=True),
+            "stop": await b.complete("r42weM8k", max_tokens=8, stop=[stop]),
+            "sampled": await b.complete("them", max_tokens=8, temperature=1.0, top_p=0.9, seed=11),
+            "concurrent": await asyncio.gather(*(b.complete(p, max_tokens=8) for p in PROMPTS)),
+        }
 
     async def run(base_url):
-        local = LocalBackend("tiny", loaded=tiny)
-        remote = make_backend(base_url)
+        local, remote = LocalBackend("tiny", loaded=tiny), make_backend(base_url)
         assert isinstance(remote, OpenAIBackend) and isinstance(remote, Backend)
-        out = []
-        for b in (local, remote):
-            c = await b.complete("compare", max_tokens=10, logprobs=True)
-            h = await b.chat(CHAT, max_tokens=10)
-            out.append((c, h))
-            await b.aclose()
-        return out, remote.model
+        try:
+            return await exercise(local), await exercise(remote), remote.model
+        finally:
+            await local.aclose()
+            await remote.aclose()
 
     with ServerThread(create_app(model, tok, "tiny")) as srv:
-        ((lc, lh), (rc, rh)), served = asyncio.run(run(srv.base_url))
-    assert served == "tiny"  # read from /v1/models
-    assert (rc.text, rc.finish_reason, rc.completion_tokens) == (
-        lc.text,
-        lc.finish_reason,
-        lc.completion_tokens,
-    )
-    assert rh.text == lh.text and rh.prompt_tokens == lh.prompt_tokens
-    assert max(abs(a - b) for a, b in zip(rc.logprobs, lc.logprobs, strict=True)) < 1e-4
+        local, remote, served = asyncio.run(run(srv.base_url))
+    assert served == "tiny"  # learnt from /v1/models
+
+    def key(c):
+        return c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens
+
+    for name in ("complete", "chat", "stop", "sampled"):
+        assert key(remote[name]) == key(local[name]), name
+    assert [key(c) for c in remote["concurrent"]] == [key(c) for c in local["concurrent"]]
+    assert local["stop"].text == stop_text[: stop_text.find(stop)] and local["stop"].finish_reason == "stop"
+    for name in ("complete", "chat"):
+        assert remote[name].token_ids is None  # the OpenAI API does not return generated ids
+        assert len(remote[name].logprobs) == remote[name].completion_tokens
+        assert near(remote[name].logprobs, local[name].logprobs), name
+    assert remote["stop"].logprobs is None  # not asked for
 
 
-def test_make_backend_local():
-    b = make_backend("tiny")
-    assert isinstance(b, LocalBackend) and b.model == "tiny"
+def test_make_backend_dispatch():
+    remote = make_backend("http://127.0.0.1:9/v1")  # no connection is made until the first call
+    named = make_backend("https://example.invalid/v1", model="m")
+    local = make_backend("tiny")
+    assert isinstance(remote, OpenAIBackend) and remote.model == ""
+    assert isinstance(named, OpenAIBackend) and named.model == "m"
+    assert isinstance(local, LocalBackend) and local.model == "tiny"
+    for b in (remote, named, local):
+        assert isinstance(b, Backend)
+        asyncio.run(b.aclose())
+    with pytest.raises(TenfoldError, match="neither a preset"):
+        make_backend("no-such-model-or-dir")

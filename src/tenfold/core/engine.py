@@ -31,16 +31,13 @@ class _Event:
 class Handle:
     """One submitted sequence: `async for delta in handle.stream()`, or `await handle.result()`."""
 
-    def __init__(self, seq: SeqState, loop: asyncio.AbstractEventLoop):
-        self.seq, self.loop = seq, loop
+    def __init__(self, seq: SeqState, loop: asyncio.AbstractEventLoop, stream: bool):
+        self.seq, self.loop, self.wants_deltas = seq, loop, stream
         self.queue: asyncio.Queue[_Event] = asyncio.Queue()
         self.cancelled = False
 
     def _post(self, ev: _Event) -> None:  # called from the engine thread
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, ev)
-        except RuntimeError:  # the caller's loop is closed: nobody is listening
-            self.cancelled = True
+        _post_all(self.loop, [(self, ev)])
 
     async def stream(self) -> AsyncIterator[str]:
         """Yield text deltas; then `self.generation` holds the final result."""
@@ -58,6 +55,20 @@ class Handle:
         async for _ in self.stream():
             pass
         return self.generation
+
+
+def _deliver(events: list[tuple[Handle, _Event]]) -> None:
+    for h, ev in events:
+        h.queue.put_nowait(ev)
+
+
+def _post_all(loop: asyncio.AbstractEventLoop, events: list[tuple[Handle, _Event]]) -> None:
+    """Hand a step's events to one event loop in a single wake-up (less GIL ping-pong with the engine)."""
+    try:
+        loop.call_soon_threadsafe(_deliver, events)
+    except RuntimeError:  # the caller's loop is closed: nobody is listening
+        for h, _ in events:
+            h.cancelled = True
 
 
 class Engine:
@@ -85,13 +96,16 @@ class Engine:
             self._thread.join(timeout=30)
             self._thread = None
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams, index: int = 0) -> Handle:
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, index: int = 0, stream: bool = False
+    ) -> Handle:
         """Validate and queue one sequence; must be called from a running event loop.
 
+        With `stream`, text deltas are delivered every step; otherwise only the final result (cheaper).
         Raises TenfoldError / ContextLengthError on bad input, before anything is queued.
         """
         seq = new_sequence(self.model, self.tok, index, prompt_ids, params)
-        handle = Handle(seq, asyncio.get_running_loop())
+        handle = Handle(seq, asyncio.get_running_loop(), stream)
         seq.user = handle
         with self._cond:
             self._waiting.append(handle)
@@ -135,11 +149,13 @@ class Engine:
             self.stats["steps"] += 1
             self.stats["running"], self.stats["waiting"] = len(batch.seqs), len(self._waiting)
             self.stats["tokens"] += len(batch.seqs) + len(done)
+            events: dict[asyncio.AbstractEventLoop, list] = {}
             for s in batch.seqs:
-                delta = s.take_delta()
-                if delta:
-                    s.user._post(_Event(delta))
+                if s.user.wants_deltas and (delta := s.take_delta()):
+                    events.setdefault(s.user.loop, []).append((s.user, _Event(delta)))
             for s in done:
-                s.user._post(_Event(s.take_delta(), final=s.result()))
+                events.setdefault(s.user.loop, []).append((s.user, _Event(s.take_delta(), final=s.result())))
+            for loop, evs in events.items():
+                _post_all(loop, evs)
         for h in [*self._waiting, *(s.user for s in batch.seqs)]:
             h._post(_Event("", error=RuntimeError("engine stopped")))

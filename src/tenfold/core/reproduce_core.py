@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-from tenfold.core.bench import bench_batched_decode, bench_kv_cache, bench_serving, plot_results, write_json
+from tenfold.core.bench import (
+    bench_batched_decode,
+    bench_kv_cache,
+    bench_serving,
+    isolated,
+    plot_results,
+    write_json,
+)
 from tenfold.core.reproduce import Context, Row, register
 
 
 @register("core", "shared LM core: KV-cached decoding, batched decoding, batched OpenAI-compatible serving")
 def reproduce(ctx: Context) -> list[Row]:
+    # each benchmark in a fresh process, so none inherits another's thread-pool state (see bench.py)
     if ctx.quick:
-        kv = bench_kv_cache("small", prompt_len=64, new_tokens=96)
-        dec = bench_batched_decode("small", n=16, prompt_len=64, new_tokens=48)
-        srv = bench_serving("small", n=16, prompt_len=64, max_tokens=64)
+        kv = isolated(bench_kv_cache, "small", prompt_len=64, new_tokens=96)
+        dec = isolated(bench_batched_decode, "small", n=16, prompt_len=64, new_tokens=48)
+        srv = isolated(bench_serving, "small", n=16, prompt_len=64, max_tokens=64)
     else:
-        kv = bench_kv_cache("base", prompt_len=256, new_tokens=256)
-        dec = bench_batched_decode("base", n=16, prompt_len=128, new_tokens=128)
-        srv = bench_serving("small", n=16, prompt_len=128, max_tokens=128)
+        kv = isolated(bench_kv_cache, "base", prompt_len=256, new_tokens=256)
+        dec = isolated(bench_batched_decode, "base", n=16, prompt_len=128, new_tokens=128)
+        srv = isolated(bench_serving, "small", n=16, prompt_len=128, max_tokens=128)
     results = [kv, dec, srv]
     write_json(results, ctx.out_dir / "core_bench.json")
     plot_results(results, ctx.plot_path("throughput"))
 
     def detail(r, extra=""):
         tps = ", ".join(f"{a.arm} {a.tokens_per_s:.0f} tok/s" for a in r.arms)
-        return f"{r.setup['model']}; {tps}{extra}"
+        return f"{r.setup['model']}, {r.setup['threads']} CPU thread(s); {tps}{extra}"
 
     return [
         Row(

@@ -48,6 +48,8 @@ class SamplingParams:
             raise TenfoldError(f"temperature must be in [0, 100], got {self.temperature!r}")
         if not 0.0 < float(self.top_p) <= 1.0:
             raise TenfoldError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and not -(2**63) <= self.seed < 2**64:
+            raise TenfoldError(f"seed must be in [-2**63, 2**64), got {self.seed}")
         if isinstance(self.stop, str):
             self.stop = (self.stop,)
         if any(not isinstance(s, str) or not s for s in self.stop):

@@ -60,7 +60,9 @@ class _Common(BaseModel):
     stream: bool = False
     stream_options: dict | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(
+        None, ge=-(2**63), lt=2**63
+    )  # what torch generators accept (n > 1 adds the choice index)
     ignore_eos: bool = False
 
 
@@ -167,6 +169,14 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
         return req
 
     def sampling(req: _Common, prompt_len: int, max_tokens: int | None, i: int) -> SamplingParams:
+        if prompt_len >= ctx:
+            raise APIError(
+                400,
+                f"This model's maximum context length is {ctx} tokens. However, your prompt has {prompt_len} "
+                f"tokens, which leaves no room for a completion.",
+                "messages" if isinstance(req, ChatRequest) else "prompt",
+                "context_length_exceeded",
+            )
         if max_tokens is None:
             max_tokens = ctx - prompt_len
         if max_tokens < 1:
@@ -194,7 +204,7 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
         handles: list[Handle] = []
         try:
             for i, (p, sp) in enumerate(zip(ids, params, strict=True)):
-                handles.append(engine.submit(p, sp, index=i))
+                handles.append(engine.submit(p, sp, index=i, stream=req.stream))
         except TenfoldError:
             engine.cancel(handles)  # one bad prompt rejects the whole request
             raise
@@ -220,7 +230,7 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
                     "choices": [{"index": i, "text": delta, "logprobs": None, "finish_reason": finish}],
                 }
 
-            return _sse(handles, chunk, head, _include_usage(req), echo)
+            return _sse(handles, chunk, head, _include_usage(req), req.n, echo)
 
         gens = await _gather(handles)
         choices = []
@@ -236,7 +246,7 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
             choices.append(
                 {"index": i, "text": echo[i] + g.text, "logprobs": lp, "finish_reason": g.finish_reason}
             )
-        return {**head, "choices": choices, "usage": _usage(handles, gens)}
+        return {**head, "choices": choices, "usage": _usage(handles, gens, req.n)}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -270,7 +280,7 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
                 }
                 for i in range(len(handles))
             ]
-            return _sse(handles, chunk, chead, _include_usage(req), None, first)
+            return _sse(handles, chunk, chead, _include_usage(req), req.n, None, first)
 
         gens = await _gather(handles)
         choices = []
@@ -286,7 +296,7 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
                 }
             msg = {"role": "assistant", "content": g.text}
             choices.append({"index": i, "message": msg, "logprobs": lp, "finish_reason": g.finish_reason})
-        return {**head, "choices": choices, "usage": _usage(handles, gens)}
+        return {**head, "choices": choices, "usage": _usage(handles, gens, req.n)}
 
     return app
 
@@ -310,8 +320,9 @@ def _prompt_list(prompt, tokenizer) -> list[list[int]]:
     return [encode_prompt(tokenizer, p) for p in prompt]
 
 
-def _usage(handles: list[Handle], gens) -> dict:
-    p = sum(len(h.seq.prompt_ids) for h in handles)
+def _usage(handles: list[Handle], gens, n: int) -> dict:
+    """Token usage; like OpenAI, a prompt shared by `n` choices counts once (handles are prompt-major)."""
+    p = sum(len(h.seq.prompt_ids) for h in handles[::n])
     c = sum(len(g.token_ids) for g in gens)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
@@ -325,7 +336,7 @@ async def _gather(handles: list[Handle]):
         raise
 
 
-def _sse(handles, chunk, head, include_usage: bool, echo=None, first=None) -> StreamingResponse:
+def _sse(handles, chunk, head, include_usage: bool, n: int, echo=None, first=None) -> StreamingResponse:
     """Stream every handle's deltas as server-sent events, interleaved as they come."""
 
     async def events() -> AsyncIterator[str]:
@@ -367,7 +378,7 @@ def _sse(handles, chunk, head, include_usage: bool, echo=None, first=None) -> St
                 elif delta:
                     yield f"data: {json.dumps(chunk(i, delta, None))}\n\n"
             if include_usage and all(g is not None for g in gens):
-                yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(handles, gens)})}\n\n"
+                yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(handles, gens, n)})}\n\n"
             yield "data: [DONE]\n\n"
         finally:  # the client may have gone away: free the decode slots
             for h in handles:
