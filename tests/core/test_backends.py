@@ -8,7 +8,6 @@ logprobs are compared as well, so a backend that mixed up concurrent requests wo
 import asyncio
 
 import pytest
-import torch
 
 from tenfold.core.backends import Backend, LocalBackend, OpenAIBackend, make_backend
 from tenfold.core.errors import TenfoldError
@@ -18,17 +17,6 @@ from tenfold.core.server import ServerThread, create_app
 PROMPTS = ["a find", "see him", "a come my", "so many", "them", "r42weM8k", "HnTK", "ovJzS5l1,0pk"]
 CHAT = [{"role": "system", "content": "you are terse"}, {"role": "user", "content": "were"}]
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Decode with one intra-op thread (the engine threads started here inherit it): the tiny model gains
-    nothing from two, and on a loaded 2-core runner spin-waiting OpenMP threads made this module ~10x
-    slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def near(a, b):
@@ -145,3 +133,23 @@ def test_make_backend_dispatch():
         asyncio.run(b.aclose())
     with pytest.raises(TenfoldError, match="neither a preset"):
         make_backend("no-such-model-or-dir")
+
+
+def test_local_backend_after_aclose_never_hangs(tiny):
+    async def run():
+        b = LocalBackend("tiny", loaded=tiny)
+        first = await b.complete("them", max_tokens=4)
+        await b.aclose()
+        b.engine.start()  # what `complete` does first; give the new decode thread time to run
+        await asyncio.sleep(0.2)
+        try:  # working again, or failing at once, are both fine; waiting forever is not
+            again = await asyncio.wait_for(b.complete("them", max_tokens=4), 5)
+            assert again.text == first.text
+        except TimeoutError:
+            pytest.fail("a request after aclose() + restart never completed")
+        except (RuntimeError, TenfoldError):
+            pass
+        finally:
+            await b.aclose()
+
+    asyncio.run(run())

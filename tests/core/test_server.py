@@ -18,7 +18,6 @@ import time
 import httpx
 import openai
 import pytest
-import torch
 
 from tenfold.core.models import load_model
 from tenfold.core.sampler import SamplingParams, generate
@@ -125,12 +124,7 @@ def reference(model_tok):
         key = (json.dumps(prompt), n)
         if key not in memo:
             params = SamplingParams(max_new_tokens=n, ignore_eos=True)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # like the server (see `server`)
-            try:
-                memo[key] = generate(model, tok, [prompt], params)[0]
-            finally:
-                torch.set_num_threads(threads)
+            memo[key] = generate(model, tok, [prompt], params)[0]  # one thread, as conftest sets
         return memo[key]
 
     return run
@@ -422,3 +416,24 @@ def test_out_of_range_seed_is_a_bad_request(server):
 def test_n_counts_prompt_tokens_once(client):
     r = client.completions.create(model="tiny", prompt="sample", max_tokens=3, n=2, temperature=1.0, seed=1)
     assert r.usage.prompt_tokens == 1 + len(b"sample")
+
+
+def test_chat_logprob_bytes_reassemble_the_text(client):
+    """Each token's `bytes` is its raw byte (not the U+FFFD of a lone byte), so they rebuild the content."""
+    for prompt in ("bytes", "héllo", "世界", "ok"):
+        msgs = [{"role": "user", "content": prompt}]
+        r = client.chat.completions.create(
+            model="tiny", messages=msgs, max_tokens=12, logprobs=True, **GREEDY
+        )
+        special = {
+            "<|pad|>",
+            "<|bos|>",
+            "<|eos|>",
+            "<|system|>",
+            "<|user|>",
+            "<|assistant|>",
+            "<|tool|>",
+            "<|end|>",
+        }
+        raw = b"".join(bytes(t.bytes) for t in r.choices[0].logprobs.content if t.token not in special)
+        assert raw.decode("utf-8", errors="replace") == r.choices[0].message.content

@@ -63,3 +63,9 @@ def test_save_load_round_trip(tmp_path):
         TOK.eos_id,
         TOK.end_id,
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text())
+def test_token_bytes_concatenate_to_utf8(text):
+    assert b"".join(TOK.token_bytes(t) for t in TOK.encode(text)) == text.encode("utf-8")

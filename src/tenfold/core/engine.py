@@ -83,7 +83,12 @@ class Engine:
         self.stats = {"steps": 0, "max_batch_seen": 0, "tokens": 0, "aborted": 0, "running": 0, "waiting": 0}
 
     def start(self) -> Engine:
+        """Start the decode thread (again, after `stop()`); a no-op while it runs."""
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None  # exited after stop(): start afresh
         if self._thread is None:
+            with self._cond:
+                self._stopping = False
             self._thread = threading.Thread(target=self._run, name="tenfold-engine", daemon=True)
             self._thread.start()
         return self

@@ -290,8 +290,13 @@ def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastA
                 toks = token_strings(g.token_ids)
                 lp = {
                     "content": [
-                        {"token": t, "logprob": v, "bytes": list(t.encode()), "top_logprobs": []}
-                        for t, v in zip(toks, g.logprobs, strict=True)
+                        {
+                            "token": t,
+                            "logprob": v,
+                            "bytes": list(tokenizer.token_bytes(tid)),
+                            "top_logprobs": [],
+                        }
+                        for t, tid, v in zip(toks, g.token_ids, g.logprobs, strict=True)
                     ]
                 }
             msg = {"role": "assistant", "content": g.text}

@@ -127,6 +127,13 @@ class Tokenizer:
     def token_to_id(self, token: str) -> int | None:
         return self._tk.token_to_id(token)
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes of one token (a lone byte of a multi-byte character stays that byte)."""
+        n = len(SPECIAL_TOKENS)
+        if n <= token_id < n + 256:
+            return bytes([token_id - n])
+        return self.decode([token_id], skip_special_tokens=False).encode()
+
     @property
     def stop_ids(self) -> frozenset[int]:
         """Token ids that end generation by default: end-of-text and end-of-turn."""
@@ -206,6 +213,9 @@ class HFTokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self._tk.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.decode([token_id], skip_special_tokens=False).encode()
 
     def token_to_id(self, token: str) -> int | None:
         tid = self._tk.convert_tokens_to_ids(token)
