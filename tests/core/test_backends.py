@@ -153,3 +153,21 @@ def test_local_backend_after_aclose_never_hangs(tiny):
             await b.aclose()
 
     asyncio.run(run())
+
+
+def test_cancelled_local_call_frees_its_slot(tiny):
+    """A caller that gives up (timeout/cancel) must not leave its sequence decoding for nobody."""
+
+    async def run():
+        b = LocalBackend("tiny", loaded=tiny)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.complete("long one", max_tokens=1500), timeout=0.3)
+        for _ in range(600):  # the engine notices at its next step
+            if b.engine.stats["aborted"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        aborted = b.engine.stats["aborted"]
+        await b.aclose()
+        return aborted
+
+    assert asyncio.run(run()) == 1

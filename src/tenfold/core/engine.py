@@ -40,16 +40,26 @@ class Handle:
         _post_all(self.loop, [(self, ev)])
 
     async def stream(self) -> AsyncIterator[str]:
-        """Yield text deltas; then `self.generation` holds the final result."""
-        while True:
-            ev = await self.queue.get()
-            if ev.error is not None:
-                raise ev.error
-            if ev.delta:
-                yield ev.delta
-            if ev.final is not None:
-                self.generation = ev.final
-                return
+        """Yield text deltas; then `self.generation` holds the final result.
+
+        If the consumer is cancelled or stops early, the sequence is cancelled and its slot freed.
+        """
+        done = False
+        try:
+            while True:
+                ev = await self.queue.get()
+                if ev.error is not None:
+                    done = True
+                    raise ev.error
+                if ev.delta:
+                    yield ev.delta
+                if ev.final is not None:
+                    self.generation = ev.final
+                    done = True
+                    return
+        finally:
+            if not done:
+                self.cancelled = True
 
     async def result(self) -> Generation:
         async for _ in self.stream():
