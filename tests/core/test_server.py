@@ -21,6 +21,7 @@ import pytest
 
 from tenfold.core.models import load_model
 from tenfold.core.sampler import SamplingParams, generate
+from tenfold.core.tokenizer import SPECIAL_TOKENS
 
 PROMPTS = [
     "a find",
@@ -425,15 +426,6 @@ def test_chat_logprob_bytes_reassemble_the_text(client):
         r = client.chat.completions.create(
             model="tiny", messages=msgs, max_tokens=12, logprobs=True, **GREEDY
         )
-        special = {
-            "<|pad|>",
-            "<|bos|>",
-            "<|eos|>",
-            "<|system|>",
-            "<|user|>",
-            "<|assistant|>",
-            "<|tool|>",
-            "<|end|>",
-        }
-        raw = b"".join(bytes(t.bytes) for t in r.choices[0].logprobs.content if t.token not in special)
+        content = r.choices[0].logprobs.content
+        raw = b"".join(bytes(t.bytes) for t in content if t.token not in SPECIAL_TOKENS)
         assert raw.decode("utf-8", errors="replace") == r.choices[0].message.content

@@ -124,6 +124,8 @@ def test_bad_inputs(tmp_path):
         train_lm(model, tok, [], TrainConfig(steps=1, quiet=True))
     with pytest.raises(TenfoldError, match="example"):
         train_lm(model, tok, [123], TrainConfig(steps=1, quiet=True))
+    with pytest.raises(TenfoldError, match="no target tokens"):  # the prompt fills max_len
+        train_lm(model, tok, [("x" * 50, "y")], TrainConfig(steps=1, max_len=20, quiet=True))
     with pytest.raises(TenfoldError, match="steps"):
         TrainConfig(steps=0).validate()
     with pytest.raises(CheckpointError, match="model.safetensors"):

@@ -147,6 +147,12 @@ def train_lm(
         raise TenfoldError("the training corpus is empty")
     device = next(model.parameters()).device
     encoded = [encode_example(tokenizer, ex, cfg.completion_only, cfg.max_len) for ex in corpus]
+    empty = [i for i, (_, labels) in enumerate(encoded) if all(y == IGNORE for y in labels[1:])]
+    if empty:  # an all-ignored batch would give a NaN loss and poison the weights
+        raise TenfoldError(
+            f"{len(empty)} example(s) (first: #{empty[0]}) have no target tokens within max_len={cfg.max_len}; "
+            "raise max_len or shorten their prompts"
+        )
     opt = make_optimizer(model, cfg)
     start, losses = 0, []
     if resume_from is not None:
@@ -159,7 +165,6 @@ def train_lm(
     log = (out / "log.jsonl").open("a") if out else None
     model.train()
     t0 = time.perf_counter()
-    ckpt = None
     try:
         with progress_bar("train", total=cfg.steps, quiet=cfg.quiet) as bar:
             bar.advance(start)
@@ -197,8 +202,7 @@ def train_lm(
         if log:
             log.close()
         model.eval()
-    if out:
-        ckpt = save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg)
+    ckpt = save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg) if out else None
     return TrainResult(cfg.steps, losses, time.perf_counter() - t0, str(ckpt) if ckpt else None)
 
 
