@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import platform
 import time
 import traceback
@@ -179,7 +180,7 @@ def write_report(out_dir: str | Path) -> Path:
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node() or 'unknown host'} "
         f"({platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'}, {torch.get_num_threads()} threads).",
+        f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'}, {os.cpu_count()} CPU cores).",
         "",
         f"**{n_pass} of {n_rows} rows pass.** Values are measured in this run; `pass` compares value with target.",
         "",
