@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, MixtralConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, LlamaConfig, MixtralConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from tenfold.core.device import pick_device
@@ -152,8 +152,3 @@ def describe_presets() -> list[dict]:
         model, _ = build_preset(name)
         rows.append({"name": name, "params": count_params(model), **asdict(p)})
     return rows
-
-
-def config_of(path: str | Path):
-    """The HF config of a local checkpoint (without loading weights)."""
-    return AutoConfig.from_pretrained(str(path), local_files_only=True)
