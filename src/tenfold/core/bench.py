@@ -201,13 +201,13 @@ def isolated(fn, *args, threads: int | None = 1, **kwargs):
             for k in saved:
                 os.environ[k] = str(threads)
         with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-            future = pool.submit(fn, *args, **kwargs)  # the child starts here, with this environment
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-            return future.result()
+            return pool.submit(fn, *args, **kwargs).result()  # the child starts with this environment
     finally:
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def plot_results(
