@@ -23,6 +23,16 @@ serve_app = typer.Typer(
 app.add_typer(serve_app, name="serve")
 
 
+def _mount_systems() -> None:
+    """One sub-app per built system; their heavy imports happen inside the commands."""
+    from tenfold.cake.cli import app as cake_app
+
+    app.add_typer(cake_app, name="cake")
+
+
+_mount_systems()
+
+
 @app.command()
 def models() -> None:
     """List the model presets (built from configs; no download)."""
@@ -69,6 +79,17 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch (default: torch's choice)")
     ] = None,
+    kv_store: Annotated[
+        Path | None,
+        typer.Option(
+            help="prefix KV store dir: reuse stored prefixes through the Cake loader, store new ones"
+        ),
+    ] = None,
+    kv_chunk_tokens: Annotated[int, typer.Option(help="tokens per stored KV chunk")] = 256,
+    kv_max_gb: Annotated[float | None, typer.Option(help="KV store size cap (LRU eviction)")] = None,
+    kv_bandwidth_gbps: Annotated[
+        float | None, typer.Option(help="emulate a slower storage tier for KV loads")
+    ] = None,
 ) -> None:
     """Serve MODEL at http://HOST:PORT/v1 (completions, chat completions, streaming)."""
     if ctx.invoked_subcommand is not None:
@@ -81,7 +102,16 @@ def serve(
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     from tenfold.core.server import serve as run_server
 
-    run_server(model, host, port, device, max_batch, served_model_name)
+    make_prefill = None
+    if kv_store is not None:
+
+        def make_prefill(lm):
+            from tenfold.cake.serving import StorePrefill
+
+            cap = int(kv_max_gb * 2**30) if kv_max_gb else None
+            return StorePrefill(lm, kv_store, kv_chunk_tokens, cap, bandwidth_gbps=kv_bandwidth_gbps)
+
+    run_server(model, host, port, device, max_batch, served_model_name, make_prefill=make_prefill)
 
 
 @serve_app.command("bench")

@@ -316,7 +316,7 @@ BAD_REQUESTS = [
     (CMPL, {"model": "tiny", "prompt": "x", "max_tokens": -1}, 400, None),
     (CMPL, {"model": "tiny", "prompt": "x", "max_tokens": 0}, 400, None),
     (CMPL, {"model": "tiny", "prompt": "x", "max_tokens": 10**9}, 400, "context_length_exceeded"),
-    (CMPL, {"model": "tiny", "prompt": "a" * 3000, "max_tokens": 4}, 400, "context_length_exceeded"),
+    (CMPL, {"model": "tiny", "prompt": "a" * 40000, "max_tokens": 4}, 400, "context_length_exceeded"),
     (CMPL, {"model": "tiny", "prompt": "x", "temperature": -1}, 400, None),
     (CMPL, {"model": "tiny", "prompt": "x", "top_p": 0}, 400, None),
     (CMPL, {"model": "tiny", "prompt": "x", "n": 0}, 400, None),
@@ -374,7 +374,7 @@ def test_openai_client_raises_typed_errors(server, client):
         client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=10**6)
     assert e.value.code == "context_length_exceeded" and "maximum context length" in e.value.message
     with pytest.raises(openai.BadRequestError):
-        client.completions.create(model="tiny", prompt="a" * 3000, max_tokens=4)
+        client.completions.create(model="tiny", prompt="a" * 40000, max_tokens=4)
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="tiny", messages=[{"role": "wizard", "content": "x"}])
     assert_healthy(server)
@@ -399,7 +399,7 @@ def test_client_disconnect_mid_stream(server, client, reference):
 
 # regressions: bugs found by these tests and fixed in src --------------------------------------------
 def test_chat_prompt_longer_than_context_without_max_tokens(server):
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "a" * 3000}]}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "a" * 40000}]}
     r = httpx.post(server + CHATP, json=body, timeout=30)
     assert r.status_code == 400
     err = r.json()["error"]

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from tenfold.core.sampler import DecodeBatch, Generation, SamplingParams, SeqState, new_sequence
+from tenfold.core.sampler import DecodeBatch, Generation, Prefill, SamplingParams, SeqState, new_sequence
 
 log = logging.getLogger("tenfold.engine")
 
@@ -84,8 +84,8 @@ def _post_all(loop: asyncio.AbstractEventLoop, events: list[tuple[Handle, _Event
 class Engine:
     """Owns a model and a thread that decodes all submitted requests together."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64):
-        self.model, self.tok, self.max_batch = model, tokenizer, max_batch
+    def __init__(self, model, tokenizer, max_batch: int = 64, prefill: Prefill | None = None):
+        self.model, self.tok, self.max_batch, self.prefill = model, tokenizer, max_batch, prefill
         self._waiting: deque[Handle] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -134,7 +134,7 @@ class Engine:
 
     # the engine thread -------------------------------------------------------------------------------
     def _run(self) -> None:
-        batch = DecodeBatch(self.model, self.tok)
+        batch = DecodeBatch(self.model, self.tok, prefill=self.prefill)
         while True:
             with self._cond:
                 while not self._stopping and not self._waiting and not batch.seqs:
@@ -159,7 +159,7 @@ class Engine:
                 log.exception("decode step failed; failing %d requests", len(batch.seqs) + len(joining))
                 for s in {id(s): s for s in [*batch.seqs, *(h.seq for h in joining)]}.values():
                     s.user._post(_Event("", error=exc))
-                batch = DecodeBatch(self.model, self.tok)
+                batch = DecodeBatch(self.model, self.tok, prefill=self.prefill)
                 continue
             self.stats["steps"] += 1
             self.stats["running"], self.stats["waiting"] = len(batch.seqs), len(self._waiting)

@@ -29,7 +29,7 @@ class Preset:
     heads: int
     kv_heads: int
     ffn: int
-    context: int = 2048
+    context: int = 32768
     experts: int = 0  # 0: dense Llama; >0: Mixtral-style MoE
     experts_per_token: int = 2
     note: str = ""

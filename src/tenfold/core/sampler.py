@@ -140,6 +140,9 @@ class StepState:
 
 
 Hook = Callable[[StepState], None]
+# A prefill plug-in: given a prompt's token ids, either fill its KV cache itself and return
+# (a DynamicCache for batch 1, the next-token logits), or return None to leave it to the batch.
+Prefill = Callable[[list[int]], "tuple[DynamicCache, torch.Tensor] | None"]
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -173,8 +176,16 @@ class DecodeBatch:
     per active sequence and returns the sequences that finished in that step.
     """
 
-    def __init__(self, model, tokenizer, hook: Hook | None = None, use_cache: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        hook: Hook | None = None,
+        use_cache: bool = True,
+        prefill: Prefill | None = None,
+    ):
         self.model, self.tok, self.hook, self.use_cache = model, tokenizer, hook, use_cache
+        self.prefill = prefill if use_cache else None
         self.device = next(model.parameters()).device
         self.context = context_length(model)
         self.seqs: list[SeqState] = []
@@ -201,7 +212,23 @@ class DecodeBatch:
 
     @torch.no_grad()
     def add(self, seqs: Sequence[SeqState]) -> None:
-        """Prefill `seqs` and merge them into the running batch."""
+        """Prefill `seqs` and merge them into the running batch.
+
+        With a `prefill` plug-in (e.g. a prefix KV store), each sequence is first offered to it; those it
+        fills (it returns a cache and the next-token logits) join as they are, the rest are prefilled here
+        in one batched forward pass.
+        """
+        if self.prefill is not None:
+            rest = []
+            for s in seqs:
+                got = self.prefill(s.prompt_ids)
+                if got is None:
+                    rest.append(s)
+                    continue
+                cache, logits = got
+                ids = torch.tensor([s.prompt_ids], dtype=torch.long, device=self.device)
+                self._merge([s], ids, torch.ones_like(ids), cache, logits.reshape(1, -1).float())
+            seqs = rest
         if not seqs:
             return
         width = max(len(s.prompt_ids) for s in seqs)
@@ -213,6 +240,11 @@ class DecodeBatch:
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = DynamicCache(config=self.model.config) if self.use_cache else None
         logits = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), cache)
+        self._merge(seqs, ids, mask, cache, logits)
+
+    def _merge(self, seqs, ids: torch.Tensor, mask: torch.Tensor, cache, logits: torch.Tensor) -> None:
+        """Join prefilled rows (left-padded `ids`/`mask`, their cache and next-token logits) to the batch."""
+        width = ids.shape[1]
         next_pos = mask.sum(-1)
         if not self.seqs:
             self.seqs, self.ids, self.mask, self.cache = list(seqs), ids, mask, cache

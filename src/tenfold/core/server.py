@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tenfold.core.engine import Engine, Handle
 from tenfold.core.errors import ContextLengthError, TenfoldError
 from tenfold.core.models import context_length
-from tenfold.core.sampler import SamplingParams, encode_prompt
+from tenfold.core.sampler import Prefill, SamplingParams, encode_prompt
 
 
 class APIError(Exception):
@@ -90,9 +90,15 @@ def _include_usage(req: _Common) -> bool:
     return bool(req.stream_options and req.stream_options.get("include_usage"))
 
 
-def create_app(model, tokenizer, served_name: str, max_batch: int = 64) -> FastAPI:
-    """The FastAPI app; its `Engine` starts with the app and stops at shutdown."""
-    engine = Engine(model, tokenizer, max_batch=max_batch)
+def create_app(
+    model, tokenizer, served_name: str, max_batch: int = 64, prefill: Prefill | None = None
+) -> FastAPI:
+    """The FastAPI app; its `Engine` starts with the app and stops at shutdown.
+
+    `prefill` is an optional plug-in that fills prompts' KV caches itself (see `sampler.Prefill`), e.g.
+    from a prefix KV store.
+    """
+    engine = Engine(model, tokenizer, max_batch=max_batch, prefill=prefill)
     ctx = context_length(model)
 
     @asynccontextmanager
@@ -431,12 +437,17 @@ def serve(
     device: str | None = None,
     max_batch: int = 64,
     served_name: str | None = None,
+    make_prefill: Callable | None = None,
 ) -> None:
-    """Load `model` (preset or local checkpoint) and serve it until interrupted."""
+    """Load `model` (preset or local checkpoint) and serve it until interrupted.
+
+    `make_prefill(model)`, when given, builds the engine's prefill plug-in once the model is loaded.
+    """
     import uvicorn
 
     from tenfold.core.models import load_model, model_name
 
     lm, tok = load_model(model, device)
-    app = create_app(lm, tok, served_name or model_name(model), max_batch=max_batch)
+    prefill = make_prefill(lm) if make_prefill is not None else None
+    app = create_app(lm, tok, served_name or model_name(model), max_batch=max_batch, prefill=prefill)
     uvicorn.run(app, host=host, port=port, log_level="info")

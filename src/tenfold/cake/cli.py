@@ -1,0 +1,142 @@
+"""`tenfold cake ...`: answer prompts with prefix KV reuse (`run`), benchmark the loaders (`bench`),
+inspect or clear a store (`store`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Cake: bidirectional KV-cache loading for long-prefix prefill.", no_args_is_help=True)
+
+
+@app.command()
+def run(
+    prompt: Annotated[str, typer.Argument(help="the prompt text, or @FILE to read it from a file")],
+    store: Annotated[Path, typer.Option(help="KV store directory (created if missing)")] = Path("kv-store"),
+    model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "small",
+    mode: Annotated[str, typer.Option(help="cake, io_only or compute_only")] = "cake",
+    max_tokens: int = 32,
+    chunk_tokens: int = 256,
+    bandwidth_gbps: Annotated[float | None, typer.Option(help="emulate a slower storage tier")] = None,
+    max_gb: Annotated[float | None, typer.Option(help="store size cap (LRU eviction)")] = None,
+    device: str | None = None,
+) -> None:
+    """Prefill PROMPT with prefix reuse from STORE, then generate greedily; prints how it was filled."""
+    from tenfold.cake.loader import CakeLoader
+    from tenfold.cake.store import KVStore
+    from tenfold.core.errors import TenfoldError
+    from tenfold.core.models import load_model
+    from tenfold.core.sampler import DecodeBatch, SamplingParams, encode_prompt
+
+    from tenfold.cake.loader import MODES
+
+    if mode not in MODES:
+        raise TenfoldError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+    if prompt.startswith("@"):
+        try:
+            prompt = Path(prompt[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TenfoldError(f"cannot read prompt file {prompt[1:]!r}: {exc.strerror}") from exc
+    lm, tok = load_model(model, device)
+    kv = KVStore(store, max_bytes=int(max_gb * 2**30) if max_gb else None)
+    kv.throttle.set_gbps(bandwidth_gbps)
+    loader = CakeLoader(lm, kv, chunk_tokens)
+    ids = encode_prompt(tok, prompt)
+    info = {}
+
+    def prefill(prompt_ids):
+        r = loader.prefill(prompt_ids, mode)
+        info.update(r=r)
+        return r.cache.to_dynamic(lm.config), r.logits
+
+    batch = DecodeBatch(lm, tok, prefill=prefill)
+    seq = batch.new_sequence(0, ids, SamplingParams(max_new_tokens=max_tokens))
+    batch.add([seq])
+    while batch.seqs:
+        batch.step()
+    print(seq.text)
+    r = info["r"]
+    print(
+        f"[{r.n_tokens} prompt tokens, {r.n_chunks} storable chunks: {len(r.loaded)} loaded, "
+        f"{len(r.computed)} computed, split at chunk {r.split_chunk}; prefill {r.ttft * 1000:.1f} ms "
+        f"({mode}); {r.saved} new chunks stored; {len(r.corrupt)} corrupt chunks dropped]",
+        file=sys.stderr,
+    )
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "small",
+    tokens: Annotated[list[int] | None, typer.Option(help="prefix length (repeatable)")] = None,
+    bandwidth_gbps: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="storage bandwidth (repeatable; 0 = no limit). Default: a sweep around the balance point"
+        ),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick/--full", help="quick: 4K tokens; full: 4K, 8K, 16K")] = True,
+    repeats: Annotated[
+        int, typer.Option(help="rounds per configuration (best kept; short ones get more)")
+    ] = 2,
+    chunk_tokens: int = 256,
+    query_tokens: int = 16,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch in the benchmark process")] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None,
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", help="write the TTFT-vs-bandwidth plot here")
+    ] = None,
+    quiet: bool = False,
+) -> None:
+    """TTFT of compute-only, I/O-only and Cake (and the analytic ideal) over a bandwidth sweep."""
+    from tenfold.cake.bench import BenchConfig, plot, run_bench, summarize, write_json
+    from tenfold.core.bench import isolated
+
+    cfg = BenchConfig(
+        model=model,
+        tokens=tokens or ([4096] if quick else [4096, 8192, 16384]),
+        bandwidths_gbps=[b or None for b in bandwidth_gbps] if bandwidth_gbps else None,
+        chunk_tokens=chunk_tokens,
+        query_tokens=query_tokens,
+        repeats=repeats,
+    ).validate()
+    result = isolated(run_bench, cfg, quiet, threads=threads)
+    print(
+        f"{'tokens':>6} {'Gbps':>8} {'compute':>8} {'io':>8} {'cake':>8} {'ideal':>8} {'split':>6} {'ideal':>6}"
+    )
+    for r in result["configs"]:
+        bw = "disk" if r["bandwidth_gbps"] is None else f"{r['bandwidth_gbps']:.3g}"
+        print(
+            f"{r['tokens']:>6} {bw:>8} {r['ttft_compute']:8.3f} {r['ttft_io']:8.3f} {r['ttft_cake']:8.3f} "
+            f"{r['ttft_ideal']:8.3f} {r['split_chunk']:>6} {r['ideal_split_chunk']:>6}"
+        )
+    for k, v in summarize(result).items():
+        print(f"{k}: {v[0]:.3f} ({v[1]})" if isinstance(v, tuple) else f"{k}: {v}")
+    if json_path:
+        write_json(result, json_path)
+        print(f"wrote {json_path}")
+    if plot_path:
+        plot(result, plot_path)
+        print(f"wrote {plot_path}")
+
+
+@app.command("store")
+def store_info(
+    store: Annotated[Path, typer.Argument(help="KV store directory")],
+    clear: Annotated[bool, typer.Option(help="delete every chunk")] = False,
+    max_gb: Annotated[float | None, typer.Option(help="evict LRU chunks down to this size")] = None,
+) -> None:
+    """Show a store's size; optionally evict down to a size or clear it."""
+    from tenfold.cake.store import KVStore
+    from tenfold.core.errors import TenfoldError
+
+    if not store.is_dir():
+        raise TenfoldError(f"no KV store at {store}")
+    kv = KVStore(store, max_bytes=int(max_gb * 2**30) if max_gb else None)
+    if clear:
+        kv.clear()
+    elif max_gb:
+        print(f"evicted {kv.evict()} chunks")
+    print(f"{store}: {len(kv)} chunks, {kv.size_bytes() / 2**20:.1f} MiB")
