@@ -230,3 +230,74 @@ def write_json(result: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     return path
+
+
+def bench_serving(
+    model: str = "small",
+    prefix_tokens: int = 4096,
+    requests: int = 4,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> dict:
+    """TTFT of requests sharing a long prefix, served by `tenfold serve` with and without `--kv-store`.
+
+    Each server gets `requests` streaming completions `prefix + question_i` one after another; TTFT is
+    the time to the first streamed token. Without the store every request prefills the whole prompt;
+    with it the first request computes and stores the prefix, the later ones load it through Cake.
+    """
+    import httpx
+
+    from tenfold.cake.serving import StorePrefill
+    from tenfold.core.models import load_model
+    from tenfold.core.server import ServerThread, create_app
+
+    lm, tok = load_model(model, "cpu")
+    rng = torch.Generator().manual_seed(1)
+    words = ["alpha", "beta", "gamma", "delta", "kv", "cache", "prefix", "token", "layer", "chunk"]
+    text = ""
+    while len(text) < prefix_tokens:
+        text += words[int(torch.randint(len(words), (1,), generator=rng))] + " "
+    prefix = text[: prefix_tokens - 1]  # + BOS = prefix_tokens tokens
+
+    def ttfts(prefill) -> list[float]:
+        out = []
+        with ServerThread(create_app(lm, tok, model, prefill=prefill)) as srv, httpx.Client(timeout=600) as c:
+            for i in range(requests):
+                body = {
+                    "model": model,
+                    "prompt": f"{prefix}\nQuestion {i}: why?",
+                    "max_tokens": 4,
+                    "temperature": 0,
+                    "stream": True,
+                    "ignore_eos": True,
+                }
+                t = time.perf_counter()
+                first = None
+                with c.stream("POST", srv.base_url + "/completions", json=body) as r:
+                    for line in r.iter_lines():  # read to the end, noting when the first token came
+                        if first is None and line.startswith("data: {"):
+                            first = time.perf_counter() - t
+                if first is None:
+                    raise RuntimeError(f"request {i} streamed no token (HTTP {r.status_code})")
+                out.append(first)
+                if prefill is not None:
+                    prefill.loader.flush()  # the next request finds what this one stored
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="tenfold-kv-serve-") as d:
+        plug = StorePrefill(lm, d, chunk_tokens)
+        with_store = ttfts(plug)
+        recent = list(plug.recent)
+    without = ttfts(None)
+    repeat_with = sorted(with_store[1:])[len(with_store[1:]) // 2]
+    repeat_without = sorted(without[1:])[len(without[1:]) // 2]
+    return {
+        "model": model,
+        "prefix_tokens": prefix_tokens,
+        "requests": requests,
+        "ttft_without_store": without,
+        "ttft_with_store": with_store,
+        "median_repeat_without": repeat_without,
+        "median_repeat_with": repeat_with,
+        "speedup": repeat_without / repeat_with,
+        "prefills": recent,
+    }

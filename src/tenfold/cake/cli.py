@@ -25,13 +25,11 @@ def run(
     device: str | None = None,
 ) -> None:
     """Prefill PROMPT with prefix reuse from STORE, then generate greedily; prints how it was filled."""
-    from tenfold.cake.loader import CakeLoader
+    from tenfold.cake.loader import MODES, CakeLoader
     from tenfold.cake.store import KVStore
     from tenfold.core.errors import TenfoldError
     from tenfold.core.models import load_model
     from tenfold.core.sampler import DecodeBatch, SamplingParams, encode_prompt
-
-    from tenfold.cake.loader import MODES
 
     if mode not in MODES:
         raise TenfoldError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")

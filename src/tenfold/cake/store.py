@@ -172,16 +172,23 @@ class Throttle:
         self.gbps = gbps
 
     def pace(self, nbytes: int, started: float, cancel: threading.Event | None = None) -> None:
-        """Sleep until a transfer of `nbytes` that began at `started` (perf_counter) may complete,
-        or until `cancel` is set."""
-        if self.gbps is None:
-            return
-        remaining = started + nbytes * 8 / (self.gbps * 1e9) - time.perf_counter()
-        if remaining > 0:
+        """Sleep until a transfer of `nbytes` that began at `started` (perf_counter) may complete, or
+        `cancel` is set. Progress accrues at the bandwidth of each moment, so a change applies at once."""
+        left, last = nbytes * 8.0, started
+        while True:
+            gbps = self.gbps
+            if gbps is None:
+                return
+            now = time.perf_counter()
+            left -= (now - last) * gbps * 1e9
+            last = now
+            if left <= 0:
+                return
+            wait = min(left / (gbps * 1e9), 0.005)  # re-read the bandwidth every 5 ms
             if cancel is None:
-                time.sleep(remaining)
-            else:
-                cancel.wait(remaining)
+                time.sleep(wait)
+            elif cancel.wait(wait):
+                return
 
 
 @dataclass
