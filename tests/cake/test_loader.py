@@ -189,3 +189,22 @@ def test_meeting_point_follows_bandwidth_changes_mid_request(small, tmp_path):
     assert recovered.split_chunk < slow.split_chunk  # the meeting point moved with the change
     for r in (steady, slow, recovered):
         assert_matches(r, reference(small, ids), len(ids))
+
+
+def test_io_takes_over_the_chunk_being_computed(model, tmp_path):
+    """Beyond the paper: with instant storage and slow compute, the I/O worker delivers the chunk the
+    compute worker is inside; compute is abandoned mid-chunk and the result is still exact."""
+    ids = prompt(6 * C + 3, 7)
+    loader = CakeLoader(model, KVStore(tmp_path), chunk_tokens=C)
+    loader.prefill(ids, "compute_only")
+
+    def crawl(*_):  # returns None, so the layer's inputs are untouched
+        threading.Event().wait(0.05)
+
+    slow = model.model.layers[1].register_forward_pre_hook(crawl)
+    try:
+        r = loader.prefill(ids, "cake", save=False)
+    finally:
+        slow.remove()
+    assert r.preempted and r.split_chunk == 0 and r.loaded == list(range(6)) and not r.computed[:-1]
+    assert_matches(r, reference(model, ids), len(ids))

@@ -281,6 +281,8 @@ class CakeLoader:
                 i += 1
         finally:
             m.stop.set()  # the worker writes nothing after this; it may still finish a read in the background
+            if self.store is not None:
+                self.store.throttle.wake()  # cut its paced wait short
             for h in hooks:
                 h.remove()
         res.split_chunk = i

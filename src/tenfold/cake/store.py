@@ -162,6 +162,7 @@ class Throttle:
     while a request is loading (`set_gbps`), to emulate bandwidth shifting mid-request."""
 
     def __init__(self, gbps: float | None = None):
+        self._cond = threading.Condition()
         self.set_gbps(gbps)
 
     def set_gbps(self, gbps: float | None) -> None:
@@ -169,26 +170,28 @@ class Throttle:
             raise TenfoldError(
                 f"bandwidth must be a positive number of Gbps (or None for no limit), got {gbps}"
             )
-        self.gbps = gbps
+        with self._cond:
+            self.gbps = gbps
+            self._cond.notify_all()  # transfers in flight continue at the new rate
+
+    def wake(self) -> None:
+        """Wake every paced transfer so it re-checks its cancel event."""
+        with self._cond:
+            self._cond.notify_all()
 
     def pace(self, nbytes: int, started: float, cancel: threading.Event | None = None) -> None:
         """Sleep until a transfer of `nbytes` that began at `started` (perf_counter) may complete, or
-        `cancel` is set. Progress accrues at the bandwidth of each moment, so a change applies at once."""
+        `cancel` is set (then call `wake`). Progress accrues at the bandwidth of each moment."""
         left, last = nbytes * 8.0, started
-        while True:
-            gbps = self.gbps
-            if gbps is None:
-                return
-            now = time.perf_counter()
-            left -= (now - last) * gbps * 1e9
-            last = now
-            if left <= 0:
-                return
-            wait = min(left / (gbps * 1e9), 0.005)  # re-read the bandwidth every 5 ms
-            if cancel is None:
-                time.sleep(wait)
-            elif cancel.wait(wait):
-                return
+        with self._cond:
+            while self.gbps is not None and not (cancel is not None and cancel.is_set()):
+                now = time.perf_counter()
+                left -= (now - last) * self.gbps * 1e9
+                last = now
+                if left <= 0:
+                    return
+                # one wait per transfer unless the bandwidth changes: few wake-ups, little GIL traffic
+                self._cond.wait(left / (self.gbps * 1e9))
 
 
 @dataclass
