@@ -25,6 +25,7 @@ import torch
 
 from tenfold.cake.loader import DEFAULT_CHUNK_TOKENS, CakeLoader, ideal_split
 from tenfold.cake.store import KVStore
+from tenfold.core.bench import save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 
@@ -225,12 +226,7 @@ def plot(result: dict, path: str | Path) -> Path:
         ax.set_ylabel("TTFT (s)")
         ax.set_title(f"{result['setup']['model']}, {n}-token prefix")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_json(result: dict, path: str | Path) -> Path:
