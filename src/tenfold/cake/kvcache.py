@@ -84,10 +84,16 @@ class PrefixCache(Cache):
         self, start: int, kv: list[tuple[torch.Tensor, torch.Tensor]], non_blocking: bool = False
     ) -> None:
         """Copy per-layer (K, V) of shape (kv_heads, n, head_dim) into positions start..start+n."""
+        if len(kv) != len(self.layers):
+            raise ValueError(f"{len(kv)} layers of K/V for a cache of {len(self.layers)} layers")
+        dst, src = [], []
         for layer, (k, v) in zip(self.layers, kv, strict=True):
             n = k.shape[-2]
-            layer.kbuf[0, :, start : start + n].copy_(k, non_blocking=non_blocking)
-            layer.vbuf[0, :, start : start + n].copy_(v, non_blocking=non_blocking)
+            dst += [layer.kbuf[0, :, start : start + n], layer.vbuf[0, :, start : start + n]]
+            src += [k, v]
+        # one call for all layers: the GIL is released once, not 2L times, which matters when the
+        # I/O worker writes while the compute worker runs the model (Cake)
+        torch._foreach_copy_(dst, src, non_blocking=non_blocking)
 
     def chunk(self, start: int, end: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Views of positions start..end of every layer, each (kv_heads, end-start, head_dim)."""

@@ -133,7 +133,14 @@ class CakeLoader:
         self.fingerprint = fingerprint or model_fingerprint(model)
         self.context = context_length(model)
         self.spec = self._spec(model)
-        self.layers = _decoder_layers(model) if preempt else None
+        layers = _decoder_layers(model) if preempt else None
+        # preemption points: every leaf module (projections, norms) of every decoder layer, so the
+        # compute worker notices a handover within one matmul rather than one whole layer
+        self._preempt_points = (
+            None
+            if layers is None
+            else [m for layer in layers for m in layer.modules() if next(m.children(), None) is None]
+        )
         self._side_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._writes: queue.Queue | None = None
         if background_save:
@@ -245,13 +252,13 @@ class CakeLoader:
             first -= 1  # the I/O worker covers the contiguous stored run [first, tail_end)
         worker = threading.Thread(target=self._load_backward, args=(keys, first, cache, m, res), daemon=True)
         hooks = []
-        if self.layers is not None:
+        if self._preempt_points is not None:
 
             def check(_module, _args):
                 if m.preempt:
                     raise _Preempted
 
-            hooks = [layer.register_forward_pre_hook(check) for layer in self.layers]
+            hooks = [point.register_forward_pre_hook(check) for point in self._preempt_points]
         worker.start()
         try:
             i = 0
