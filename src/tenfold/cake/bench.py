@@ -229,6 +229,26 @@ def plot(result: dict, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def markdown_table(result: dict) -> str:
+    """The sweep as a Markdown table (what docs/cake.md shows)."""
+    lines = [
+        "| prefix tokens | bandwidth | x balance | compute-only s | I/O-only s | Cake s | ideal s "
+        "| Cake vs best baseline | Cake vs ideal | split (ideal) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["configs"]:
+        bw = r["bandwidth_gbps"]
+        where = "disk, no limit" if bw is None else f"{bw:.3g} Gbps"
+        factor = "-" if bw is None else f"{bw / r['balance_gbps']:.2g}"
+        lines.append(
+            f"| {r['tokens']} | {where} | {factor} "
+            f"| {r['ttft_compute']:.3f} | {r['ttft_io']:.3f} | {r['ttft_cake']:.3f} | {r['ttft_ideal']:.3f} "
+            f"| {r['cake_vs_best_baseline']:.3f} | {r['cake_vs_ideal']:.3f} "
+            f"| {r['split_chunk']} ({r['ideal_split_chunk']}) of {r['n_chunks']} |"
+        )
+    return "\n".join(lines)
+
+
 def write_json(result: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

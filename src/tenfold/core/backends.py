@@ -61,10 +61,26 @@ class Backend(Protocol):
 class LocalBackend:
     """An in-process model behind the `Backend` interface (starts its decode thread lazily)."""
 
-    def __init__(self, model: str = "tiny", device: str | None = None, max_batch: int = 64, *, loaded=None):
+    def __init__(
+        self,
+        model: str = "tiny",
+        device: str | None = None,
+        max_batch: int = 64,
+        *,
+        loaded=None,
+        prefill=None,
+        prefix_cache_bytes: int = 0,
+    ):
+        """`prefill`: an engine prefill plug-in; `prefix_cache_bytes > 0`: automatic prefix caching in
+        memory (`core.prefix_cache`), as vLLM's, for multi-turn prompts that extend earlier ones."""
         self.model = model_name(model)
         self.lm, self.tokenizer = loaded if loaded is not None else load_model(model, device)
-        self.engine = Engine(self.lm, self.tokenizer, max_batch=max_batch)
+        if prefill is None and prefix_cache_bytes > 0:
+            from tenfold.core.prefix_cache import PrefixCachePrefill
+
+            prefill = PrefixCachePrefill(self.lm, prefix_cache_bytes)
+        self.prefill = prefill
+        self.engine = Engine(self.lm, self.tokenizer, max_batch=max_batch, prefill=prefill)
 
     async def _run(
         self, prompt_ids: list[int], max_tokens, temperature, top_p, stop, seed, logprobs

@@ -1,7 +1,8 @@
 """Supervised LM training on a corpus of strings: AdamW, warmup + cosine schedule, grad clipping.
 
-An example is a string (the loss covers all of it) or a (prompt, completion) pair (with
-`completion_only`, the loss covers only the completion and its end token). Each becomes
+An example is a string (the loss covers all of it), a (prompt, completion) pair (with
+`completion_only`, the loss covers only the completion and its end token), or pre-tokenized `Tokens`
+(e.g. `chat_example`: a whole conversation with the loss on its assistant turns). Each becomes
 `<|bos|> prompt completion <|eos|>`, the same framing `generate` uses for string prompts.
 
 Determinism and resume: the batch at step s is drawn from `numpy.random.default_rng([seed, s])`,
@@ -30,8 +31,38 @@ from tenfold.core.io import atomic_write_text
 from tenfold.core.models import save_model
 from tenfold.core.progress import progress_bar
 
-Example = str | tuple[str, str]
 IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A pre-tokenized example: input ids and per-token labels (IGNORE where no loss is taken).
+
+    For examples a string cannot express, e.g. a multi-turn chat with the loss on every assistant
+    turn (`chat_example`)."""
+
+    ids: tuple[int, ...]
+    labels: tuple[int, ...]
+
+
+Example = str | tuple[str, str] | Tokens
+
+
+def chat_example(tokenizer, messages, train_roles=("assistant",)) -> Tokens:
+    """A chat in the tokenizer's template with the loss on the content and end token of every turn
+    whose role is in `train_roles` (teacher forcing of a whole conversation in one sequence)."""
+    if not hasattr(tokenizer, "role_ids"):
+        raise TenfoldError(
+            "chat_example needs a tenfold tokenizer (with role tokens), not a checkpoint's own"
+        )
+    ids = [tokenizer.bos_id]
+    labels = [IGNORE]
+    for msg in messages:
+        role, content = msg["role"], msg["content"]
+        body = tokenizer.encode(content) + [tokenizer.end_id]
+        ids += [tokenizer.role_ids[role]] + body
+        labels += [IGNORE] + (body if role in train_roles else [IGNORE] * len(body))
+    return Tokens(tuple(ids), tuple(labels))
 
 
 @dataclass
@@ -87,6 +118,10 @@ def encode_example(
 ) -> tuple[list[int], list[int]]:
     """(input ids, labels) for one example; labels are IGNORE where no loss is taken."""
     bos = [tokenizer.bos_id] if tokenizer.bos_id is not None else []
+    if isinstance(ex, Tokens):
+        if len(ex.ids) != len(ex.labels):
+            raise TenfoldError(f"Tokens example has {len(ex.ids)} ids but {len(ex.labels)} labels")
+        return list(ex.ids[:max_len]), list(ex.labels[:max_len])
     if isinstance(ex, str):
         ids = bos + tokenizer.encode(ex) + [tokenizer.eos_id]
         labels = [IGNORE] * len(bos) + ids[len(bos) :]

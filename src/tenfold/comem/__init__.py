@@ -1,0 +1,1 @@
+"""CoMem: asynchronous k-step-off agent memory."""

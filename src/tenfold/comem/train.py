@@ -1,0 +1,134 @@
+"""Tiny agent and memory models for the Vault game, trained here by SFT and cached.
+
+- Agent: whole expert episodes in chat form, the loss on every assistant reply (teacher forcing of the
+  full-context conversation). By default a share of the episodes is also shown in the CoMem view
+  (summary + raw turns after its cut-off), with the expert summary: a general LLM reads a summary
+  without practice, a 1M-parameter model trained on one format does not. `compressed_share=0` trains on
+  full context only, as the issue's baseline recipe.
+- Memory: the memory view of an episode cut at a multiple of R, the target the expert summary (the
+  facts revealed so far whose room is still ahead). The prompt forbids suggesting actions and the
+  targets contain none. Reward-driven training (the paper's GRPO on action agreement) comes later;
+  anything that serves the memory view through a `Backend` drops in (`BackendMemory`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tenfold.comem.context import agent_view, memory_view
+from tenfold.core.cache import cached_artefact
+from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
+from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
+
+DATA_VERSION = "vault-v1"
+
+
+def expert_messages(game: VaultGame) -> list[dict]:
+    """The whole expert episode as a chat (system, task, then observation/reply turns)."""
+    msgs = [{"role": "system", "content": AGENT_SYSTEM}, {"role": "user", "content": TASK}]
+    for t in range(game.cfg.steps):
+        msgs += [
+            {"role": "user", "content": game.observation(t)},
+            {"role": "assistant", "content": game.expert_reply(t)},
+        ]
+    return msgs
+
+
+def sample_game(rng: random.Random, min_steps: int, max_steps: int) -> VaultGame:
+    steps = rng.randint(min_steps, max_steps)
+    doors = rng.randint(1, 3)
+    forks = rng.randint(0, 2)
+    while 3 * (doors + forks) + 3 > steps:
+        doors = max(1, doors - 1) if forks == 0 else doors
+        forks = max(0, forks - 1)
+    return VaultGame(VaultConfig(steps, doors, forks, seed=rng.randrange(1 << 30)))
+
+
+def agent_corpus(
+    tok, n: int, min_steps: int, max_steps: int, interval: int, compressed_share: float, seed: int
+):
+    rng = random.Random(seed)
+    out: list[Tokens] = []
+    for _ in range(n):
+        game = sample_game(rng, min_steps, max_steps)
+        msgs = expert_messages(game)
+        if rng.random() < compressed_share:
+            steps = game.cfg.steps
+            cut = rng.randrange(interval, steps, interval) if steps > interval else 0
+            if cut:
+                msgs = agent_view(msgs, game.expert_summary(cut), cut)
+        out.append(chat_example(tok, msgs))
+    return out
+
+
+def memory_corpus(tok, n: int, min_steps: int, max_steps: int, interval: int, seed: int):
+    rng = random.Random(seed + 1)
+    out: list[Tokens] = []
+    for _ in range(n):
+        game = sample_game(rng, min_steps, max_steps)
+        msgs = expert_messages(game)
+        cut = rng.randrange(interval, game.cfg.steps, interval)
+        view = memory_view(msgs, cut) + [{"role": "assistant", "content": game.expert_summary(cut)}]
+        out.append(chat_example(tok, view))
+    return out
+
+
+@dataclass
+class ModelRecipe:
+    role: str  # "agent" or "memory"
+    preset: str = "tiny"
+    examples: int = 3000
+    min_steps: int = 20
+    max_steps: int = 80
+    interval: int = 4
+    compressed_share: float = 0.3  # agent only
+    steps: int = 400
+    batch_size: int = 8
+    lr: float = 3e-3
+    max_len: int = 6144
+    seed: int = 0
+
+
+def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
+    from tenfold.core.models import build_preset
+
+    model, tok = build_preset(recipe.preset, seed=recipe.seed)
+    if recipe.role == "agent":
+        corpus = agent_corpus(
+            tok,
+            recipe.examples,
+            recipe.min_steps,
+            recipe.max_steps,
+            recipe.interval,
+            recipe.compressed_share,
+            recipe.seed,
+        )
+    else:
+        corpus = memory_corpus(
+            tok, recipe.examples, recipe.min_steps, recipe.max_steps, recipe.interval, recipe.seed
+        )
+    cfg = TrainConfig(
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        max_len=recipe.max_len,
+        seed=recipe.seed,
+        out_dir=str(out_dir / "train"),
+        quiet=quiet,
+    )
+    train_lm(model, tok, corpus, cfg)
+    return Path(cfg.out_dir) / "last"
+
+
+def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
+    """Checkpoint directory of the model for `recipe` (trained once, then cached)."""
+    path = cached_artefact(
+        f"comem-{recipe.role}",
+        asdict(recipe),
+        DATA_VERSION,
+        lambda d: train_model(recipe, d, quiet),
+        retrain=retrain,
+    )
+    return path / "train" / "last"
