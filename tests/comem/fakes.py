@@ -59,3 +59,50 @@ class ForgetfulMemory(ListingMemory):
     async def summarize(self, messages):
         await super().summarize(messages)
         return "nothing to keep."
+
+
+def agent_app(agent: ReadingAgent, received: list):
+    """An OpenAI-compatible server around ReadingAgent that records the messages it is sent."""
+    import json
+    import time
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": "reading-agent", "object": "model", "owned_by": "test"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        received.append(body["messages"])
+        c = await agent.chat(body["messages"])
+        base = {"id": "x", "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            return {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": "stop"}
+                ],
+                "usage": {
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": 5,
+                    "total_tokens": c.prompt_tokens + 5,
+                },
+            }
+
+        def events():
+            for piece in (c.text[:8], c.text[8:]):
+                delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [delta]})}\n\n"
+            end = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            yield f"data: {json.dumps({**base, 'object': 'chat.completion.chunk', 'choices': [end]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
