@@ -26,8 +26,10 @@ app.add_typer(serve_app, name="serve")
 def _mount_systems() -> None:
     """One sub-app per built system; their heavy imports happen inside the commands."""
     from tenfold.cake.cli import app as cake_app
+    from tenfold.comem.cli import app as comem_app
 
     app.add_typer(cake_app, name="cake")
+    app.add_typer(comem_app, name="comem")
 
 
 _mount_systems()
@@ -90,6 +92,10 @@ def serve(
     kv_bandwidth_gbps: Annotated[
         float | None, typer.Option(help="emulate a slower storage tier for KV loads")
     ] = None,
+    prefix_cache_gb: Annotated[
+        float,
+        typer.Option(help="in-memory automatic prefix caching (as vLLM's), this many GiB; 0 = off"),
+    ] = 0.0,
 ) -> None:
     """Serve MODEL at http://HOST:PORT/v1 (completions, chat completions, streaming)."""
     if ctx.invoked_subcommand is not None:
@@ -103,6 +109,17 @@ def serve(
     from tenfold.core.server import serve as run_server
 
     make_prefill = None
+    if kv_store is not None and prefix_cache_gb > 0:
+        raise typer.BadParameter("choose one of --kv-store and --prefix-cache-gb")
+    if prefix_cache_gb < 0:
+        raise typer.BadParameter(f"--prefix-cache-gb must be >= 0, got {prefix_cache_gb}")
+    if prefix_cache_gb > 0:
+
+        def make_prefill(lm):
+            from tenfold.core.prefix_cache import PrefixCachePrefill
+
+            return PrefixCachePrefill(lm, int(prefix_cache_gb * 2**30))
+
     if kv_store is not None:
 
         def make_prefill(lm):

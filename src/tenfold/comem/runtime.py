@@ -75,6 +75,7 @@ class StepRecord:
     seconds: float  # the whole step: waiting for memory + agent call + environment
     agent_seconds: float
     wait_seconds: float  # blocked on the memory model
+    env_seconds: float  # the environment step (and env_latency)
     prompt_tokens: int
     summary_cut: int  # the summary in use covers turns [0, summary_cut)
 
@@ -102,6 +103,7 @@ class EpisodeResult:
             "step_mean_s": sum(r.seconds for r in self.records) / n,
             "agent_mean_s": sum(r.agent_seconds for r in self.records) / n,
             "wait_total_s": sum(r.wait_seconds for r in self.records),
+            "env_mean_s": sum(r.env_seconds for r in self.records) / n,
             "prompt_tokens_mean": sum(r.prompt_tokens for r in self.records) / n,
             "memory_calls": len(self.memory_seconds),
             "memory_mean_s": sum(self.memory_seconds) / max(1, len(self.memory_seconds)),
@@ -176,12 +178,12 @@ async def run_episode(
             reply = await agent.chat(view, max_tokens=cfg.agent_max_tokens, temperature=0.0)
             agent_s = time.perf_counter() - a
             messages.append({"role": "assistant", "content": reply.text})
+            e = time.perf_counter()
             obs = env.step(reply.text)
             if cfg.env_latency:
                 await asyncio.sleep(cfg.env_latency)
-            res.records.append(
-                StepRecord(t, time.perf_counter() - t0, agent_s, wait, reply.prompt_tokens, cut)
-            )
+            now = time.perf_counter()
+            res.records.append(StepRecord(t, now - t0, agent_s, wait, now - e, reply.prompt_tokens, cut))
             t += 1
     finally:
         if job is not None:

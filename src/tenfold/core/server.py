@@ -451,3 +451,75 @@ def serve(
     prefill = make_prefill(lm) if make_prefill is not None else None
     app = create_app(lm, tok, served_name or model_name(model), max_batch=max_batch, prefill=prefill)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+class ServerProcess:
+    """`tenfold serve` in a subprocess (one torch thread), optionally pinned to one CPU core.
+
+    `with ServerProcess("tiny", "--prefix-cache-gb", "1", cpu=0) as srv: srv.base_url`. The server's
+    log goes to a file (a chatty server never blocks on a full pipe); it is shown if the server dies.
+    """
+
+    def __init__(self, model: str, *args: str, cpu: int | None = None, startup_timeout: float = 120.0):
+        self.model, self.args, self.cpu, self.startup_timeout = model, args, cpu, startup_timeout
+
+    def __enter__(self) -> ServerProcess:
+        import os
+        import socket
+        import subprocess
+        import sys
+        import tempfile
+
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        with tempfile.NamedTemporaryFile(prefix="tenfold-serve-", suffix=".log", delete=False) as f:
+            self.log_path = f.name
+        cmd = [sys.executable, "-m", "tenfold", "serve", "--model", self.model, "--port", str(self.port)]
+        cmd += ["--threads", "1", *self.args]
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        pin = self.cpu is not None and len(cpus) > 1
+        core = sorted(cpus)[self.cpu % len(cpus)] if pin else None
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+                preexec_fn=(lambda: os.sched_setaffinity(0, {core})) if pin else None,
+            )
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise TenfoldError(f"tenfold serve exited ({self.proc.returncode}): {self._log_tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise TenfoldError(
+                    f"tenfold serve not healthy after {self.startup_timeout:.0f} s: {self._log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def __exit__(self, *exc) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

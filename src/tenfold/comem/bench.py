@@ -1,0 +1,292 @@
+"""`tenfold comem bench`: full vs sync vs comem (and comem through the proxy) on the same episodes.
+
+Setup: the agent and the memory model each run in their own `tenfold serve` process pinned to one CPU
+core, both with in-memory automatic prefix caching (`--prefix-cache-gb`), so the `full` baseline only
+prefills each step's new tokens, as vLLM's automatic prefix caching would give it. Every policy plays
+the same seeded Vault episodes; for each concurrency c, c sessions run at once against the same two
+servers (their requests are batched together), and the policies take turns.
+
+Reported per (episode length, concurrency, policy): episode latency (mean over sessions), per-step
+latency, agent-call time, memory-call time, time blocked on memory, success rate. Also the analytic
+bound for comem vs sync from the measured means (R = interval; memory overlapped with the agent step
+and environment step it runs beside; see `analytic_bound`), quality vs k, and the proxy arm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tenfold.comem.runtime import BackendMemory, EpisodeResult, PolicyConfig, run_episode
+from tenfold.core.bench import save_figure
+from tenfold.core.errors import TenfoldError
+from tenfold.core.progress import progress_bar
+from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
+
+
+@dataclass
+class BenchConfig:
+    steps: list[int] = field(default_factory=lambda: [40])  # episode lengths (difficulty)
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 8])
+    min_episodes: int = 2  # per (length, concurrency, policy): waves of c sessions until at least this many
+    interval: int = 4  # R
+    k: int = 1
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # quality vs k (comem)
+    k_episodes: int = 8
+    env_latency: float = 0.0
+    doors: int = 2
+    forks: int = 1
+    proxy: bool = True
+    agent: str | None = None  # checkpoint dir or URL; None: the trained tiny agent (cached)
+    memory: str | None = None
+    seed: int = 10_000  # episode seeds start here (training draws from its own generator)
+    prefix_cache_gb: float = 1.0
+
+    def validate(self) -> BenchConfig:
+        if not self.steps or min(self.steps) < 3 * (self.doors + self.forks) + 3:
+            raise TenfoldError(f"episode lengths {self.steps} too short for {self.doors + self.forks} facts")
+        if not self.concurrency or min(self.concurrency) < 1 or min(self.ks or [1]) < 1:
+            raise TenfoldError("concurrency and k values must be >= 1")
+        return self
+
+
+def analytic_bound(t_agent: float, t_mem: float, t_env: float, interval: int) -> dict:
+    """comem vs sync speed-up bounds from mean per-call times.
+
+    Per summarisation step (the issue's form, and the paper's accounting: sync step = mem + agent + env,
+    async step = max(agent, mem) + env): (mem + agent + env) / (max(agent, mem) + env), at most 2.
+    Per window of R steps with one summary (what an episode is made of): sync = R (agent + env) + mem,
+    comem = (R - 1)(agent + env) + max(agent + env, mem) when the summary is awaited one step later (k=1).
+    """
+    step = (t_mem + t_agent + t_env) / (max(t_agent, t_mem) + t_env)
+    sync_w = interval * (t_agent + t_env) + t_mem
+    comem_w = (interval - 1) * (t_agent + t_env) + max(t_agent + t_env, t_mem)
+    return {"per_step": step, "per_window": sync_w / comem_w}
+
+
+def _games(cfg: BenchConfig, steps: int, n: int, offset: int = 0) -> list[VaultGame]:
+    return [VaultGame(VaultConfig(steps, cfg.doors, cfg.forks, cfg.seed + offset + i)) for i in range(n)]
+
+
+async def _wave(games, agent, memory, pcfg: PolicyConfig) -> list[EpisodeResult]:
+    return list(
+        await asyncio.gather(*(run_episode(g, agent, memory, pcfg, AGENT_SYSTEM, TASK) for g in games))
+    )
+
+
+def _aggregate(results: list[EpisodeResult]) -> dict:
+    s = [r.summary() for r in results]
+    mean = lambda key: statistics.fmean(x[key] for x in s)  # noqa: E731
+    return {
+        "episodes": len(s),
+        "episode_s": mean("seconds"),
+        "step_s": mean("step_mean_s"),
+        "agent_s": mean("agent_mean_s"),
+        "wait_s": mean("wait_total_s"),
+        "env_s": mean("env_mean_s"),
+        "prompt_tokens": mean("prompt_tokens_mean"),
+        "memory_s": statistics.fmean([m for r in results for m in r.memory_seconds] or [0.0]),
+        "memory_calls": sum(x["memory_calls"] for x in s),
+        "memory_errors": sum(x["memory_errors"] for x in s),
+        "success": mean("success"),
+        "score": mean("score"),
+    }
+
+
+def resolve_models(cfg: BenchConfig, quiet: bool = False) -> tuple[str, str]:
+    from tenfold.comem.train import ModelRecipe, trained_model
+
+    agent = cfg.agent or str(trained_model(ModelRecipe("agent"), quiet=quiet))
+    memory = cfg.memory or str(trained_model(ModelRecipe("memory"), quiet=quiet))
+    return agent, memory
+
+
+def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
+    """All arms in one run; returns {"setup", "rows", "k_sweep", "proxy"}."""
+    from tenfold.core.backends import OpenAIBackend
+
+    cfg.validate()
+    agent_spec, memory_spec = resolve_models(cfg, quiet)
+    t0 = time.perf_counter()
+    rows, ksweep, proxy_rows = [], [], []
+    pc = ("--prefix-cache-gb", str(cfg.prefix_cache_gb))
+    with (
+        _server(agent_spec, pc, cpu=0) as agent_url,
+        _server(memory_spec, pc, cpu=1) as memory_url,
+    ):
+        policies = ("full", "sync", "comem")
+        n_cells = len(cfg.steps) * len(cfg.concurrency) * (3 + cfg.proxy) + len(cfg.ks)
+        with progress_bar("comem bench", total=n_cells, quiet=quiet) as bar:
+
+            async def main():
+                agent = OpenAIBackend(agent_url, timeout=600)
+                memory = BackendMemory(OpenAIBackend(memory_url, timeout=600))
+                await _wave(_games(cfg, 20, 1, offset=-1), agent, memory, PolicyConfig("comem"))  # warm-up
+                for steps in cfg.steps:
+                    for c in cfg.concurrency:
+                        waves = max(1, -(-cfg.min_episodes // c))
+                        for policy in policies:
+                            pcfg = PolicyConfig(policy, cfg.interval, cfg.k, env_latency=cfg.env_latency)
+                            results = []
+                            for w in range(waves):
+                                results += await _wave(
+                                    _games(cfg, steps, c, offset=w * c), agent, memory, pcfg
+                                )
+                            rows.append(
+                                {"steps": steps, "concurrency": c, "policy": policy, **_aggregate(results)}
+                            )
+                            bar.advance(1, steps=steps, c=c, policy=policy)
+                        if cfg.proxy:
+                            proxy_rows.append(await _proxy_arm(cfg, steps, c, waves, agent_url, memory_url))
+                            bar.advance(1, steps=steps, c=c, policy="proxy")
+                steps = max(cfg.steps)
+                for k in cfg.ks:
+                    pcfg = PolicyConfig("comem", cfg.interval, k, env_latency=cfg.env_latency)
+                    results = await _wave(
+                        _games(cfg, steps, cfg.k_episodes, offset=1000), agent, memory, pcfg
+                    )
+                    ksweep.append({"k": k, "steps": steps, **_aggregate(results)})
+                    bar.advance(1, k=k)
+                await agent.aclose()
+                await memory.backend.aclose()
+
+            asyncio.run(main())
+    return {
+        "setup": {
+            **asdict(cfg),
+            "agent": agent_spec,
+            "memory": memory_spec,
+            "seconds": time.perf_counter() - t0,
+        },
+        "rows": rows,
+        "k_sweep": ksweep,
+        "proxy": proxy_rows,
+    }
+
+
+class _server:
+    """A URL: `spec` itself when it is one, else a pinned `tenfold serve` process for the checkpoint."""
+
+    def __init__(self, spec: str, args, cpu: int):
+        self.spec, self.args, self.cpu, self.proc = spec, args, cpu, None
+
+    def __enter__(self) -> str:
+        if self.spec.startswith(("http://", "https://")):
+            return self.spec
+        from tenfold.core.server import ServerProcess
+
+        self.proc = ServerProcess(self.spec, *self.args, cpu=self.cpu).__enter__()
+        return self.proc.base_url
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.__exit__(*exc)
+
+
+async def _proxy_arm(
+    cfg: BenchConfig, steps: int, c: int, waves: int, agent_url: str, memory_url: str
+) -> dict:
+    """comem through `tenfold comem proxy`: a plain agent loop (full history each call) via the proxy."""
+    from tenfold.comem.proxy import ProxyConfig, create_proxy_app
+    from tenfold.core.backends import OpenAIBackend
+    from tenfold.core.server import ServerThread
+
+    memory = BackendMemory(OpenAIBackend(memory_url, timeout=600))
+    app = create_proxy_app(ProxyConfig(agent_url, cfg.interval, cfg.k), memory)
+    results = []
+    with ServerThread(app) as proxy:
+        client = OpenAIBackend(proxy.base_url, timeout=600)
+        pcfg = PolicyConfig("full", cfg.interval, cfg.k, env_latency=cfg.env_latency)
+        for w in range(waves):
+            results += await _wave(_games(cfg, steps, c, offset=w * c), client, None, pcfg)
+        await client.aclose()
+        stats = dict(app.state.proxy.stats)
+    await memory.backend.aclose()
+    return {
+        "steps": steps,
+        "concurrency": c,
+        "policy": "comem-proxy",
+        **_aggregate(results),
+        "proxy_stats": stats,
+    }
+
+
+def summarize(result: dict) -> dict:
+    """Ratios the issue's targets are stated in, per (steps, concurrency)."""
+    by = {(r["steps"], r["concurrency"], r["policy"]): r for r in result["rows"]}
+    cells = sorted({(r["steps"], r["concurrency"]) for r in result["rows"]})
+    out = []
+    for steps, c in cells:
+        full, sync, comem = (by[(steps, c, p)] for p in ("full", "sync", "comem"))
+        bound = analytic_bound(
+            comem["agent_s"], comem["memory_s"], comem["env_s"], result["setup"]["interval"]
+        )
+        row = {
+            "steps": steps,
+            "concurrency": c,
+            "speedup_vs_full": full["episode_s"] / comem["episode_s"],
+            "speedup_vs_sync": sync["episode_s"] / comem["episode_s"],
+            "bound_vs_sync_window": bound["per_window"],
+            "bound_vs_sync_step": bound["per_step"],
+            "success_full": full["success"],
+            "success_sync": sync["success"],
+            "success_comem": comem["success"],
+            "success_ratio": comem["success"] / full["success"] if full["success"] else float("nan"),
+        }
+        row["vs_sync_of_bound"] = row["speedup_vs_sync"] / row["bound_vs_sync_window"]
+        px = next((p for p in result["proxy"] if p["steps"] == steps and p["concurrency"] == c), None)
+        if px:
+            row["proxy_vs_library"] = px["episode_s"] / comem["episode_s"]
+            row["proxy_speedup_vs_full"] = full["episode_s"] / px["episode_s"]
+        out.append(row)
+    return {"cells": out}
+
+
+def plot(result: dict, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    steps = max(r["steps"] for r in rows)
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    for policy, style in (("full", "o-"), ("sync", "s-"), ("comem", "^-")):
+        sub = sorted(
+            (r for r in rows if r["policy"] == policy and r["steps"] == steps), key=lambda r: r["concurrency"]
+        )
+        ax[0].plot([r["concurrency"] for r in sub], [r["episode_s"] for r in sub], style, label=policy)
+    px = sorted((p for p in result["proxy"] if p["steps"] == steps), key=lambda r: r["concurrency"])
+    if px:
+        ax[0].plot([r["concurrency"] for r in px], [r["episode_s"] for r in px], "x--", label="comem (proxy)")
+    ax[0].set_xlabel("concurrent sessions")
+    ax[0].set_ylabel(f"episode latency, {steps} steps (s)")
+    ax[0].legend()
+    policies = ("full", "sync", "comem")
+    succ = [statistics.fmean(r["success"] for r in rows if r["policy"] == p) for p in policies]
+    ax[1].bar(policies, succ, color=["C0", "C1", "C2"])
+    ax[1].set_ylim(0, 1.05)
+    ax[1].set_ylabel("success rate (all runs)")
+    ks = result["k_sweep"]
+    if ks:
+        ax[2].plot([r["k"] for r in ks], [r["success"] for r in ks], "^-", label="success")
+        ax[2].plot([r["k"] for r in ks], [r["score"] for r in ks], "v--", label="critical actions right")
+        ax2 = ax[2].twinx()
+        ax2.plot([r["k"] for r in ks], [r["episode_s"] for r in ks], "k:", label="episode s")
+        ax2.set_ylabel("episode latency (s)")
+        ax[2].set_xlabel("k (staleness bound)")
+        ax[2].set_ylim(0, 1.05)
+        ax[2].legend(loc="lower left")
+    fig.suptitle("CoMem on Vault: tiny agent + tiny memory, one CPU core each")
+    return save_figure(fig, path)
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return path

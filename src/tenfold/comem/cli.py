@@ -1,0 +1,137 @@
+"""`tenfold comem ...`: train the tiny models, play episodes, benchmark the policies, run the proxy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="CoMem: asynchronous k-step-off agent memory.", no_args_is_help=True)
+
+
+@app.command()
+def train(
+    role: Annotated[str, typer.Argument(help="agent or memory")],
+    retrain: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Train (or find cached) the tiny Vault agent or memory model; prints its checkpoint dir."""
+    from tenfold.comem.train import ModelRecipe, trained_model
+    from tenfold.core.errors import TenfoldError
+
+    if role not in ("agent", "memory"):
+        raise TenfoldError(f"role must be 'agent' or 'memory', got {role!r}")
+    print(trained_model(ModelRecipe(role), retrain=retrain, quiet=quiet))
+
+
+@app.command()
+def run(
+    policy: Annotated[str, typer.Option(help="full, sync or comem")] = "comem",
+    steps: Annotated[int, typer.Option(help="episode length (rooms)")] = 40,
+    seed: int = 0,
+    agent: Annotated[str | None, typer.Option(help="checkpoint dir or OpenAI-compatible URL")] = None,
+    memory: Annotated[str | None, typer.Option(help="checkpoint dir or OpenAI-compatible URL")] = None,
+    interval: Annotated[int, typer.Option(help="R: summarise every R steps")] = 4,
+    k: Annotated[int, typer.Option(help="wait for a summary only once it is k steps old")] = 1,
+    verbose: bool = True,
+) -> None:
+    """Play one Vault episode in-process under POLICY and print each step."""
+    import asyncio
+
+    from tenfold.comem.runtime import BackendMemory, PolicyConfig, run_episode
+    from tenfold.comem.train import ModelRecipe, trained_model
+    from tenfold.core.backends import make_backend
+    from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
+
+    agent_spec = agent or str(trained_model(ModelRecipe("agent")))
+    memory_spec = memory or str(trained_model(ModelRecipe("memory")))
+    game = VaultGame(VaultConfig(steps, seed=seed))
+
+    async def main():
+        a, m = make_backend(agent_spec), make_backend(memory_spec)
+        try:
+            return await run_episode(
+                game, a, BackendMemory(m), PolicyConfig(policy, interval, k), AGENT_SYSTEM, TASK
+            )
+        finally:
+            await a.aclose()
+            await m.aclose()
+
+    res = asyncio.run(main())
+    if verbose:
+        for (obs, reply), r in zip(game.log, res.records, strict=True):
+            print(f"{r.t:3d} {r.seconds * 1000:6.0f} ms  {obs:45s} -> {reply}")
+        for s in res.summaries:
+            print("summary:", s)
+    print(json.dumps(res.summary(), indent=1))
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick/--full", help="quick: 40 steps; full: 20, 40, 80")] = True,
+    steps: Annotated[list[int] | None, typer.Option(help="episode lengths (repeatable)")] = None,
+    concurrency: Annotated[list[int] | None, typer.Option(help="concurrent sessions (repeatable)")] = None,
+    agent: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
+    memory: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
+    env_latency: Annotated[float, typer.Option(help="seconds per environment step")] = 0.0,
+    proxy: Annotated[bool, typer.Option(help="also run comem through the proxy")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot")] = None,
+    quiet: bool = False,
+) -> None:
+    """full vs sync vs comem (and the proxy) on the same seeded episodes; see docs/comem.md."""
+    from tenfold.comem.bench import BenchConfig, plot, run_bench, summarize, write_json
+
+    cfg = BenchConfig(
+        steps=steps or ([40] if quick else [20, 40, 80]),
+        concurrency=concurrency or [1, 4, 8],
+        agent=agent,
+        memory=memory,
+        env_latency=env_latency,
+        proxy=proxy,
+        min_episodes=2 if quick else 8,
+    )
+    result = run_bench(cfg, quiet)
+    s = summarize(result)
+    print(
+        f"{'steps':>5} {'conc':>4} {'policy':>12} {'episode s':>9} {'step ms':>8} {'agent ms':>8} {'wait s':>7} {'success':>7}"
+    )
+    for r in result["rows"] + result["proxy"]:
+        print(
+            f"{r['steps']:5d} {r['concurrency']:4d} {r['policy']:>12} {r['episode_s']:9.2f} "
+            f"{r['step_s'] * 1000:8.1f} {r['agent_s'] * 1000:8.1f} {r['wait_s']:7.2f} {r['success']:7.2f}"
+        )
+    for c in s["cells"]:
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()}))
+    for r in result["k_sweep"]:
+        print(f"k={r['k']}: success {r['success']:.2f}, episode {r['episode_s']:.2f} s")
+    if json_path:
+        write_json({**result, "summary": s}, json_path)
+    if plot_path:
+        plot(result, plot_path)
+
+
+@app.command()
+def proxy(
+    agent_url: Annotated[str, typer.Option(help="the agent model's OpenAI-compatible base URL (…/v1)")],
+    memory_url: Annotated[str, typer.Option(help="the memory model's OpenAI-compatible base URL")],
+    port: int = 8100,
+    host: str = "127.0.0.1",
+    interval: Annotated[int, typer.Option(help="R: summarise every R turns")] = 4,
+    k: Annotated[int, typer.Option(help="wait for a pending summary once it is k turns old")] = 1,
+    memory_model: Annotated[str | None, typer.Option(help="model name on the memory server")] = None,
+    memory_max_tokens: int = 96,
+) -> None:
+    """Serve an OpenAI-compatible endpoint that forwards compressed histories to AGENT_URL."""
+    import uvicorn
+
+    from tenfold.comem.proxy import ProxyConfig, create_proxy_app
+    from tenfold.comem.runtime import BackendMemory
+    from tenfold.core.backends import OpenAIBackend
+
+    memory = BackendMemory(OpenAIBackend(memory_url, model=memory_model), memory_max_tokens)
+    app_ = create_proxy_app(ProxyConfig(agent_url, interval, k), memory)
+    print(f"CoMem proxy on http://{host}:{port}/v1 -> agent {agent_url}, memory {memory_url}")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
