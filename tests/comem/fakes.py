@@ -25,13 +25,13 @@ class ReadingAgent:
         obs = messages[-1]["content"]
         facts = FACT.findall(text)
         act = "go"
-        if m := re.search(r"A (\w+) door with a keypad", obs):
+        if m := re.search(r"(\w+) door, keypad", obs):
             act = next(
                 (f"code {f.split()[-1]}" for f in facts if f.startswith(f"{m.group(1)} door")), "code 0"
             )
-        elif m := re.search(r"Fork (\d+): left or right", obs):
+        elif m := re.search(r"fork (\d+), left or right", obs):
             act = next((f.split()[-1] for f in facts if f.startswith(f"fork {m.group(1)} ")), "left")
-        elif obs.endswith("The exit."):
+        elif obs.endswith("exit."):
             act = "exit"
         return Completion(f"think: ok. act: {act}", "stop", len(text), 5)
 

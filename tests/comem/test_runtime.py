@@ -44,7 +44,7 @@ def test_memory_views_never_include_turns_after_the_cut():
     play("comem", mem, steps=24)
     for i, view in enumerate(mem.views):
         cut = 4 * (i + 1)
-        assert f"Room {cut - 1}." in view[-1]["content"] and f"Room {cut}." not in view[-1]["content"]
+        assert f"\n{cut - 1}: " in view[-1]["content"] and f"\n{cut}: " not in view[-1]["content"]
 
 
 def test_comem_overlaps_memory_with_agent_steps_and_sync_does_not():

@@ -74,8 +74,8 @@ def agent_view(messages: Sequence[dict], summary: str | None = None, cut: int = 
 
 
 def transcript(body: Sequence[dict]) -> str:
-    """The covered turns as plain text, one line per message."""
-    return "\n".join(f"{'obs' if m['role'] in ('user', 'tool') else 'agent'}: {_text(m)}" for m in body)
+    """The covered turns as plain text, one line per message; the agent's lines start with '> '."""
+    return "\n".join(_text(m) if m["role"] in ("user", "tool") else f"> {_text(m)}" for m in body)
 
 
 def memory_view(messages: Sequence[dict], cut: int) -> list[dict]:

@@ -11,7 +11,7 @@ A wrong action at a door or fork does not end the episode (an alarm rings and th
 every policy plays the same number of steps and episode latencies compare like for like. An episode
 succeeds when every critical action is right; `score` is the fraction right.
 
-Agents answer in a ReAct-like format, `think: <thought> act: <action>`; only the action is scored.
+Agents answer with the action (a reply in the ReAct form `think: ... act: <action>` is accepted too).
 The expert policy knows the layout; `expert_summary(t)` is the memory a perfect summariser would keep
 after t steps: the facts revealed so far that are still needed, stated as facts (never as actions).
 """
@@ -26,22 +26,19 @@ from tenfold.core.errors import TenfoldError
 
 COLORS = ("red", "blue", "green", "gold", "white", "black", "grey", "pink")
 FILLER = (
-    "Dusty crates.",
-    "A dripping pipe.",
-    "Cold stone floor.",
-    "A flickering lamp.",
-    "Empty shelves.",
-    "A faded map.",
-    "Broken chairs.",
-    "A quiet hum.",
-    "Wet footprints.",
-    "A locked cabinet.",
+    "dust",
+    "crates",
+    "pipes",
+    "a lamp",
+    "shelves",
+    "a map",
+    "chairs",
+    "a hum",
+    "footprints",
+    "a cabinet",
 )
 
-AGENT_SYSTEM = (
-    "You walk through a vault, one room per step. Reply 'think: ... act: ...'. "
-    "Actions: go, code <digits>, left, right, exit."
-)
+AGENT_SYSTEM = "Vault walk, one room per step. Reply with one action: go, code <digits>, left, right, exit."
 TASK = "Reach the exit. Doors need codes; forks need directions."
 
 
@@ -129,19 +126,19 @@ class VaultGame:
         return self.correct / len(self.facts)
 
     def observation(self, t: int | None = None) -> str:
+        """Room t's text; short on purpose (tiny models train on whole 80-room episodes here)."""
         t = self.t if t is None else t
         if t == self.cfg.steps - 1:
-            return f"Room {t}. The exit."
+            return f"{t}: exit."
         if t in self._reveal:
             fa = self._reveal[t]
-            what = "A note" if fa.kind == "door" else "A sign"
-            return f"Room {t}. {what}: {fa.text}."
+            return f"{t}: {'note' if fa.kind == 'door' else 'sign'}: {fa.text}."
         if t in self._use:
             fa = self._use[t]
             if fa.kind == "door":
-                return f"Room {t}. A {fa.name} door with a keypad."
-            return f"Room {t}. Fork {fa.name}: left or right?"
-        return f"Room {t}. {self._filler[t]}"
+                return f"{t}: {fa.name} door, keypad."
+            return f"{t}: fork {fa.name}, left or right?"
+        return f"{t}: {self._filler[t]}."
 
     def expert_action(self, t: int | None = None) -> str:
         t = self.t if t is None else t
@@ -153,17 +150,8 @@ class VaultGame:
         return "go"
 
     def expert_reply(self, t: int | None = None) -> str:
-        """The expert's whole reply (thought + action): what the agent model is trained to write."""
-        t = self.t if t is None else t
-        if t in self._use and t != self.cfg.steps - 1:
-            thought = self._use[t].text
-        elif t in self._reveal:
-            thought = f"remember {self._reveal[t].text}"
-        elif t == self.cfg.steps - 1:
-            thought = "the exit"
-        else:
-            thought = "nothing needed"
-        return f"think: {thought}. act: {self.expert_action(t)}"
+        """The expert's whole reply: what the agent model is trained to write (just the action)."""
+        return self.expert_action(t)
 
     def expert_summary(self, cut: int) -> str:
         """What a perfect memory keeps after rooms [0, cut): revealed facts whose room is still ahead."""
