@@ -70,8 +70,8 @@ def _one_config(loader: CakeLoader, ids: list[int], gbps: float | None, repeats:
     runs = {m: 0 for m in ("compute_only", "io_only", "cake")}
     spent = dict.fromkeys(runs, 0.0)
 
-    def needs(mode: str) -> bool:  # at least `repeats` runs; short arms get more (up to 10, ~1 s)
-        return runs[mode] < repeats or (runs[mode] < 10 and spent[mode] < 1.0)
+    def needs(mode: str) -> bool:  # at least `repeats` runs; short arms get more (up to 20, ~2 s)
+        return runs[mode] < repeats or (runs[mode] < 20 and spent[mode] < 2.0)
 
     r = 0
     while any(needs(m) for m in runs):

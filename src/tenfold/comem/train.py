@@ -79,7 +79,7 @@ def memory_corpus(tok, n: int, min_steps: int, max_steps: int, interval: int, se
 class ModelRecipe:
     role: str  # "agent" or "memory"
     preset: str = "tiny"
-    examples: int = 3000
+    examples: int = 2000
     min_steps: int = 20
     max_steps: int = 80
     interval: int = 4
@@ -87,7 +87,7 @@ class ModelRecipe:
     steps: int = 400
     batch_size: int = 8
     lr: float = 3e-3
-    max_len: int = 6144
+    max_len: int = 2048
     seed: int = 0
 
 
@@ -115,6 +115,7 @@ def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path
         lr=recipe.lr,
         max_len=recipe.max_len,
         seed=recipe.seed,
+        bucket_by_length=True,
         out_dir=str(out_dir / "train"),
         quiet=quiet,
     )
@@ -132,3 +133,48 @@ def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = Fals
         retrain=retrain,
     )
     return path / "train" / "last"
+
+
+def fact_recall(summary: str, game: VaultGame, cut: int) -> tuple[int, int]:
+    """(needed facts stated in `summary`, needed facts) for a summary covering rooms [0, cut)."""
+    needed = [f.text for f in game.facts if f.reveal < cut <= f.use]
+    return sum(f in summary for f in needed), len(needed)
+
+
+def evaluate(agent_dir: str, memory_dir: str, episodes: int = 8, steps: int = 40, seed: int = 10_000) -> dict:
+    """In-process check of trained models: agent success with full context and with CoMem, and the
+    memory model's recall of the facts still needed."""
+    import asyncio
+
+    from tenfold.comem.runtime import BackendMemory, PolicyConfig, run_episode
+    from tenfold.core.backends import LocalBackend
+
+    async def main():
+        agent = LocalBackend(agent_dir, prefix_cache_bytes=1 << 28)
+        mem = LocalBackend(memory_dir, prefix_cache_bytes=1 << 28)
+        out = {}
+        try:
+            for policy in ("full", "comem"):
+                games = [VaultGame(VaultConfig(steps, 2, 1, seed + i)) for i in range(episodes)]
+                res = await asyncio.gather(
+                    *(
+                        run_episode(g, agent, BackendMemory(mem), PolicyConfig(policy), AGENT_SYSTEM, TASK)
+                        for g in games
+                    )
+                )
+                out[f"success_{policy}"] = sum(r.success for r in res) / episodes
+                out[f"score_{policy}"] = sum(r.score for r in res) / episodes
+            hit = total = 0
+            for i in range(episodes):
+                game = VaultGame(VaultConfig(steps, 2, 1, seed + i))
+                cut = 4 * (1 + i % max(1, steps // 4 - 1))
+                text = await BackendMemory(mem).summarize(memory_view(expert_messages(game), cut))
+                h, n = fact_recall(text, game, cut)
+                hit, total = hit + h, total + n
+            out["memory_fact_recall"] = hit / max(1, total)
+        finally:
+            await agent.aclose()
+            await mem.aclose()
+        return out
+
+    return asyncio.run(main())

@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     max_len: int = 256  # examples are truncated to this many tokens
     completion_only: bool = True  # for (prompt, completion) pairs: loss on the completion only
+    bucket_by_length: bool = False  # batches of similar length (less padding for long, varied examples)
     log_every: int = 25
     ckpt_every: int = (
         0  # also save out_dir/step-NNNNNN every this many steps (0: only out_dir/last at the end)
@@ -188,6 +189,9 @@ def train_lm(
             f"{len(empty)} example(s) (first: #{empty[0]}) have no target tokens within max_len={cfg.max_len}; "
             "raise max_len or shorten their prompts"
         )
+    by_length = (
+        sorted(range(len(encoded)), key=lambda i: len(encoded[i][0])) if cfg.bucket_by_length else None
+    )
     opt = make_optimizer(model, cfg)
     start, losses = 0, []
     if resume_from is not None:
@@ -204,7 +208,7 @@ def train_lm(
         with progress_bar("train", total=cfg.steps, quiet=cfg.quiet) as bar:
             bar.advance(start)
             for step in range(start, cfg.steps):
-                rows = np.random.default_rng([cfg.seed, step]).integers(0, len(encoded), cfg.batch_size)
+                rows = _batch_rows(cfg, step, len(encoded), by_length)
                 ids, mask, labels = (
                     t.to(device) for t in collate([encoded[i] for i in rows], tokenizer.pad_id)
                 )
@@ -239,6 +243,16 @@ def train_lm(
         model.eval()
     ckpt = save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg) if out else None
     return TrainResult(cfg.steps, losses, time.perf_counter() - t0, str(ckpt) if ckpt else None)
+
+
+def _batch_rows(cfg: TrainConfig, step: int, n: int, by_length: list[int] | None) -> np.ndarray:
+    """The example indices of the batch at `step` (a pure function of seed and step, for resume).
+    With length bucketing: `batch_size` neighbours in length order from a random start."""
+    rng = np.random.default_rng([cfg.seed, step])
+    if by_length is None:
+        return rng.integers(0, n, cfg.batch_size)
+    start = int(rng.integers(0, max(1, n - cfg.batch_size + 1)))
+    return np.array([by_length[(start + i) % n] for i in range(cfg.batch_size)])
 
 
 def save_checkpoint(
