@@ -10,9 +10,10 @@
   moment, including changes mid-request.
 
 Beyond the paper (which has no fallback and loses to I/O-only by up to 20% when compute is scarce):
-the meeting test also runs inside a chunk. A forward pre-hook on every decoder layer lets the I/O
-worker take over the chunk the compute worker is working on the moment that chunk is loaded, so
-neither side ever waits for the other to finish a chunk. In the extreme cases this makes Cake
+the meeting test also runs inside a chunk. A forward pre-hook on every leaf module of every decoder
+layer (projections, norms) lets the I/O worker take over the chunk the compute worker is working on
+the moment that chunk is loaded, so neither side waits for the other to finish a chunk (at most for
+one matmul). In the extreme cases this makes Cake
 degrade to the better baseline instead of losing to it: with instant storage the I/O worker loads
 everything, including chunk 0, and compute is abandoned; with very slow storage compute does it all.
 

@@ -233,6 +233,7 @@ def train_lm(
                         )
                         + "\n"
                     )
+                    log.flush()  # readable while training runs
                 if out and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
                     save_checkpoint(
                         out / f"step-{step + 1:06d}", model, tokenizer, opt, step + 1, losses, cfg
