@@ -130,3 +130,38 @@ def test_bad_inputs(tmp_path):
         TrainConfig(steps=0).validate()
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_checkpoint(tmp_path, model)
+
+
+def test_chat_example_trains_only_the_assistant_turns(tiny):
+    from tenfold.core.train import IGNORE, Tokens, chat_example, encode_example
+
+    _, tok = tiny
+    msgs = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": "ok"},
+    ]
+    ex = chat_example(tok, msgs)
+    assert list(ex.ids) == tok.apply_chat_template(msgs, add_generation_prompt=False)
+    trained = [t for t, y in zip(ex.ids, ex.labels, strict=True) if y != IGNORE]
+    assert trained == tok.encode("yo") + [tok.end_id] + tok.encode("ok") + [tok.end_id]
+    assert all(y in (IGNORE, t) for t, y in zip(ex.ids, ex.labels, strict=True))
+    ids, labels = encode_example(tok, ex, True, 5)
+    assert ids == list(ex.ids[:5]) and labels == list(ex.labels[:5])
+    with pytest.raises(TenfoldError, match="labels"):
+        encode_example(tok, Tokens((1, 2), (1,)), True, 8)
+
+
+def test_length_buckets_hold_neighbours_in_length():
+    from tenfold.core.train import _batch_rows
+
+    cfg = TrainConfig(batch_size=4, bucket_by_length=True, seed=3)
+    lengths = [5, 100, 7, 98, 6, 99, 8, 97, 50, 51, 52, 53]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for step in range(20):
+        rows = _batch_rows(cfg, step, len(lengths), order)
+        pos = sorted(order.index(r) for r in rows)
+        assert pos == list(range(pos[0], pos[0] + 4))  # consecutive in length order
+        assert list(rows) == list(_batch_rows(cfg, step, len(lengths), order))  # a function of the step
