@@ -98,10 +98,10 @@ def _aggregate(results: list[EpisodeResult]) -> dict:
 
 
 def resolve_models(cfg: BenchConfig, quiet: bool = False) -> tuple[str, str]:
-    from tenfold.comem.train import ModelRecipe, trained_model
+    from tenfold.comem.train import recipe, trained_model
 
-    agent = cfg.agent or str(trained_model(ModelRecipe("agent"), quiet=quiet))
-    memory = cfg.memory or str(trained_model(ModelRecipe("memory"), quiet=quiet))
+    agent = cfg.agent or str(trained_model(recipe("agent"), quiet=quiet))
+    memory = cfg.memory or str(trained_model(recipe("memory"), quiet=quiet))
     return agent, memory
 
 

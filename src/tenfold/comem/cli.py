@@ -18,12 +18,12 @@ def train(
     quiet: bool = False,
 ) -> None:
     """Train (or find cached) the tiny Vault agent or memory model; prints its checkpoint dir."""
-    from tenfold.comem.train import ModelRecipe, trained_model
+    from tenfold.comem.train import recipe, trained_model
     from tenfold.core.errors import TenfoldError
 
     if role not in ("agent", "memory"):
         raise TenfoldError(f"role must be 'agent' or 'memory', got {role!r}")
-    print(trained_model(ModelRecipe(role), retrain=retrain, quiet=quiet))
+    print(trained_model(recipe(role), retrain=retrain, quiet=quiet))
 
 
 @app.command()
@@ -41,12 +41,12 @@ def run(
     import asyncio
 
     from tenfold.comem.runtime import BackendMemory, PolicyConfig, run_episode
-    from tenfold.comem.train import ModelRecipe, trained_model
+    from tenfold.comem.train import recipe, trained_model
     from tenfold.core.backends import make_backend
     from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
-    agent_spec = agent or str(trained_model(ModelRecipe("agent")))
-    memory_spec = memory or str(trained_model(ModelRecipe("memory")))
+    agent_spec = agent or str(trained_model(recipe("agent")))
+    memory_spec = memory or str(trained_model(recipe("memory")))
     game = VaultGame(VaultConfig(steps, seed=seed))
 
     async def main():

@@ -8,7 +8,8 @@ A conversation is `head + body`. The head is the leading system message(s) and t
   summary's cut-off): the head, with the summary appended to the task message, then the raw turns
   from `cut` on. With no summary it is the whole conversation (the `full` policy).
 - Memory view: a system prompt that asks for the facts still needed and forbids suggesting actions,
-  then one user message with the task and a transcript of the covered turns.
+  then one user message with the task and a transcript of the covered turns (the paper), or, in the
+  incremental form, the previous summary and the transcript of the turns since it.
 """
 
 from __future__ import annotations
@@ -78,13 +79,22 @@ def transcript(body: Sequence[dict]) -> str:
     return "\n".join(_text(m) if m["role"] in ("user", "tool") else f"> {_text(m)}" for m in body)
 
 
-def memory_view(messages: Sequence[dict], cut: int) -> list[dict]:
-    """The memory model's input for a summary covering turns [0, cut) (the paper: the raw history)."""
+def memory_view(
+    messages: Sequence[dict], cut: int, previous: str | None = None, since: int = 0
+) -> list[dict]:
+    """The memory model's input for a summary covering turns [0, cut).
+
+    `previous=None` (the paper): the transcript of every turn before `cut`. Incremental: the previous
+    summary (covering turns [0, since)) and the transcript of turns [since, cut) only."""
     head, body = split_head(messages)
     task = _text(head[-1])
+    covered = body_before(body, cut)
+    if previous is not None:
+        covered = body_after(covered, since) if since > 0 else covered
+        task = f"{task}\nMemory so far: {previous}"
     return [
         {"role": "system", "content": MEMORY_SYSTEM},
-        {"role": "user", "content": f"Task: {task}\n{transcript(body_before(body, cut))}"},
+        {"role": "user", "content": f"Task: {task}\n{transcript(covered)}"},
     ]
 
 

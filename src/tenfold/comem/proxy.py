@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tenfold.comem.context import agent_view, body_before, memory_view, split_head, turn_starts
-from tenfold.comem.runtime import MemoryModel
+from tenfold.comem.runtime import NO_SUMMARY, MemoryModel
 
 log = logging.getLogger("tenfold.comem.proxy")
 
@@ -38,6 +38,7 @@ class ProxyConfig:
     k: int = 1
     max_sessions: int = 1024
     memory_timeout: float = 120.0  # a summary that takes longer is abandoned (full history is sent)
+    memory_input: str = "incremental"  # or "history" (every raw turn, the paper); see runtime.py
 
 
 @dataclass
@@ -79,14 +80,16 @@ class CoMemProxy:
         s.last_used = time.monotonic()
         return s
 
-    async def _summarize(self, messages: list[dict], cut: int) -> tuple[str | None, int, str]:
+    async def _summarize(self, s: _Session, messages: list[dict], cut: int) -> tuple[str | None, int, str]:
         self.stats["memory_calls"] += 1
         _, body = split_head(messages)
         covered = _digest(body_before(body, cut))
+        if self.cfg.memory_input == "history" or s.summary is None:
+            view = memory_view(messages, cut, None if self.cfg.memory_input == "history" else NO_SUMMARY)
+        else:
+            view = memory_view(messages, cut, s.summary, s.cut)
         try:
-            text = await asyncio.wait_for(
-                self.memory.summarize(memory_view(messages, cut)), self.cfg.memory_timeout
-            )
+            text = await asyncio.wait_for(self.memory.summarize(view), self.cfg.memory_timeout)
             return text, cut, covered
         except Exception as e:  # noqa: BLE001 - the conversation goes on with the full history
             self.stats["memory_errors"] += 1
@@ -105,7 +108,7 @@ class CoMemProxy:
             if got[0] is not None:
                 s.summary, s.cut, s.covered = got
         if t > 0 and t % self.cfg.interval == 0 and s.job is None:
-            s.job, s.job_step = asyncio.create_task(self._summarize(messages, t)), t
+            s.job, s.job_step = asyncio.create_task(self._summarize(s, messages, t)), t
         if s.summary is None or s.cut <= 0 or s.cut > t:
             return messages
         if _digest(body_before(rest, s.cut)) != s.covered:  # history edited or branched

@@ -14,6 +14,10 @@ for interval R and staleness bound k (the paper's code: R = 4, k = 1):
 - `comem`: as above; the summary in use at step t covers history up to t - k' for some k' >= 1, and the
   raw turns since its cut-off fill the gap. The agent waits only for a summary more than k steps old.
 
+Memory input: the paper gives the memory model the whole raw history each time (`memory_input=
+"history"`). The default here is incremental: the previous summary plus the turns since its cut-off,
+which keeps the memory model's prompt short (and trainable on CPU); see docs/comem.md.
+
 A failing memory call never stops the agent: it keeps its previous summary (or the full history) and
 the error is counted in the result.
 """
@@ -30,6 +34,8 @@ from tenfold.core.backends import Backend
 from tenfold.core.errors import TenfoldError
 
 POLICIES = ("full", "sync", "comem")
+MEMORY_INPUTS = ("incremental", "history")
+NO_SUMMARY = "nothing to keep."
 
 
 class MemoryModel(Protocol):
@@ -58,8 +64,11 @@ class PolicyConfig:
     k: int = 1  # comem: wait for a pending summary only once it is k or more steps old
     agent_max_tokens: int = 48
     env_latency: float = 0.0  # seconds slept per environment step (tool execution); 0 = the game only
+    memory_input: str = "incremental"  # "history": every raw turn (the paper); "incremental": see below
 
     def validate(self) -> PolicyConfig:
+        if self.memory_input not in MEMORY_INPUTS:
+            raise TenfoldError(f"unknown memory_input {self.memory_input!r}; choose one of {MEMORY_INPUTS}")
         if self.policy not in POLICIES:
             raise TenfoldError(f"unknown policy {self.policy!r}; choose one of {POLICIES}")
         if self.interval < 1 or self.k < 1 or self.agent_max_tokens < 1 or self.env_latency < 0:
@@ -140,7 +149,11 @@ async def run_episode(
     async def summarize(upto: int) -> tuple[str | None, int]:
         t0 = time.perf_counter()
         try:
-            text = await memory.summarize(memory_view(messages, upto))  # turns < upto only
+            if cfg.memory_input == "history":
+                view = memory_view(messages, upto)  # turns < upto only
+            else:
+                view = memory_view(messages, upto, summary or NO_SUMMARY, cut)
+            text = await memory.summarize(view)
             return text, upto
         except Exception:  # noqa: BLE001 - the agent goes on without this summary
             res.memory_errors += 1

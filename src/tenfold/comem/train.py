@@ -22,7 +22,7 @@ from tenfold.core.cache import cached_artefact
 from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
-DATA_VERSION = "vault-v1"
+DATA_VERSION = "vault-v2"
 
 
 def expert_messages(game: VaultGame) -> list[dict]:
@@ -63,15 +63,23 @@ def agent_corpus(
     return out
 
 
-def memory_corpus(tok, n: int, min_steps: int, max_steps: int, interval: int, seed: int):
+def memory_corpus(
+    tok, n: int, min_steps: int, max_steps: int, interval: int, seed: int, incremental: bool = True
+):
+    """Memory-view examples with the expert summary as target. Incremental (the default input): the
+    previous summary is the expert's at an earlier multiple of R (1-2 intervals back, or none)."""
     rng = random.Random(seed + 1)
     out: list[Tokens] = []
     for _ in range(n):
         game = sample_game(rng, min_steps, max_steps)
         msgs = expert_messages(game)
         cut = rng.randrange(interval, game.cfg.steps, interval)
-        view = memory_view(msgs, cut) + [{"role": "assistant", "content": game.expert_summary(cut)}]
-        out.append(chat_example(tok, view))
+        if incremental:
+            since = max(0, cut - interval * rng.choice((1, 1, 1, 2)))
+            view = memory_view(msgs, cut, game.expert_summary(since), since)
+        else:
+            view = memory_view(msgs, cut)
+        out.append(chat_example(tok, view + [{"role": "assistant", "content": game.expert_summary(cut)}]))
     return out
 
 
@@ -84,11 +92,21 @@ class ModelRecipe:
     max_steps: int = 80
     interval: int = 4
     compressed_share: float = 0.3  # agent only
+    incremental: bool = True  # memory only: previous summary + new turns (False: the whole history)
     steps: int = 400
     batch_size: int = 8
     lr: float = 3e-3
     max_len: int = 2048
     seed: int = 0
+
+
+def recipe(role: str) -> ModelRecipe:
+    """The default recipe per role (what `tenfold comem train` and the benchmark use)."""
+    if role == "agent":
+        return ModelRecipe("agent", steps=600)
+    if role == "memory":  # incremental views are short: more, larger batches for the same time
+        return ModelRecipe("memory", steps=800, batch_size=16, max_len=1024)
+    raise ValueError(f"role must be 'agent' or 'memory', got {role!r}")
 
 
 def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
@@ -168,7 +186,9 @@ def evaluate(agent_dir: str, memory_dir: str, episodes: int = 8, steps: int = 40
             for i in range(episodes):
                 game = VaultGame(VaultConfig(steps, 2, 1, seed + i))
                 cut = 4 * (1 + i % max(1, steps // 4 - 1))
-                text = await BackendMemory(mem).summarize(memory_view(expert_messages(game), cut))
+                since = cut - 4
+                view = memory_view(expert_messages(game), cut, game.expert_summary(since), since)
+                text = await BackendMemory(mem).summarize(view)
                 h, n = fact_recall(text, game, cut)
                 hit, total = hit + h, total + n
             out["memory_fact_recall"] = hit / max(1, total)

@@ -11,7 +11,8 @@ A wrong action at a door or fork does not end the episode (an alarm rings and th
 every policy plays the same number of steps and episode latencies compare like for like. An episode
 succeeds when every critical action is right; `score` is the fraction right.
 
-Agents answer with the action (a reply in the ReAct form `think: ... act: <action>` is accepted too).
+Agents answer with the action, optionally in the ReAct form `think: ... act: <action>` (the expert
+thinks only where a fact is needed); only the action is scored.
 The expert policy knows the layout; `expert_summary(t)` is the memory a perfect summariser would keep
 after t steps: the facts revealed so far that are still needed, stated as facts (never as actions).
 """
@@ -150,7 +151,12 @@ class VaultGame:
         return "go"
 
     def expert_reply(self, t: int | None = None) -> str:
-        """The expert's whole reply: what the agent model is trained to write (just the action)."""
+        """The expert's whole reply, what the agent model is trained to write: the action, preceded at
+        a door or fork by a thought that recalls the fact it needs ('think: blue door code 482. act:
+        code 482'), the chain of thought that lets a tiny model look the fact up by copying."""
+        t = self.t if t is None else t
+        if t in self._use and t != self.cfg.steps - 1:
+            return f"think: {self._use[t].text}. act: {self.expert_action(t)}"
         return self.expert_action(t)
 
     def expert_summary(self, cut: int) -> str:
