@@ -63,3 +63,13 @@ def test_memory_view_covers_only_turns_before_the_cut():
 def test_a_conversation_without_a_task_is_rejected():
     with pytest.raises(TenfoldError, match="user message"):
         split_head([{"role": "system", "content": "S"}])
+
+
+def test_incremental_memory_view_has_the_previous_summary_and_only_newer_turns():
+    msgs = conv(9)
+    view = memory_view(msgs, 8, previous="old facts", since=4)
+    text = view[1]["content"]
+    assert "Memory so far: old facts" in text
+    assert "obs4" in text and "act7" in text and "obs3" not in text and "obs8" not in text
+    first = memory_view(msgs, 4, previous="nothing to keep.", since=0)[1]["content"]
+    assert "obs0" in first and "obs3" in first and "obs4" not in first

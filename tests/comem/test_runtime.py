@@ -80,3 +80,15 @@ def test_bad_configs():
         PolicyConfig("comem", interval=0).validate()
     with pytest.raises(TenfoldError, match="memory model"):
         play("comem", None)
+
+
+@pytest.mark.parametrize("memory_input", ["incremental", "history"])
+def test_memory_input_modes(memory_input):
+    mem = ListingMemory()
+    res, _ = play("comem", mem, steps=24, memory_input=memory_input)
+    assert res.success
+    last = mem.views[-1][-1]["content"]
+    if memory_input == "history":
+        assert "\n0: " in last and "Memory so far" not in last
+    else:  # the previous summary stands in for the early turns
+        assert "Memory so far: " in last and "\n0: " not in last
