@@ -94,3 +94,21 @@ def test_local_backend_with_prefix_cache_generates_what_plain_generate_does(tiny
 def test_bad_input():
     with pytest.raises(TenfoldError, match="positive"):
         PrefixCachePrefill(torch.nn.Linear(1, 1), max_bytes=0)
+
+
+def test_serve_with_prefix_cache_flag_answers_like_plain_generate(tiny):
+    from openai import OpenAI
+
+    from tenfold.core.server import ServerProcess
+
+    model, tok = tiny
+    base = "Room 1. Room 2. Room 3. " * 4
+    prompts = [base, base + "Room 4."]
+    want = generate(model, tok, prompts, SamplingParams(max_new_tokens=8, temperature=0))
+    with ServerProcess("tiny", "--prefix-cache-gb", "0.1") as srv:
+        client = OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        got = [
+            client.completions.create(model="tiny", prompt=p, max_tokens=8, temperature=0).choices[0].text
+            for p in prompts
+        ]
+    assert got == [w.text for w in want]
