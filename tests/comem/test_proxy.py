@@ -82,8 +82,28 @@ def test_edited_history_is_not_summarised_away(upstream):
     with ServerThread(app) as proxy:
         game = VaultGame(VaultConfig(24, 1, 1, seed=4))
         agent_loop(proxy.base_url, game, edit_at=10)
+    assert game.success
+    after = received[11]  # the first request after the client rewrote turn 0
+    assert "Memory: " not in after[1]["content"] and after[2]["content"].endswith("(edited)")
+    assert "Memory: " in received[-1][1]["content"]  # and compression resumes from the new history
+
+
+def test_parallel_sessions_with_the_same_task_keep_their_own_memory(upstream):
+    import threading
+
+    srv, received = upstream
+    memory = ListingMemory()
+    app = create_proxy_app(ProxyConfig(srv.base_url, interval=4, k=1), memory)
+    games = [VaultGame(VaultConfig(28, 2, 1, seed=s)) for s in (11, 12, 13)]
+    with ServerThread(app) as proxy:
+        threads = [threading.Thread(target=agent_loop, args=(proxy.base_url, g)) for g in games]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         stats = app.state.proxy.stats
-    assert game.success and stats["fallbacks"] >= 1
+    assert all(g.success for g in games)
+    assert memory.calls == 3 * (28 // 4 - 1) and stats["compressed"] >= 3 * (28 - 6)
 
 
 def test_bad_requests_get_openai_shaped_errors(upstream):

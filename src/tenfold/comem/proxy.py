@@ -1,8 +1,9 @@
 """`tenfold comem proxy`: CoMem as an OpenAI-compatible proxy any agent framework can point at.
 
 The client keeps sending its whole conversation, as agent frameworks do. The proxy recognises a
-conversation by its head (system message(s) + first user message, and the model name), counts its
-turns, runs the memory model in the background every R turns (the k-step-off schedule of
+conversation by its leading messages: a request continues the conversation whose previous request is
+its longest prefix (model name included), so parallel sessions with the same system prompt and task
+stay apart. It counts the conversation's turns, runs the memory model in the background every R turns (the k-step-off schedule of
 `runtime.py`), and forwards to the agent server the head + latest summary + the raw turns since that
 summary's cut-off. Responses, streaming included, pass through unchanged.
 
@@ -19,6 +20,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -58,25 +60,41 @@ def _digest(obj) -> str:
 class CoMemProxy:
     def __init__(self, cfg: ProxyConfig, memory: MemoryModel):
         self.cfg, self.memory = cfg, memory
-        self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.sessions: OrderedDict[tuple[int, str], _Session] = (
+            OrderedDict()
+        )  # (length, digest) of last request
         self.stats = {"requests": 0, "compressed": 0, "memory_calls": 0, "memory_errors": 0, "fallbacks": 0}
         self.client = httpx.AsyncClient(base_url=cfg.agent_url.rstrip("/"), timeout=None)
 
     async def aclose(self) -> None:
+        """Cancel pending summaries and close the clients (on the proxy's own event loop)."""
         for s in self.sessions.values():
             if s.job is not None:
                 s.job.cancel()
         await self.client.aclose()
+        backend = getattr(self.memory, "backend", None)
+        if backend is not None and hasattr(backend, "aclose"):
+            await backend.aclose()
 
-    def _session(self, key: str) -> _Session:
-        s = self.sessions.get(key)
+    def _session(self, model, messages: list[dict], head_len: int) -> _Session:
+        """The conversation this request continues: the one whose last request is the longest prefix
+        of this one (identical system prompts and tasks in parallel sessions stay apart as soon as
+        their turns differ). The session is re-keyed by this request."""
+        chain = [_digest(model)]
+        for m in messages:
+            chain.append(_digest([chain[-1], m]))
+        s = None
+        for n in range(len(messages) - 1, head_len - 1, -1):
+            s = self.sessions.pop((n, chain[n]), None)
+            if s is not None:
+                break
         if s is None:
-            s = self.sessions[key] = _Session()
-            while len(self.sessions) > self.cfg.max_sessions:
-                _, old = self.sessions.popitem(last=False)
-                if old.job is not None:
-                    old.job.cancel()
-        self.sessions.move_to_end(key)
+            s = _Session()
+        self.sessions[(len(messages), chain[-1])] = s
+        while len(self.sessions) > self.cfg.max_sessions:
+            _, old = self.sessions.popitem(last=False)
+            if old.job is not None:
+                old.job.cancel()
         s.last_used = time.monotonic()
         return s
 
@@ -100,7 +118,7 @@ class CoMemProxy:
         """The message list to forward for this request (the original one on any problem)."""
         messages = body["messages"]
         head, rest = split_head(messages)
-        s = self._session(_digest([body.get("model"), head]))
+        s = self._session(body.get("model"), messages, len(head))
         t = max(0, len(turn_starts(rest)) - 1)  # the turn being answered
         if s.job is not None and (s.job.done() or t - s.job_step >= self.cfg.k or t < s.job_step):
             got = await s.job
@@ -181,7 +199,13 @@ def _error(status: int, message: str, type_: str = "invalid_request_error") -> J
 
 def create_proxy_app(cfg: ProxyConfig, memory: MemoryModel) -> FastAPI:
     proxy = CoMemProxy(cfg, memory)
-    app = FastAPI(title="tenfold comem proxy")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await proxy.aclose()
+
+    app = FastAPI(title="tenfold comem proxy", lifespan=lifespan)
     app.state.proxy = proxy
 
     @app.get("/health")
@@ -199,9 +223,5 @@ def create_proxy_app(cfg: ProxyConfig, memory: MemoryModel) -> FastAPI:
     @app.get("/v1/models")
     async def models(request: Request):
         return await proxy.passthrough(request, "/models")
-
-    @app.on_event("shutdown")
-    async def _close():
-        await proxy.aclose()
 
     return app
