@@ -22,7 +22,7 @@ from tenfold.core.cache import cached_artefact
 from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
-DATA_VERSION = "vault-v2"
+DATA_VERSION = "vault-v3"
 
 
 def expert_messages(game: VaultGame) -> list[dict]:
@@ -36,13 +36,20 @@ def expert_messages(game: VaultGame) -> list[dict]:
     return msgs
 
 
-def sample_game(rng: random.Random, min_steps: int, max_steps: int) -> VaultGame:
+def sample_game(rng: random.Random, min_steps: int, max_steps: int, dense_share: float = 0.5) -> VaultGame:
+    """A random training episode. Half are *dense*: as many doors and forks as the length allows
+    (up to 8 facts), so a sequence holds many look-ups; a tiny model learns to copy a fact from far
+    back much sooner from many examples per sequence than from two or three."""
     steps = rng.randint(min_steps, max_steps)
-    doors = rng.randint(1, 3)
-    forks = rng.randint(0, 2)
-    while 3 * (doors + forks) + 3 > steps:
-        doors = max(1, doors - 1) if forks == 0 else doors
-        forks = max(0, forks - 1)
+    most = (steps - 3) // 3
+    if rng.random() < dense_share:
+        n = min(8, most)
+        forks = rng.randint(0, min(2, n - 1))
+        doors = n - forks
+    else:
+        doors, forks = rng.randint(1, 3), rng.randint(0, 2)
+        while doors + forks > most:
+            doors, forks = (doors, forks - 1) if forks else (doors - 1, forks)
     return VaultGame(VaultConfig(steps, doors, forks, seed=rng.randrange(1 << 30)))
 
 
