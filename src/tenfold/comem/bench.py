@@ -284,6 +284,45 @@ def plot(result: dict, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def markdown_tables(result: dict, summary: dict) -> str:
+    """The per-arm table, the per-cell ratios and the k sweep, as Markdown (what docs/comem.md shows)."""
+    out = [
+        "| steps | sessions | policy | episode s | step ms | agent call ms | blocked on memory s "
+        "| memory call ms | prompt tokens | success | critical actions right |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(result["rows"] + result["proxy"], key=lambda r: (r["steps"], r["concurrency"])):
+        mem = f"{r['memory_s'] * 1000:.0f}" if r["memory_calls"] else "-"
+        out.append(
+            f"| {r['steps']} | {r['concurrency']} | {r['policy']} | {r['episode_s']:.2f} | {r['step_s'] * 1000:.0f} "
+            f"| {r['agent_s'] * 1000:.0f} | {r['wait_s']:.2f} | {mem} | {r['prompt_tokens']:.0f} "
+            f"| {r['success']:.2f} | {r['score']:.2f} |"
+        )
+    out += [
+        "",
+        "| steps | sessions | comem vs full | comem vs sync | bound vs sync (R-step window) | share of bound "
+        "| bound (issue's per-step form) | proxy / library | success comem / full |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in summary["cells"]:
+        out.append(
+            f"| {c['steps']} | {c['concurrency']} | {c['speedup_vs_full']:.2f}x | {c['speedup_vs_sync']:.2f}x "
+            f"| {c['bound_vs_sync_window']:.2f}x | {c['vs_sync_of_bound']:.2f} | {c['bound_vs_sync_step']:.2f}x "
+            f"| {c.get('proxy_vs_library', float('nan')):.2f} | {c['success_comem']:.2f} / {c['success_full']:.2f} |"
+        )
+    if result["k_sweep"]:
+        out += [
+            "",
+            "| k | episode s | blocked on memory s | success | critical actions right |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result["k_sweep"]:
+            out.append(
+                f"| {r['k']} | {r['episode_s']:.2f} | {r['wait_s']:.2f} | {r['success']:.2f} | {r['score']:.2f} |"
+            )
+    return "\n".join(out)
+
+
 def write_json(result: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

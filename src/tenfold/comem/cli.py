@@ -70,7 +70,9 @@ def run(
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick/--full", help="quick: 40 steps; full: 20, 40, 80")] = True,
+    quick: Annotated[
+        bool, typer.Option("--quick/--full", help="quick: 40 and 80 steps; full: 20, 40, 60, 80")
+    ] = True,
     steps: Annotated[list[int] | None, typer.Option(help="episode lengths (repeatable)")] = None,
     concurrency: Annotated[list[int] | None, typer.Option(help="concurrent sessions (repeatable)")] = None,
     agent: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
@@ -85,7 +87,7 @@ def bench(
     from tenfold.comem.bench import BenchConfig, plot, run_bench, summarize, write_json
 
     cfg = BenchConfig(
-        steps=steps or ([40] if quick else [20, 40, 80]),
+        steps=steps or ([40, 80] if quick else [20, 40, 60, 80]),
         concurrency=concurrency or [1, 4, 8],
         agent=agent,
         memory=memory,

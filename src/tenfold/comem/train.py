@@ -112,7 +112,7 @@ def recipe(role: str) -> ModelRecipe:
     if role == "agent":
         return ModelRecipe("agent", steps=600)
     if role == "memory":  # incremental views are short: more, larger batches for the same time
-        return ModelRecipe("memory", examples=4000, steps=2000, batch_size=16, max_len=1024)
+        return ModelRecipe("memory", examples=4000, steps=1200, batch_size=16, max_len=1024)
     raise ValueError(f"role must be 'agent' or 'memory', got {role!r}")
 
 
