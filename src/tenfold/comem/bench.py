@@ -24,6 +24,7 @@ from pathlib import Path
 from tenfold.comem.runtime import BackendMemory, EpisodeResult, PolicyConfig, run_episode
 from tenfold.core.bench import save_figure
 from tenfold.core.errors import TenfoldError
+from tenfold.core.io import atomic_write_text
 from tenfold.core.progress import progress_bar
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
@@ -326,5 +327,4 @@ def markdown_tables(result: dict, summary: dict) -> str:
 def write_json(result: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str))
-    return path
+    return atomic_write_text(path, json.dumps(result, indent=2, default=str))

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from tenfold.comem.context import agent_view, body_before, memory_view, split_head, turn_starts
 from tenfold.comem.runtime import NO_SUMMARY, MemoryModel
+from tenfold.core.server import _error  # the OpenAI error shape, as tenfold serve answers
 
 log = logging.getLogger("tenfold.comem.proxy")
 
@@ -191,10 +192,6 @@ class CoMemProxy:
         except json.JSONDecodeError:
             return _error(400, "request body is not valid JSON")
         return await self._forward(path, body, request)
-
-
-def _error(status: int, message: str, type_: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": None}}, status)
 
 
 def create_proxy_app(cfg: ProxyConfig, memory: MemoryModel) -> FastAPI:
