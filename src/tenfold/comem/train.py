@@ -132,7 +132,13 @@ def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path
         )
     else:
         corpus = memory_corpus(
-            tok, recipe.examples, recipe.min_steps, recipe.max_steps, recipe.interval, recipe.seed
+            tok,
+            recipe.examples,
+            recipe.min_steps,
+            recipe.max_steps,
+            recipe.interval,
+            recipe.seed,
+            recipe.incremental,
         )
     cfg = TrainConfig(
         steps=recipe.steps,
