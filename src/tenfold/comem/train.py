@@ -38,8 +38,8 @@ def expert_messages(game: VaultGame) -> list[dict]:
 
 def sample_game(rng: random.Random, min_steps: int, max_steps: int, dense_share: float = 0.5) -> VaultGame:
     """A random training episode. Half are *dense*: as many doors and forks as the length allows
-    (up to 8 facts), so a sequence holds many look-ups; a tiny model learns to copy a fact from far
-    back much sooner from many examples per sequence than from two or three."""
+    (up to 8 facts), so a sequence holds many look-ups rather than two or three (more training signal
+    per sequence for the copying the task needs; not yet enough: see docs/comem.md)."""
     steps = rng.randint(min_steps, max_steps)
     most = (steps - 3) // 3
     if rng.random() < dense_share:
