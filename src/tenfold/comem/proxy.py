@@ -18,10 +18,9 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI, Request
@@ -51,7 +50,6 @@ class _Session:
     covered: str = ""  # hash of the turns the summary covers (detects edited histories)
     job: asyncio.Task | None = None
     job_step: int = 0
-    last_used: float = field(default_factory=time.monotonic)
 
 
 def _digest(obj) -> str:
@@ -96,7 +94,6 @@ class CoMemProxy:
             _, old = self.sessions.popitem(last=False)
             if old.job is not None:
                 old.job.cancel()
-        s.last_used = time.monotonic()
         return s
 
     async def _summarize(self, s: _Session, messages: list[dict], cut: int) -> tuple[str | None, int, str]:
