@@ -118,3 +118,20 @@ def test_bad_requests_get_openai_shaped_errors(upstream):
         assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
         models = OpenAI(base_url=proxy.base_url, api_key="x").models.list()
         assert models.data[0].id == "reading-agent"
+
+
+def test_cli_proxy_process_forwards_and_reports_health(upstream):
+    """`tenfold comem proxy` as its own process (how the bench and users run it)."""
+    import httpx
+
+    from tenfold.core.server import ServerProcess
+
+    srv, received = upstream
+    down = f"http://127.0.0.1:{free_port()}/v1"  # no memory server: the proxy must still answer
+    args = ("--agent-url", srv.base_url, "--memory-url", down, "--interval", "4", "--k", "1")
+    with ServerProcess(None, command=("comem", "proxy", *args), startup_timeout=60) as proxy:
+        game = VaultGame(VaultConfig(14, 1, 1, seed=5))
+        sent = agent_loop(proxy.base_url, game)
+        health = httpx.get(proxy.base_url.removesuffix("/v1") + "/health").json()
+    assert game.success and received[-1] == sent[:-1]
+    assert health["requests"] == 14 and health["memory_errors"] >= 1 and health["compressed"] == 0

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -458,10 +458,20 @@ class ServerProcess:
 
     `with ServerProcess("tiny", "--prefix-cache-gb", "1", cpu=0) as srv: srv.base_url`. The server's
     log goes to a file (a chatty server never blocks on a full pipe); it is shown if the server dies.
+    `command` runs another `tenfold` sub-command that takes `--port` and answers `/health` instead
+    (e.g. `command=("comem", "proxy", "--agent-url", url, ...)`); `model` is then ignored.
     """
 
-    def __init__(self, model: str, *args: str, cpu: int | None = None, startup_timeout: float = 120.0):
+    def __init__(
+        self,
+        model: str | None,
+        *args: str,
+        cpu: int | None = None,
+        startup_timeout: float = 120.0,
+        command: Sequence[str] | None = None,
+    ):
         self.model, self.args, self.cpu, self.startup_timeout = model, args, cpu, startup_timeout
+        self.command = tuple(command) if command is not None else None
 
     def __enter__(self) -> ServerProcess:
         import os
@@ -477,8 +487,20 @@ class ServerProcess:
             self.port = s.getsockname()[1]
         with tempfile.NamedTemporaryFile(prefix="tenfold-serve-", suffix=".log", delete=False) as f:
             self.log_path = f.name
-        cmd = [sys.executable, "-m", "tenfold", "serve", "--model", self.model, "--port", str(self.port)]
-        cmd += ["--threads", "1", *self.args]
+        if self.command is not None:
+            cmd = [sys.executable, "-m", "tenfold", *self.command, "--port", str(self.port), *self.args]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "tenfold",
+                "serve",
+                "--model",
+                str(self.model),
+                "--port",
+                str(self.port),
+            ]
+            cmd += ["--threads", "1", *self.args]
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         pin = self.cpu is not None and len(cpus) > 1
         core = sorted(cpus)[self.cpu % len(cpus)] if pin else None
@@ -494,7 +516,7 @@ class ServerProcess:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.proc.poll() is not None:
-                raise TenfoldError(f"tenfold serve exited ({self.proc.returncode}): {self._log_tail()}")
+                raise TenfoldError(f"{self._name} exited ({self.proc.returncode}): {self._log_tail()}")
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
                     return self
@@ -503,9 +525,13 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 self.__exit__()
                 raise TenfoldError(
-                    f"tenfold serve not healthy after {self.startup_timeout:.0f} s: {self._log_tail()}"
+                    f"{self._name} not healthy after {self.startup_timeout:.0f} s: {self._log_tail()}"
                 )
             time.sleep(0.1)
+
+    @property
+    def _name(self) -> str:
+        return "tenfold " + " ".join(self.command[:2] if self.command else ("serve",))
 
     def _log_tail(self) -> str:
         try:
