@@ -116,7 +116,7 @@ def _listing_pair(rng: random.Random) -> tuple[str, str]:
     """A previous list of facts and some rooms (with the agent's replies), then the facts still needed."""
     game = sample_game(rng, 9, 20, dense_share=1.0)
     cut = rng.randint(1, game.cfg.steps - 1)
-    since = rng.randint(0, cut - 1)
+    since = rng.randint(max(0, cut - 8), cut - 1)
     lines = [f"Memory so far: {game.expert_summary(since)}"]
     for t in range(since, cut):
         lines += [game.observation(t), f"> {game.expert_reply(t)}"]
