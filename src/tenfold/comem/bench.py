@@ -106,11 +106,12 @@ def _aggregate(results: list[EpisodeResult]) -> dict:
 
 
 def resolve_models(cfg: BenchConfig, quiet: bool = False) -> tuple[str, str]:
-    from tenfold.comem.train import recipe, trained_model
+    from tenfold.comem.train import prepare_models
 
-    agent = cfg.agent or str(trained_model(recipe("agent"), quiet=quiet))
-    memory = cfg.memory or str(trained_model(recipe("memory"), quiet=quiet))
-    return agent, memory
+    if cfg.agent and cfg.memory:
+        return cfg.agent, cfg.memory
+    agent, memory = prepare_models(quiet)  # cached after the first time
+    return cfg.agent or agent, cfg.memory or memory
 
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:

@@ -13,17 +13,22 @@ app = typer.Typer(help="CoMem: asynchronous k-step-off agent memory.", no_args_i
 
 @app.command()
 def train(
-    role: Annotated[str, typer.Argument(help="agent or memory")],
+    role: Annotated[str, typer.Argument(help="agent, memory, drill (the shared warm-up) or all")],
     retrain: bool = False,
     quiet: bool = False,
 ) -> None:
-    """Train (or find cached) the tiny Vault agent or memory model; prints its checkpoint dir."""
-    from tenfold.comem.train import recipe, trained_model
+    """Train (or find cached) the tiny Vault models; prints the checkpoint dir(s)."""
+    from tenfold.comem.train import drilled_model, prepare_models, recipe, trained_model
     from tenfold.core.errors import TenfoldError
 
-    if role not in ("agent", "memory"):
-        raise TenfoldError(f"role must be 'agent' or 'memory', got {role!r}")
-    print(trained_model(recipe(role), retrain=retrain, quiet=quiet))
+    if role == "all" and not retrain:
+        print(*prepare_models(quiet), sep="\n")
+    elif role == "drill":
+        print(drilled_model(retrain=retrain, quiet=quiet))
+    elif role in ("agent", "memory"):
+        print(trained_model(recipe(role), retrain=retrain, quiet=quiet))
+    else:
+        raise TenfoldError(f"role must be agent, memory, drill or all (without --retrain), got {role!r}")
 
 
 @app.command()

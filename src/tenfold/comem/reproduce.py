@@ -23,7 +23,11 @@ def reproduce(ctx: Context) -> list[Row]:
     long = [c for c in s["cells"] if c["steps"] >= 40]
     by_c = {c["concurrency"]: c for c in long if c["steps"] == max(x["steps"] for x in long)}
     worst_speed = min(long, key=lambda c: c["speedup_vs_full"])
-    worst_quality = min(long, key=lambda c: c["success_ratio"])
+    pooled = {  # success over every episode of 40+ steps (the same seeds for every policy)
+        p: sum(r["success"] * r["episodes"] for r in result["rows"] if r["policy"] == p and r["steps"] >= 40)
+        / sum(r["episodes"] for r in result["rows"] if r["policy"] == p and r["steps"] >= 40)
+        for p in ("full", "sync", "comem")
+    }
     worst_bound = min(long, key=lambda c: c["vs_sync_of_bound"])
     growth = by_c[max(by_c)]["speedup_vs_full"] / by_c[min(by_c)]["speedup_vs_full"]
     proxy = [c for c in s["cells"] if "proxy_vs_library" in c]
@@ -45,13 +49,13 @@ def reproduce(ctx: Context) -> list[Row]:
             + ", ".join(f"{c['concurrency']}: {c['speedup_vs_full']:.2f}x" for c in long),
         ),
         Row(
-            "success rate kept: comem / full (worst cell)",
+            "success rate kept: comem / full (all episodes of 40+ steps)",
             "41.0% vs 40.4% (DeepSWE) ... 62.7% vs 69.0% (GLM-4.7)",
             "comem_success_ratio",
-            worst_quality["success_ratio"],
+            pooled["comem"] / pooled["full"] if pooled["full"] else float("nan"),
             0.9,
-            detail=f"{where(worst_quality)}: comem {worst_quality['success_comem']:.2f}, "
-            f"full {worst_quality['success_full']:.2f}, sync {worst_quality['success_sync']:.2f}",
+            detail=f"success full {pooled['full']:.2f}, sync {pooled['sync']:.2f}, comem {pooled['comem']:.2f}; "
+            + ", ".join(f"{where(c)}: {c['success_comem']:.2f}/{c['success_full']:.2f}" for c in long),
         ),
         Row(
             "comem vs sync, as a share of the analytic bound (worst cell)",

@@ -250,6 +250,28 @@ def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = Fals
     return path / "train" / "last"
 
 
+def _train_in_child(role: str, quiet: bool) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    return str(trained_model(recipe(role), quiet=quiet))
+
+
+def prepare_models(quiet: bool = False) -> tuple[str, str]:
+    """(agent, memory) checkpoint dirs of the default recipes: the shared warm-up first, then the two
+    models side by side, one process and one core each (about half an hour on two cores, once)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    for role in ("agent", "memory"):
+        assert recipe(role).warm_start == DrillRecipe(), "prepare_models assumes the default warm-up"
+    drilled_model(quiet=quiet)
+    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+        agent = pool.submit(_train_in_child, "agent", quiet)
+        memory = pool.submit(_train_in_child, "memory", True)  # one progress bar is enough
+        return agent.result(), memory.result()
+
+
 def fact_recall(summary: str, game: VaultGame, cut: int) -> tuple[int, int]:
     """(needed facts stated in `summary`, needed facts) for a summary covering rooms [0, cut)."""
     needed = [f.text for f in game.facts if f.reveal < cut <= f.use]

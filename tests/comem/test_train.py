@@ -1,0 +1,59 @@
+"""Training data of the tiny CoMem models: every target is answerable from its own prompt."""
+
+import re
+
+from tenfold.comem.train import agent_corpus, expert_messages, memory_corpus, recall_drill, sample_game
+from tenfold.core.models import build_preset
+from tenfold.envs.vault import VaultConfig, VaultGame, parse_action
+
+
+def test_recall_drill_targets_are_in_their_prompts():
+    pairs = recall_drill(300, seed=1)
+    kinds = {"copy": 0, "lookup": 0, "listing": 0}
+    for prompt, answer in pairs:
+        if prompt.endswith("|"):
+            kinds["copy"] += 1
+            assert prompt[:-1] == answer
+        elif answer.startswith("think: "):
+            kinds["lookup"] += 1
+            fact = re.match(r"think: (.+)\. act: (.+)", answer)
+            assert fact and f": {fact[1]}." in prompt  # the note or sign with the fact was seen
+            assert fact[2] == (
+                fact[1].split()[-1] if "code" not in fact[1] else "code " + fact[1].split()[-1]
+            )
+        else:
+            kinds["listing"] += 1
+            assert prompt.startswith("Memory so far: ")
+            if answer != "nothing to keep.":
+                for fact in answer.rstrip(".").split("; "):
+                    assert fact in prompt
+    assert min(kinds.values()) >= 99  # a third of each kind
+
+
+def test_drill_is_seeded():
+    assert recall_drill(30, seed=4) == recall_drill(30, seed=4) != recall_drill(30, seed=5)
+
+
+def test_expert_episode_succeeds_and_corpora_have_targets():
+    import random
+
+    game = sample_game(random.Random(0), 20, 40)
+    msgs = expert_messages(game)
+    replay = VaultGame(game.cfg)
+    for m in msgs[2:]:
+        if m["role"] == "assistant":
+            assert parse_action(m["content"]) == replay.expert_action()
+            replay.step(m["content"])
+    assert replay.success
+    _, tok = build_preset("tiny")
+    for ex in agent_corpus(tok, 4, 20, 30, 4, 0.5, seed=0) + memory_corpus(tok, 4, 20, 30, 4, seed=0):
+        assert any(y >= 0 for y in ex.labels)
+
+
+def test_sample_game_respects_the_length_bounds():
+    import random
+
+    rng = random.Random(3)
+    for _ in range(50):
+        g = sample_game(rng, 9, 20, dense_share=1.0)
+        assert 9 <= g.cfg.steps <= 20 and isinstance(g.cfg, VaultConfig)
