@@ -171,3 +171,44 @@ def test_cancelled_local_call_frees_its_slot(tiny):
         return aborted
 
     assert asyncio.run(run()) == 1
+
+
+def test_openai_backend_sends_the_messages_unchanged():
+    """The messages bypass the SDK's request transform (see OpenAIBackend.chat): the server must
+    still get exactly the list the caller passed, in a normal `messages` field."""
+    from fastapi import FastAPI, Request
+
+    from tenfold.core.server import ServerThread
+
+    seen = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        seen.append(await request.json())
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }
+
+    msgs = [{"role": "system", "content": "s"}] + [
+        {"role": "user" if i % 2 else "assistant", "content": f"turn {i} é"} for i in range(200)
+    ]
+
+    async def main(url):
+        b = OpenAIBackend(url, model="m")
+        try:
+            return await b.chat(msgs, max_tokens=5)
+        finally:
+            await b.aclose()
+
+    with ServerThread(app) as srv:
+        out = asyncio.run(main(srv.base_url))
+    assert out.text == "ok" and out.prompt_tokens == 3
+    assert seen[0]["messages"] == msgs and seen[0]["max_tokens"] == 5 and seen[0]["model"] == "m"
