@@ -259,12 +259,12 @@ def _train_in_child(role: str, quiet: bool) -> str:
 
 def prepare_models(quiet: bool = False) -> tuple[str, str]:
     """(agent, memory) checkpoint dirs of the default recipes: the shared warm-up first, then the two
-    models side by side, one process and one core each (about half an hour on two cores, once)."""
+    models side by side, one process and one core each (about 40 minutes on two cores, once)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    for role in ("agent", "memory"):
-        assert recipe(role).warm_start == DrillRecipe(), "prepare_models assumes the default warm-up"
+    if any(recipe(role).warm_start != DrillRecipe() for role in ("agent", "memory")):
+        raise RuntimeError("prepare_models trains the default warm-up first; the recipes use another")
     drilled_model(quiet=quiet)
     with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
         agent = pool.submit(_train_in_child, "agent", quiet)
