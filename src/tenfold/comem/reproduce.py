@@ -46,7 +46,9 @@ def reproduce(ctx: Context) -> list[Row]:
             1.4,
             detail=where(worst_speed)
             + "; all: "
-            + ", ".join(f"{c['concurrency']}: {c['speedup_vs_full']:.2f}x" for c in long),
+            + ", ".join(
+                f"{c['steps']} steps x {c['concurrency']}: {c['speedup_vs_full']:.2f}x" for c in long
+            ),
         ),
         Row(
             "success rate kept: comem / full (all episodes of 40+ steps)",
