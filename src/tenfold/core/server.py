@@ -487,20 +487,8 @@ class ServerProcess:
             self.port = s.getsockname()[1]
         with tempfile.NamedTemporaryFile(prefix="tenfold-serve-", suffix=".log", delete=False) as f:
             self.log_path = f.name
-        if self.command is not None:
-            cmd = [sys.executable, "-m", "tenfold", *self.command, "--port", str(self.port), *self.args]
-        else:
-            cmd = [
-                sys.executable,
-                "-m",
-                "tenfold",
-                "serve",
-                "--model",
-                str(self.model),
-                "--port",
-                str(self.port),
-            ]
-            cmd += ["--threads", "1", *self.args]
+        sub = self.command or ("serve", "--model", str(self.model), "--threads", "1")
+        cmd = [sys.executable, "-m", "tenfold", *sub, "--port", str(self.port), *self.args]
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         pin = self.cpu is not None and len(cpus) > 1
         core = sorted(cpus)[self.cpu % len(cpus)] if pin else None
