@@ -135,3 +135,13 @@ def test_cli_proxy_process_forwards_and_reports_health(upstream):
         health = httpx.get(proxy.base_url.removesuffix("/v1") + "/health").json()
     assert game.success and received[-1] == sent[:-1]
     assert health["requests"] == 14 and health["memory_errors"] >= 1 and health["compressed"] == 0
+
+
+@pytest.mark.parametrize(
+    "bad", [{"memory_input": "everything"}, {"interval": 0}, {"k": 0}, {"memory_timeout": 0}]
+)
+def test_bad_proxy_config_is_refused(bad):
+    from tenfold.core.errors import TenfoldError
+
+    with pytest.raises(TenfoldError, match="memory_input|interval"):
+        ProxyConfig("http://127.0.0.1:1/v1", **bad)

@@ -136,6 +136,10 @@ def proxy(
     k: Annotated[int, typer.Option(help="wait for a pending summary once it is k turns old")] = 1,
     memory_model: Annotated[str | None, typer.Option(help="model name on the memory server")] = None,
     memory_max_tokens: int = 96,
+    memory_input: Annotated[
+        str,
+        typer.Option(help="incremental (previous summary + new turns) or history (every turn, the paper)"),
+    ] = "incremental",
 ) -> None:
     """Serve an OpenAI-compatible endpoint that forwards compressed histories to AGENT_URL."""
     import uvicorn
@@ -144,7 +148,8 @@ def proxy(
     from tenfold.comem.runtime import BackendMemory
     from tenfold.core.backends import OpenAIBackend
 
+    cfg = ProxyConfig(agent_url, interval, k, memory_input=memory_input)  # checks the values
     memory = BackendMemory(OpenAIBackend(memory_url, model=memory_model), memory_max_tokens)
-    app_ = create_proxy_app(ProxyConfig(agent_url, interval, k), memory)
+    app_ = create_proxy_app(cfg, memory)
     print(f"CoMem proxy on http://{host}:{port}/v1 -> agent {agent_url}, memory {memory_url}")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

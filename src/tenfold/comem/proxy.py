@@ -27,7 +27,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
 from tenfold.comem.context import agent_view, body_before, memory_view, split_head, turn_starts
-from tenfold.comem.runtime import NO_SUMMARY, MemoryModel
+from tenfold.comem.runtime import MEMORY_INPUTS, NO_SUMMARY, MemoryModel
+from tenfold.core.errors import TenfoldError
 from tenfold.core.server import _error  # the OpenAI error shape, as tenfold serve answers
 
 log = logging.getLogger("tenfold.comem.proxy")
@@ -41,6 +42,15 @@ class ProxyConfig:
     max_sessions: int = 1024
     memory_timeout: float = 120.0  # a summary that takes longer is abandoned (full history is sent)
     memory_input: str = "incremental"  # or "history" (every raw turn, the paper); see runtime.py
+
+    def __post_init__(self):
+        if self.memory_input not in MEMORY_INPUTS:
+            raise TenfoldError(f"memory_input must be one of {MEMORY_INPUTS}, got {self.memory_input!r}")
+        if self.interval < 1 or self.k < 1 or self.max_sessions < 1 or self.memory_timeout <= 0:
+            raise TenfoldError(
+                "interval, k and max_sessions must be >= 1 and memory_timeout > 0; got "
+                f"{self.interval}, {self.k}, {self.max_sessions}, {self.memory_timeout}"
+            )
 
 
 @dataclass
