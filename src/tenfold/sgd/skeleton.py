@@ -1,0 +1,143 @@
+"""The skeleton of an answer as a graph: numbered points, each with dependencies and a difficulty.
+
+Skeleton Graph Decoding (Jin et al., 2024, "Adaptive Skeleton Graph Decoding") asks the model for a
+numbered list of sub-problems, each naming the earlier sub-problems it needs and whether it is easy or
+hard. The format used here, one point per line:
+
+    1. price of 3 pens | deps: none | easy
+    2. total with the book | deps: 1 | hard
+
+`parse_skeleton` is lenient and repairs what a small model gets wrong, recording every repair as a
+warning: dependencies on unknown ids or on the point itself are dropped, a point repeated (same id or
+same title) is merged into its first occurrence, a dependency that closes a cycle is dropped, and a
+missing difficulty counts as hard (the large model: the safe side). Text with no numbered point gives
+no skeleton (None), so the caller falls back to plain decoding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+DIFFICULTIES = ("easy", "hard")
+_POINT = re.compile(r"^\s*(\d+)\s*[.):]\s*(.*)$")
+_DEPS = re.compile(r"\bdeps?\s*[:=]\s*([^|]*)", re.IGNORECASE)
+_DIFF = re.compile(r"\b(easy|hard)\b", re.IGNORECASE)
+
+
+@dataclass
+class Point:
+    id: int
+    title: str
+    deps: list[int] = field(default_factory=list)
+    difficulty: str = "hard"
+
+
+@dataclass
+class Skeleton:
+    points: list[Point]
+    warnings: list[str] = field(default_factory=list)
+
+    def by_id(self) -> dict[int, Point]:
+        return {p.id: p for p in self.points}
+
+    def format(self) -> str:
+        """The canonical text of the skeleton (what point prompts quote)."""
+        return "\n".join(
+            f"{p.id}. {p.title} | deps: {','.join(map(str, p.deps)) or 'none'} | {p.difficulty}"
+            for p in self.points
+        )
+
+    def depth(self) -> int:
+        """Points on the longest dependency chain."""
+        memo: dict[int, int] = {}
+        pts = self.by_id()
+
+        def d(i: int) -> int:
+            if i not in memo:
+                memo[i] = 1 + max((d(j) for j in pts[i].deps), default=0)
+            return memo[i]
+
+        return max((d(p.id) for p in self.points), default=0)
+
+
+def _title_key(title: str) -> str:
+    return re.sub(r"\W+", " ", title).strip().lower()
+
+
+def parse_skeleton(text: str) -> Skeleton | None:
+    """Parse and repair a skeleton; None when the text holds no numbered point (see module docstring)."""
+    warnings: list[str] = []
+    raw: list[tuple[int, str, list[str], str | None]] = []
+    for line in text.splitlines():
+        m = _POINT.match(line)
+        if not m:
+            continue
+        body = m.group(2)
+        title = body.split("|")[0].strip()
+        deps_m = _DEPS.search(body)
+        dep_tokens = re.findall(r"\d+", deps_m.group(1)) if deps_m else []
+        rest = body[len(body.split("|")[0]) :]
+        diff_m = _DIFF.search(rest)
+        raw.append((int(m.group(1)), title, dep_tokens, diff_m.group(1).lower() if diff_m else None))
+    if not raw:
+        return None
+
+    points: dict[int, Point] = {}
+    alias: dict[int, int] = {}  # merged id -> surviving id
+    by_title: dict[str, int] = {}
+    for pid, title, deps, diff in raw:
+        key = _title_key(title)
+        target = pid if pid in points else by_title.get(key) if key else None
+        if target is not None:
+            warnings.append(f"point {pid} ({title!r}) repeats point {target}; merged")
+            if pid != target:
+                alias[pid] = target
+            p = points[target]
+            p.deps += [int(d) for d in deps]
+            if diff == "hard":
+                p.difficulty = "hard"
+            continue
+        if not title:
+            warnings.append(f"point {pid} has no title; dropped")
+            continue
+        if diff is None:
+            warnings.append(f"point {pid} has no difficulty; treated as hard")
+        points[pid] = Point(pid, title, [int(d) for d in deps], diff or "hard")
+        if key:
+            by_title[key] = pid
+
+    for p in points.values():
+        kept: list[int] = []
+        for d in p.deps:
+            d = alias.get(d, d)
+            if d == p.id:
+                warnings.append(f"point {p.id} depends on itself; dropped")
+            elif d not in points:
+                warnings.append(f"point {p.id} depends on unknown point {d}; dropped")
+            elif d not in kept:
+                kept.append(d)
+        p.deps = kept
+
+    _break_cycles(points, warnings)
+    return Skeleton(list(points.values()), warnings)
+
+
+def _break_cycles(points: dict[int, Point], warnings: list[str]) -> None:
+    """Depth-first from each point in skeleton order; an edge to a point on the current path closes a
+    cycle and is dropped (so the earlier-listed points keep their dependencies)."""
+    state: dict[int, int] = {}  # 1: on the path, 2: done
+
+    def visit(i: int) -> None:
+        state[i] = 1
+        for d in list(points[i].deps):
+            if state.get(d) == 1:
+                points[i].deps.remove(d)
+                warnings.append(f"dependency {i} -> {d} closes a cycle; dropped")
+            elif d not in state:
+                visit(d)
+        state[i] = 2
+
+    for i in points:
+        if i not in state:
+            visit(i)

@@ -1,0 +1,75 @@
+import random
+
+from tenfold.sgd.skeleton import parse_skeleton
+
+
+def acyclic(sk) -> bool:
+    deps = {p.id: set(p.deps) for p in sk.points}
+    done: set[int] = set()
+    while deps:
+        ready = [i for i, d in deps.items() if d <= done]
+        if not ready:
+            return False
+        for i in ready:
+            done.add(i)
+            del deps[i]
+    return True
+
+
+def test_well_formed_skeleton():
+    sk = parse_skeleton(
+        "Plan:\n1. price of pens | deps: none | easy\n2. add the book | deps: 1 | hard\n3. tax | deps: 1, 2 | hard"
+    )
+    assert [(p.id, p.title, p.deps, p.difficulty) for p in sk.points] == [
+        (1, "price of pens", [], "easy"),
+        (2, "add the book", [1], "hard"),
+        (3, "tax", [1, 2], "hard"),
+    ]
+    assert sk.warnings == [] and sk.depth() == 3
+    assert parse_skeleton(sk.format()).points == sk.points  # the canonical form round-trips
+
+
+def test_unknown_self_and_repeated_dependencies_are_dropped():
+    sk = parse_skeleton("1. a | deps: 7 | easy\n2. b | deps: 2, 1, 1 | easy")
+    assert [p.deps for p in sk.points] == [[], [1]]
+    assert any("unknown point 7" in w for w in sk.warnings) and any("itself" in w for w in sk.warnings)
+
+
+def test_duplicates_are_merged_and_dependencies_redirected():
+    sk = parse_skeleton(
+        "1. find x | deps: none | easy\n2. Find X. | deps: none | hard\n3. use x | deps: 2 | easy\n"
+        "3. use x again | deps: 1 | easy"
+    )
+    assert [p.id for p in sk.points] == [1, 3]
+    one, three = sk.points
+    assert one.difficulty == "hard"  # a merged point is hard if any copy says so
+    assert three.deps == [1] and three.title == "use x"
+    assert sum("merged" in w for w in sk.warnings) == 2
+
+
+def test_cycles_are_broken_keeping_earlier_points_dependencies():
+    sk = parse_skeleton("1. a | deps: 3 | easy\n2. b | deps: 1 | easy\n3. c | deps: 2 | easy")
+    assert acyclic(sk)
+    assert sk.by_id()[1].deps == [3] and sk.by_id()[3].deps == [2] and sk.by_id()[2].deps == []
+    assert any("cycle" in w for w in sk.warnings)
+
+
+def test_missing_difficulty_is_hard_and_no_points_is_none():
+    sk = parse_skeleton("1) first thing\n2: second thing (deps: 1)")
+    assert [p.difficulty for p in sk.points] == ["hard", "hard"] and sk.points[1].deps == [1]
+    assert parse_skeleton("I will just answer: 42.") is None and parse_skeleton("") is None
+
+
+def test_any_text_gives_a_valid_graph():
+    rng = random.Random(0)
+    for _ in range(300):
+        lines = []
+        for _ in range(rng.randint(1, 8)):
+            deps = ",".join(str(rng.randint(0, 9)) for _ in range(rng.randint(0, 4)))
+            lines.append(
+                f"{rng.randint(1, 6)}. t{rng.randint(0, 4)} | deps: {deps} | {rng.choice(['easy', 'hard', ''])}"
+            )
+        sk = parse_skeleton("\n".join(lines))
+        ids = {p.id for p in sk.points}
+        assert len(ids) == len(sk.points) and acyclic(sk)
+        assert all(d in ids and d != p.id for p in sk.points for d in p.deps)
