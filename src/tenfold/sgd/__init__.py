@@ -1,13 +1,18 @@
 """Skeleton Graph Decoding (Jin et al., 2024): a skeleton with dependencies and difficulty, decoded as a
 graph (independent points in parallel, parents' answers forwarded, easy points on a small model).
 
-In progress: the skeleton parser and the graph scheduler; the task, trained models, CLI and benchmark
-follow."""
+In progress: the three modes through one code path (`answer`), the skeleton parser, the graph
+scheduler and the task (`tenfold.envs.chains`); trained models, CLI and benchmark follow."""
 
+from tenfold.sgd.api import MODES, Answer, SGDConfig, answer
 from tenfold.sgd.graph import GraphResult, PointResult, critical_tokens, decode_graph
 from tenfold.sgd.skeleton import Point, Skeleton, parse_skeleton
 
 __all__ = [
+    "MODES",
+    "Answer",
+    "SGDConfig",
+    "answer",
     "GraphResult",
     "Point",
     "PointResult",
