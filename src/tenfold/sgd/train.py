@@ -1,0 +1,47 @@
+"""SFT data for the tiny SGD models: the three jobs one model does in the three modes.
+
+Each example is a chat whose loss is on the reply only: (a) the skeleton of a chains question (with
+dependencies and difficulty), (b) one point, given the question, the plan and the forwarded answers of
+its parents, (c) the whole answer (the autoregressive baseline). Both the small and the large model are
+trained on the same mix; the benchmark routes easy points to the small one.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
+from tenfold.sgd.prompts import direct_messages, expert_skeleton, point_messages, skeleton_messages
+from tenfold.sgd.skeleton import parse_skeleton
+
+
+def sample_question(rng: random.Random, max_parts: int = 6, max_depth: int = 3) -> ChainQuestion:
+    return generate(
+        ChainConfig(rng.randint(2, max_parts), rng.randint(0, max_depth), seed=rng.randrange(1 << 30))
+    )
+
+
+def expert_chats(q: ChainQuestion) -> dict[str, list[list[dict]]]:
+    """The expert's chats for one question: {"skeleton": [chat], "point": [chat per part], "direct": [chat]}."""
+    plan = expert_skeleton(q)
+    skeleton = parse_skeleton(plan)
+    solved = {i + 1: q.solution(p.name) for i, p in enumerate(q.parts)}
+    points = []
+    for point, part in zip(skeleton.points, q.parts, strict=True):
+        msgs = point_messages(q.text, skeleton, point, {d: solved[d] for d in point.deps})
+        points.append(msgs + [{"role": "assistant", "content": q.solution(part.name)}])
+    return {
+        "skeleton": [skeleton_messages(q.text) + [{"role": "assistant", "content": plan}]],
+        "point": points,
+        "direct": [direct_messages(q.text) + [{"role": "assistant", "content": q.answer()}]],
+    }
+
+
+def corpus(n_questions: int, seed: int) -> list[list[dict]]:
+    """Every expert chat of `n_questions` random questions, shuffled."""
+    rng = random.Random(seed)
+    chats = [
+        c for _ in range(n_questions) for group in expert_chats(sample_question(rng)).values() for c in group
+    ]
+    rng.shuffle(chats)
+    return chats
