@@ -1,64 +1,14 @@
 import asyncio
-import re
 
 import pytest
 
-from tenfold.core.backends import Completion
 from tenfold.core.errors import TenfoldError
 from tenfold.envs.chains import ChainConfig, generate, score
 from tenfold.sgd.api import SGDConfig, answer
-from tenfold.sgd.prompts import DIRECT_SYSTEM, POINT_SYSTEM, SKELETON_SYSTEM, expert_skeleton
+from tenfold.sgd.prompts import POINT_SYSTEM, expert_skeleton
 from tenfold.sgd.skeleton import parse_skeleton
 
-
-def compute(expr, known):
-    """Evaluate one statement's right-hand side from known values; None if a needed value is unknown."""
-    refs = re.findall(r"\b([A-H])\b", expr)
-    if any(r not in known for r in refs):
-        return None
-    if expr.startswith("reverse "):
-        arg = expr.removeprefix("reverse ").strip('"')
-        return known.get(arg, arg)[::-1]
-    if expr.startswith("letters in "):
-        arg = expr.removeprefix("letters in ").strip('"')
-        return str(len(known.get(arg, arg)))
-    return str(sum(int(known.get(t, t)) for t in expr.split(" + ")))
-
-
-class Reader:
-    """A scripted model that knows only what its prompt says (as SoT's points do)."""
-
-    def __init__(self, name, plan=None):
-        self.model, self.plan, self.calls = name, plan, []
-
-    async def chat(self, messages, max_tokens=64, **kw):
-        system, user = messages[0]["content"], messages[-1]["content"]
-        self.calls.append(system)
-        statements = re.findall(r"([A-H]) = ([^.]+)\.", user.split("\nPlan:")[0])
-        if system == SKELETON_SYSTEM:
-            lines = []
-            for i, (n, e) in enumerate(statements, 1):
-                deps = ",".join(str("ABCDEFGH".index(r) + 1) for r in re.findall(r"\b([A-H])\b", e)) or "none"
-                lines.append(f"{i}. {n} = {e} | deps: {deps} | {'hard' if e.count('+') >= 2 else 'easy'}")
-            text = self.plan if self.plan is not None else "\n".join(lines)
-        elif system == DIRECT_SYSTEM:
-            known = {}
-            for n, e in statements:
-                known[n] = compute(e, known)
-            text = "\n".join(f"{n} = {v}" for n, v in known.items())
-        else:
-            assert system == POINT_SYSTEM
-            known = dict(
-                re.findall(
-                    r"([A-H]) = (?:[^;\n]* = )?([^;\n=]+?)(?=;|$)", user.split("Known: ")[1].split("\n")[0]
-                )
-            )
-            name, expr = re.search(r"Part \d+: ([A-H]) = (.+)$", user).groups()
-            text = f"{name} = {compute(expr.strip(), known) or '?'}"
-        return Completion(text, "stop", len(user), len(text))
-
-    async def aclose(self):
-        pass
+from .fakes import Reader
 
 
 def question():
@@ -114,3 +64,19 @@ def test_expert_skeleton_parses_to_the_question_graph():
 def test_bad_mode():
     with pytest.raises(TenfoldError, match="mode"):
         SGDConfig(mode="fast").validate()
+
+
+def test_bench_arms_on_the_same_questions():
+    from tenfold.sgd.bench import BenchConfig, run_arms, summarize
+
+    cfg = BenchConfig(questions=8, max_depth=2)
+    rows = asyncio.run(run_arms(cfg, Reader("large"), Reader("small")))
+    assert len(rows) == 8 * 4 and {r["question"] for r in rows} == set(range(8))
+    s = summarize(rows)["arms"]
+    assert s["ar"]["part_em"] == s["sgd"]["part_em"] == s["sgd-large-only"]["part_em"] == 1.0
+    assert s["sot"]["part_em_by_depth"][0] == 1.0 and all(
+        v == 0.0 for d, v in s["sot"]["part_em_by_depth"].items() if d > 0
+    )
+    assert s["sgd"]["small_token_share"] > 0 and s["sgd-large-only"]["small_token_share"] == 0
+    assert all(a["fallbacks"] == 0 for a in s.values()) and s["ar"]["speedup_vs_ar"] == 1.0
+    assert s["sgd"]["ideal_speedup"] >= 1.0

@@ -1,0 +1,116 @@
+"""The SGD comparison: autoregressive vs Skeleton-of-Thought vs SGD (with and without routing) on the
+same generated chains questions, one question at a time (latency as a user sees it).
+
+Per arm: end-to-end seconds, exact match per part and per question, by dependency depth; for SGD the
+share of point tokens on the small model and the ideal speed-up bound of the brief,
+(total tokens + skeleton tokens) / (critical-path tokens + skeleton tokens).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from tenfold.core.backends import Backend
+from tenfold.envs.chains import ChainConfig, generate, score
+from tenfold.sgd.api import SGDConfig, answer
+
+ARMS = {  # arm name -> answer() config
+    "ar": SGDConfig(mode="ar"),
+    "sot": SGDConfig(mode="sot"),
+    "sgd": SGDConfig(mode="sgd"),
+    "sgd-large-only": SGDConfig(mode="sgd", route=False),
+}
+
+
+@dataclass
+class BenchConfig:
+    questions: int = 24
+    min_parts: int = 3
+    max_parts: int = 6
+    max_depth: int = 3
+    seed: int = 50_000  # questions start here (training draws from its own generator)
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+
+
+def questions(cfg: BenchConfig):
+    span = cfg.max_parts - cfg.min_parts + 1
+    return [
+        generate(ChainConfig(cfg.min_parts + i % span, cfg.max_depth, seed=cfg.seed + i))
+        for i in range(cfg.questions)
+    ]
+
+
+async def run_arms(cfg: BenchConfig, large: Backend, small: Backend | None) -> list[dict]:
+    """One row per (question, arm); the arms of a question run back to back."""
+    rows = []
+    for qi, q in enumerate(questions(cfg)):
+        for arm in cfg.arms:
+            a = await answer(q.text, large, small, ARMS[arm])
+            s = score(q, a.text)
+            t = a.trace
+            rows.append(
+                {
+                    "question": qi,
+                    "arm": arm,
+                    "mode_used": a.mode,
+                    "seconds": a.seconds,
+                    "parts": len(q.parts),
+                    "depth": q.depth(),
+                    "parts_right": sum(s.values()),
+                    "right_by_depth": _right_by_depth(q, s),
+                    "all_right": all(s.values()),
+                    "tokens": t.get("tokens_total", 0),
+                    "tokens_small": t.get("tokens_small", 0),
+                    "critical_tokens": t.get("critical_tokens", 0),
+                    "skeleton_tokens": t.get("skeleton_tokens", 0),
+                    "warnings": a.warnings,
+                }
+            )
+    return rows
+
+
+def _right_by_depth(q, s: dict[str, bool]) -> dict[int, list[int]]:
+    """{part depth: [right, total]} (depth 0: no dependency)."""
+    depth: dict[str, int] = {}
+    out: dict[int, list[int]] = {}
+    for p in q.parts:
+        depth[p.name] = 1 + max((depth[d] for d in p.deps), default=-1)
+        cell = out.setdefault(depth[p.name], [0, 0])
+        cell[0] += s[p.name]
+        cell[1] += 1
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    out: dict = {"arms": {}}
+    for arm in arms:
+        rs = [r for r in rows if r["arm"] == arm]
+        by_depth: dict[int, list[int]] = {}
+        for r in rs:
+            for d, (right, total) in r["right_by_depth"].items():
+                cell = by_depth.setdefault(int(d), [0, 0])
+                cell[0] += right
+                cell[1] += total
+        tokens = sum(r["tokens"] for r in rs)
+        out["arms"][arm] = {
+            "seconds": sum(r["seconds"] for r in rs),
+            "part_em": sum(r["parts_right"] for r in rs) / sum(r["parts"] for r in rs),
+            "question_em": statistics.fmean(r["all_right"] for r in rs),
+            "part_em_by_depth": {d: right / total for d, (right, total) in sorted(by_depth.items())},
+            "small_token_share": sum(r["tokens_small"] for r in rs) / tokens if tokens else 0.0,
+            "fallbacks": sum(r["mode_used"] != arm.split("-")[0] for r in rs),
+            "ideal_speedup": statistics.fmean(
+                (r["tokens"] + r["skeleton_tokens"]) / (r["critical_tokens"] + r["skeleton_tokens"])
+                for r in rs
+                if r["critical_tokens"]
+            )
+            if any(r["critical_tokens"] for r in rs)
+            else 1.0,
+        }
+    a = out["arms"]
+    if "ar" in a:
+        for arm in arms:
+            a[arm]["speedup_vs_ar"] = a["ar"]["seconds"] / a[arm]["seconds"]
+    return out
