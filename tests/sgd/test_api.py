@@ -80,3 +80,12 @@ def test_bench_arms_on_the_same_questions():
     assert s["sgd"]["small_token_share"] > 0 and s["sgd-large-only"]["small_token_share"] == 0
     assert all(a["fallbacks"] == 0 for a in s.values()) and s["ar"]["speedup_vs_ar"] == 1.0
     assert s["sgd"]["ideal_speedup"] >= 1.0
+
+
+def test_cli_needs_a_large_model():
+    from typer.testing import CliRunner
+
+    from tenfold.cli import app
+
+    r = CliRunner().invoke(app, ["sgd", "run"])
+    assert r.exit_code != 0 and "--large is required" in (r.output + str(r.exception))
