@@ -28,3 +28,13 @@ def test_corpus_mixes_the_three_jobs_and_is_seeded():
     systems = {chat[0]["content"] for chat in c}
     assert SKELETON_SYSTEM in systems and POINT_SYSTEM in systems and len(systems) == 3
     assert c == corpus(20, seed=1) and c != corpus(20, seed=2)
+
+
+def test_train_model_plumbing(tmp_path):
+    """A few steps end to end: the corpus encodes, trains and gives a loadable checkpoint."""
+    from tenfold.core.models import load_model
+    from tenfold.sgd.train import ModelRecipe, train_model
+
+    ckpt = train_model(ModelRecipe("small", questions=8, steps=2, batch_size=2), tmp_path, quiet=True)
+    model, tok = load_model(ckpt)
+    assert tok.vocab_size > 256 and sum(p.numel() for p in model.parameters()) > 0

@@ -11,6 +11,18 @@ app = typer.Typer(help="Skeleton Graph Decoding (in progress: no trained models 
 
 
 @app.command()
+def train(
+    role: Annotated[str, typer.Argument(help="small (easy points) or large")],
+    retrain: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Train (or find cached) a tiny SGD model on generated chains questions; prints its checkpoint dir."""
+    from tenfold.sgd.train import recipe, trained_model
+
+    print(trained_model(recipe(role), retrain=retrain, quiet=quiet))
+
+
+@app.command()
 def run(
     question: Annotated[str | None, typer.Argument(help="the question (default: a generated one)")] = None,
     large: Annotated[str, typer.Option(help="checkpoint dir, preset or OpenAI-compatible URL")] = "",

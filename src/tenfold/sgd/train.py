@@ -9,10 +9,17 @@ trained on the same mix; the benchmark routes easy points to the small one.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from tenfold.core.cache import cached_artefact
+from tenfold.core.errors import TenfoldError
+from tenfold.core.train import TrainConfig, chat_example, train_lm
 from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
 from tenfold.sgd.prompts import direct_messages, expert_skeleton, point_messages, skeleton_messages
 from tenfold.sgd.skeleton import parse_skeleton
+
+DATA_VERSION = "chains-v1"
 
 
 def sample_question(rng: random.Random, max_parts: int = 6, max_depth: int = 3) -> ChainQuestion:
@@ -45,3 +52,52 @@ def corpus(n_questions: int, seed: int) -> list[list[dict]]:
     ]
     rng.shuffle(chats)
     return chats
+
+
+@dataclass
+class ModelRecipe:
+    """One SGD model: `small` (easy points) or `large` (skeleton, hard points, whole answers)."""
+
+    role: str
+    preset: str = "tiny"
+    questions: int = 3000
+    steps: int = 600
+    batch_size: int = 16
+    lr: float = 1e-3
+    max_len: int = 768
+    seed: int = 0
+
+
+def recipe(role: str) -> ModelRecipe:
+    if role == "small":
+        return ModelRecipe("small", preset="tiny")
+    if role == "large":
+        return ModelRecipe("large", preset="small")
+    raise TenfoldError(f"role must be 'small' or 'large', got {role!r}")
+
+
+def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
+    from tenfold.core.models import build_preset
+
+    model, tok = build_preset(r.preset, seed=r.seed)
+    examples = [chat_example(tok, c) for c in corpus(r.questions, r.seed)]
+    cfg = TrainConfig(
+        steps=r.steps,
+        batch_size=r.batch_size,
+        lr=r.lr,
+        max_len=r.max_len,
+        seed=r.seed,
+        bucket_by_length=True,
+        out_dir=str(out_dir / "train"),
+        quiet=quiet,
+    )
+    train_lm(model, tok, examples, cfg)
+    return Path(cfg.out_dir) / "last"
+
+
+def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
+    """Checkpoint directory of the model for `r` (trained once, then cached)."""
+    path = cached_artefact(
+        f"sgd-{r.role}", asdict(r), DATA_VERSION, lambda d: train_model(r, d, quiet), retrain=retrain
+    )
+    return path / "train" / "last"
