@@ -41,17 +41,14 @@ def _row(steps, c, policy, episode_s, success, agent_s=0.05, memory_s=0.2):
     }
 
 
+def _result(success_full, success_comem, proxy=()):
+    rows = [_row(40, 1, "full", 3.0, success_full), _row(40, 1, "sync", 2.5, success_full)]
+    rows.append(_row(40, 1, "comem", 2.0, success_comem))
+    return {"setup": {"interval": 4, "k": 1}, "rows": rows, "proxy": list(proxy), "k_sweep": []}
+
+
 def test_summarize_ratios():
-    result = {
-        "setup": {"interval": 4, "k": 1},
-        "rows": [
-            _row(40, 1, "full", 3.0, 1.0),
-            _row(40, 1, "sync", 2.5, 1.0),
-            _row(40, 1, "comem", 2.0, 0.5),
-        ],
-        "proxy": [_row(40, 1, "comem-proxy", 2.2, 0.5)],
-        "k_sweep": [],
-    }
+    result = _result(1.0, 0.5, proxy=[_row(40, 1, "comem-proxy", 2.2, 0.5)])
     (cell,) = summarize(result)["cells"]
     assert cell["speedup_vs_full"] == pytest.approx(1.5)
     assert cell["speedup_vs_sync"] == pytest.approx(1.25)
@@ -63,16 +60,7 @@ def test_summarize_ratios():
 
 
 def test_success_ratio_undefined_without_full_successes():
-    result = {
-        "setup": {"interval": 4, "k": 1},
-        "rows": [
-            _row(40, 1, "full", 3.0, 0.0),
-            _row(40, 1, "sync", 2.5, 0.0),
-            _row(40, 1, "comem", 2.0, 0.0),
-        ],
-        "proxy": [],
-        "k_sweep": [],
-    }
+    result = _result(0.0, 0.0)
     assert math.isnan(summarize(result)["cells"][0]["success_ratio"])
 
 
