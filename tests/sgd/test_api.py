@@ -82,6 +82,18 @@ def test_bench_arms_on_the_same_questions():
     assert s["sgd"]["ideal_speedup"] >= 1.0
 
 
+def test_bench_table_plot_and_json(tmp_path):
+    import json
+
+    from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_arms, summarize, write_json
+
+    summary = summarize(asyncio.run(run_arms(BenchConfig(questions=4), Reader("large"), Reader("small"))))
+    table = markdown_table(summary)
+    assert table.count("\n") == 1 + 4 and "| sot |" in table
+    assert plot(summary, tmp_path / "p.png").stat().st_size > 1000
+    assert json.loads(write_json({"summary": summary}, tmp_path / "r.json").read_text())["summary"]["arms"]
+
+
 def test_cli_needs_a_large_model():
     from typer.testing import CliRunner
 

@@ -8,10 +8,17 @@ share of point tokens on the small model and the ideal speed-up bound of the bri
 
 from __future__ import annotations
 
+import json
 import statistics
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from tenfold.core.backends import Backend
+from tenfold.core.bench import save_figure
+from tenfold.core.io import atomic_write_text
+from tenfold.core.progress import progress_bar
 from tenfold.envs.chains import ChainConfig, generate, score
 from tenfold.sgd.api import SGDConfig, answer
 
@@ -41,7 +48,9 @@ def questions(cfg: BenchConfig):
     ]
 
 
-async def run_arms(cfg: BenchConfig, large: Backend, small: Backend | None) -> list[dict]:
+async def run_arms(
+    cfg: BenchConfig, large: Backend, small: Backend | None, on_question: Callable[[], None] | None = None
+) -> list[dict]:
     """One row per (question, arm); the arms of a question run back to back."""
     rows = []
     for qi, q in enumerate(questions(cfg)):
@@ -67,6 +76,8 @@ async def run_arms(cfg: BenchConfig, large: Backend, small: Backend | None) -> l
                     "warnings": a.warnings,
                 }
             )
+        if on_question:
+            on_question()
     return rows
 
 
@@ -114,3 +125,86 @@ def summarize(rows: list[dict]) -> dict:
         for arm in arms:
             a[arm]["speedup_vs_ar"] = a["ar"]["seconds"] / a[arm]["seconds"]
     return out
+
+
+def run_bench(cfg: BenchConfig, large: str, small: str | None, quiet: bool = False) -> dict:
+    """Every arm on the same questions against `large` / `small` (checkpoint dirs or presets get a
+    pinned `tenfold serve` each, one core; URLs are used as they are). Returns {"setup", "rows", "summary"}."""
+    import asyncio
+    import contextlib
+
+    from tenfold.core.backends import OpenAIBackend
+    from tenfold.core.server import ServerProcess
+
+    def url(spec: str, cpu: int, stack: contextlib.ExitStack) -> str:
+        if spec.startswith(("http://", "https://")):
+            return spec
+        return stack.enter_context(ServerProcess(spec, cpu=cpu)).base_url
+
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        large_url = url(large, 0, stack)
+        small_url = url(small, 1, stack) if small else None
+
+        async def main():
+            lg = OpenAIBackend(large_url, timeout=600)
+            sm = OpenAIBackend(small_url, timeout=600) if small_url else None
+            try:
+                with progress_bar("sgd bench", total=cfg.questions, quiet=quiet) as bar:
+                    return await run_arms(cfg, lg, sm, on_question=lambda: bar.advance(1))
+            finally:
+                await lg.aclose()
+                if sm is not None:
+                    await sm.aclose()
+
+        rows = asyncio.run(main())
+    setup = {**asdict(cfg), "large": large, "small": small, "seconds": time.perf_counter() - t0}
+    return {"setup": setup, "rows": rows, "summary": summarize(rows)}
+
+
+def markdown_table(summary: dict) -> str:
+    arms = summary["arms"]
+    depths = sorted({d for a in arms.values() for d in a["part_em_by_depth"]})
+    out = [
+        "| arm | seconds | speed-up vs ar | part EM | question EM | "
+        + " | ".join(f"EM depth {d}" for d in depths)
+        + " | small-model tokens | ideal speed-up | fallbacks |",
+        "|---" * (8 + len(depths)) + "|",
+    ]
+    for name, a in arms.items():
+        em = " | ".join(f"{a['part_em_by_depth'].get(d, float('nan')):.2f}" for d in depths)
+        out.append(
+            f"| {name} | {a['seconds']:.2f} | {a.get('speedup_vs_ar', float('nan')):.2f}x | {a['part_em']:.2f} "
+            f"| {a['question_em']:.2f} | {em} | {a['small_token_share']:.0%} | {a['ideal_speedup']:.2f}x "
+            f"| {a['fallbacks']} |"
+        )
+    return "\n".join(out)
+
+
+def plot(summary: dict, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = summary["arms"]
+    names = list(arms)
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ax[0].bar(names, [arms[n].get("speedup_vs_ar", float("nan")) for n in names], color="C0")
+    ax[0].axhline(1.0, color="k", lw=0.8)
+    ax[0].set_ylabel("speed-up vs autoregressive")
+    for i, n in enumerate(names):
+        by = arms[n]["part_em_by_depth"]
+        ax[1].plot(list(by), list(by.values()), "o-", label=n, color=f"C{i}")
+    ax[1].set_xlabel("dependency depth of the part")
+    ax[1].set_ylabel("exact match")
+    ax[1].set_ylim(0, 1.05)
+    ax[1].legend()
+    fig.suptitle("SGD vs autoregressive vs SoT on chains questions")
+    return save_figure(fig, path)
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps(result, indent=2, default=str))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,3 +67,23 @@ def run(
     print(json.dumps({"mode": a.mode, "seconds": round(a.seconds, 3), **a.trace}, default=str))
     if q is not None:
         print("right:", score(q, a.text))
+
+
+@app.command()
+def bench(
+    large: Annotated[str, typer.Option(help="checkpoint dir, preset or OpenAI-compatible URL")],
+    small: Annotated[str | None, typer.Option(help="model for easy points")] = None,
+    questions: int = 24,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot")] = None,
+    quiet: bool = False,
+) -> None:
+    """ar vs SoT vs SGD (with and without routing) on the same generated questions."""
+    from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_bench, write_json
+
+    result = run_bench(BenchConfig(questions=questions), large, small, quiet)
+    print(markdown_table(result["summary"]))
+    if json_path:
+        write_json(result, json_path)
+    if plot_path:
+        plot(result["summary"], plot_path)
