@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from tenfold.core.errors import TenfoldError
@@ -54,3 +56,19 @@ def test_score_reads_final_values_exactly():
 def test_bad_config():
     with pytest.raises(TenfoldError, match="parts"):
         generate(ChainConfig(parts=0))
+
+
+def test_worked_solutions_are_consistent_steps():
+    """Every step of a sum's work adds up to the answer; a word's work spells the right letters."""
+    for seed in range(60):
+        q = generate(ChainConfig(6, 3, seed=seed))
+        for p in q.parts:
+            steps = q.solution(p.name).split(" = ")[1:]
+            assert steps[-1] == p.value
+            if p.kind in ("add", "chain"):
+                sums = [s for s in steps if re.fullmatch(r"[\d +]+", s)]
+                assert sums and all(sum(map(int, s.split(" + "))) == int(p.value) for s in sums)
+            elif p.kind == "reverse":
+                assert steps[-2].replace("-", "") == p.value
+            else:
+                assert len(steps[-2].split()) == int(p.value)

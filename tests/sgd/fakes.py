@@ -48,8 +48,8 @@ class Reader:
                     r"([A-H]) = (?:[^;\n]* = )?([^;\n=]+?)(?=;|$)", user.split("Known: ")[1].split("\n")[0]
                 )
             )
-            name, expr = re.search(r"Part \d+: ([A-H]) = (.+)$", user).groups()
-            text = f"{name} = {compute(expr.strip(), known) or '?'}"
+            name = re.search(r"Part \d+: ([A-H])\b", user).group(1)  # the title is the name, maybe more
+            text = f"{name} = {compute(dict(statements)[name].strip(), known) or '?'}"
         return Completion(text, "stop", len(user), len(text))
 
     async def aclose(self):

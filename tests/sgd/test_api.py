@@ -94,10 +94,41 @@ def test_bench_table_plot_and_json(tmp_path):
     assert json.loads(write_json({"summary": summary}, tmp_path / "r.json").read_text())["summary"]["arms"]
 
 
-def test_cli_needs_a_large_model():
+def test_cli_names_a_bad_model():
     from typer.testing import CliRunner
 
     from tenfold.cli import app
 
-    r = CliRunner().invoke(app, ["sgd", "run"])
-    assert r.exit_code != 0 and "--large is required" in (r.output + str(r.exception))
+    r = CliRunner().invoke(app, ["sgd", "run", "--large", "/no/such/model", "--mode", "ar"])
+    assert r.exit_code != 0 and "/no/such/model" in (r.output + str(r.exception))
+
+
+def test_judge_scores_are_parsed_and_averaged():
+    from tenfold.core.backends import Completion
+    from tenfold.sgd.bench import BenchConfig, markdown_table, run_arms, summarize
+    from tenfold.sgd.judge import parse_score
+
+    assert parse_score("score: 7") == 0.7 and parse_score("Score = 10.") == 1.0
+    assert parse_score("I think it is fine") is None and parse_score("score: 42") is None
+
+    class Judge:  # grades by the exact-match share, read from the prompt it is given
+        model = "judge"
+
+        async def chat(self, messages, **kw):
+            user = messages[-1]["content"]
+            q = user.split("Question:\n")[1].split("\n\nReference")[0]
+            cand = user.split("Candidate answer:\n")[1]
+            q = next(x for x in bench_questions if x.text == q)
+            s = score(q, cand)
+            return Completion(f"score: {10 * sum(s.values()) / len(s)}", "stop", 1, 1)
+
+    cfg = BenchConfig(questions=4)
+    from tenfold.sgd.bench import questions
+
+    bench_questions = questions(cfg)
+    rows = asyncio.run(run_arms(cfg, Reader("large"), Reader("small"), judge=Judge()))
+    s = summarize(rows)["arms"]
+    for arm in s.values():  # the judge's mean is the mean per-question part share, never missing
+        assert arm["judge_missing"] == 0 and 0 <= arm["judge_score"] <= 1
+    assert s["ar"]["judge_score"] == 1.0 and s["sot"]["judge_score"] < 1.0
+    assert "judge score" in markdown_table(summarize(rows))

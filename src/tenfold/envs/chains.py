@@ -75,17 +75,41 @@ class ChainQuestion:
         return max(d.values(), default=0)
 
     def solution(self, name: str) -> str:
-        """The expert answer line of one part (with the steps for a hard part)."""
+        """The expert answer line of one part, with its work (the last "= value" is the answer):
+
+            A = 57 + 19 = 57 + 10 + 9 = 67 + 9 = 76          (add: tens, then ones)
+            B = A + 8 + 25 = 76 + 8 + 25 = 84 + 25 = ...     (chain: the same, term by term: hard)
+            C = reverse "lamp" = p-m-a-l = pmal               (letters spelled backwards)
+            D = letters in C = letters in "pmal" = p1 m2 a3 l4 = 4
+
+        Work that a reader can follow keeps the tiny models' arithmetic learnable and makes answers
+        long next to their one-line plan, as the paper's point expansions are next to its skeleton."""
         p = next(q for q in self.parts if q.name == name)
         vals = {q.name: q.value for q in self.parts}
         ops = [vals[o] if _is_ref(o) else o for o in p.operands]
-        if p.kind == "chain":
-            steps, acc = [" + ".join(map(str, ops))], int(ops[0])
-            for i in range(1, len(ops)):
-                acc += int(ops[i])
-                steps.append(" + ".join([str(acc), *map(str, ops[i + 1 :])]))
-            return f"{p.name} = " + " = ".join(steps)
-        return f"{p.name} = {p.value}"
+        steps = [p.statement().split(" = ", 1)[1]]
+        if p.kind in ("add", "chain"):
+            terms = [int(x) for x in ops]
+            if any(_is_ref(o) for o in p.operands):
+                steps.append(" + ".join(map(str, terms)))
+            acc = terms[0]
+            for i, t in enumerate(terms[1:], 2):
+                rest = [str(x) for x in terms[i:]]
+                tens, ones = t - t % 10, t % 10
+                if tens and ones:
+                    steps.append(" + ".join([str(acc), str(tens), str(ones), *rest]))
+                    steps.append(" + ".join([str(acc + tens), str(ones), *rest]))
+                acc += t
+                steps.append(" + ".join([str(acc), *rest]))
+        else:
+            word = str(ops[0])
+            if _is_ref(p.operands[0]):
+                steps.append(f'{"reverse" if p.kind == "reverse" else "letters in"} "{word}"')
+            if p.kind == "reverse":
+                steps += ["-".join(reversed(word)), word[::-1]]
+            else:
+                steps += [" ".join(f"{c}{i}" for i, c in enumerate(word, 1)), str(len(word))]
+        return f"{p.name} = " + " = ".join(steps)
 
     def answer(self) -> str:
         """The whole expert answer (the autoregressive baseline's target)."""

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from tenfold.core.backends import Backend
 from tenfold.core.bench import save_figure
+from tenfold.core.errors import TenfoldError
 from tenfold.core.io import atomic_write_text
 from tenfold.core.progress import progress_bar
 from tenfold.envs.chains import ChainConfig, generate, score
 from tenfold.sgd.api import SGDConfig, answer
+from tenfold.sgd.judge import judge_score
 
 ARMS = {  # arm name -> answer() config
     "ar": SGDConfig(mode="ar"),
@@ -33,9 +35,9 @@ ARMS = {  # arm name -> answer() config
 @dataclass
 class BenchConfig:
     questions: int = 24
-    min_parts: int = 3
-    max_parts: int = 6
-    max_depth: int = 3
+    min_parts: int = 6  # many parts, moderate dependencies: the structured answers SGD is for
+    max_parts: int = 8
+    max_depth: int = 2
     seed: int = 50_000  # questions start here (training draws from its own generator)
     arms: list[str] = field(default_factory=lambda: list(ARMS))
 
@@ -49,15 +51,21 @@ def questions(cfg: BenchConfig):
 
 
 async def run_arms(
-    cfg: BenchConfig, large: Backend, small: Backend | None, on_question: Callable[[], None] | None = None
+    cfg: BenchConfig,
+    large: Backend,
+    small: Backend | None,
+    on_question: Callable[[], None] | None = None,
+    judge: Backend | None = None,
 ) -> list[dict]:
-    """One row per (question, arm); the arms of a question run back to back."""
+    """One row per (question, arm); the arms of a question run back to back. With a `judge`, each
+    answer also gets an LLM-judge score against the expert answer (after its arm's timing)."""
     rows = []
     for qi, q in enumerate(questions(cfg)):
         for arm in cfg.arms:
             a = await answer(q.text, large, small, ARMS[arm])
             s = score(q, a.text)
             t = a.trace
+            graded = await judge_score(judge, q.text, q.answer(), a.text) if judge is not None else None
             rows.append(
                 {
                     "question": qi,
@@ -76,6 +84,8 @@ async def run_arms(
                     "warnings": a.warnings,
                 }
             )
+            if judge is not None:
+                rows[-1]["judge"] = graded
         if on_question:
             on_question()
     return rows
@@ -105,11 +115,16 @@ def summarize(rows: list[dict]) -> dict:
                 cell[0] += right
                 cell[1] += total
         tokens = sum(r["tokens"] for r in rs)
+        graded = [r["judge"] for r in rs if r.get("judge") is not None]
+        dep_total = sum(c[1] for d, c in by_depth.items() if d > 0)
         out["arms"][arm] = {
             "seconds": sum(r["seconds"] for r in rs),
             "part_em": sum(r["parts_right"] for r in rs) / sum(r["parts"] for r in rs),
             "question_em": statistics.fmean(r["all_right"] for r in rs),
             "part_em_by_depth": {d: right / total for d, (right, total) in sorted(by_depth.items())},
+            "dependent_part_em": (  # parts that need an earlier part's result (depth > 0)
+                sum(c[0] for d, c in by_depth.items() if d > 0) / dep_total if dep_total else float("nan")
+            ),
             "small_token_share": sum(r["tokens_small"] for r in rs) / tokens if tokens else 0.0,
             "fallbacks": sum(r["mode_used"] != arm.split("-")[0] for r in rs),
             "ideal_speedup": statistics.fmean(
@@ -120,6 +135,9 @@ def summarize(rows: list[dict]) -> dict:
             if any(r["critical_tokens"] for r in rs)
             else 1.0,
         }
+        if any("judge" in r for r in rs):  # judged run: mean over the scores the judge gave
+            out["arms"][arm]["judge_score"] = statistics.fmean(graded) if graded else float("nan")
+            out["arms"][arm]["judge_missing"] = sum(r.get("judge") is None for r in rs)
     a = out["arms"]
     if "ar" in a:
         for arm in arms:
@@ -127,14 +145,20 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def run_bench(cfg: BenchConfig, large: str, small: str | None, quiet: bool = False) -> dict:
+def run_bench(
+    cfg: BenchConfig, large: str, small: str | None, quiet: bool = False, judge: str | None = None
+) -> dict:
     """Every arm on the same questions against `large` / `small` (checkpoint dirs or presets get a
-    pinned `tenfold serve` each, one core; URLs are used as they are). Returns {"setup", "rows", "summary"}."""
+    pinned `tenfold serve` each, one core; URLs are used as they are), optionally graded by an LLM judge
+    at the URL `judge`. Returns {"setup", "rows", "summary"}."""
     import asyncio
     import contextlib
 
     from tenfold.core.backends import OpenAIBackend
     from tenfold.core.server import ServerProcess
+
+    if judge is not None and not judge.startswith(("http://", "https://")):
+        raise TenfoldError(f"--judge must be an OpenAI-compatible URL (http://host:port/v1), got {judge!r}")
 
     def url(spec: str, cpu: int, stack: contextlib.ExitStack) -> str:
         if spec.startswith(("http://", "https://")):
@@ -149,34 +173,43 @@ def run_bench(cfg: BenchConfig, large: str, small: str | None, quiet: bool = Fal
         async def main():
             lg = OpenAIBackend(large_url, timeout=600)
             sm = OpenAIBackend(small_url, timeout=600) if small_url else None
+            jd = OpenAIBackend(judge, timeout=600) if judge else None
             try:
                 with progress_bar("sgd bench", total=cfg.questions, quiet=quiet) as bar:
-                    return await run_arms(cfg, lg, sm, on_question=lambda: bar.advance(1))
+                    return await run_arms(cfg, lg, sm, on_question=lambda: bar.advance(1), judge=jd)
             finally:
-                await lg.aclose()
-                if sm is not None:
-                    await sm.aclose()
+                for b in (lg, sm, jd):
+                    if b is not None:
+                        await b.aclose()
 
         rows = asyncio.run(main())
-    setup = {**asdict(cfg), "large": large, "small": small, "seconds": time.perf_counter() - t0}
+    setup = {
+        **asdict(cfg),
+        "large": large,
+        "small": small,
+        "judge": judge,
+        "seconds": time.perf_counter() - t0,
+    }
     return {"setup": setup, "rows": rows, "summary": summarize(rows)}
 
 
 def markdown_table(summary: dict) -> str:
     arms = summary["arms"]
     depths = sorted({d for a in arms.values() for d in a["part_em_by_depth"]})
+    judged = any("judge_score" in a for a in arms.values())
     out = [
         "| arm | seconds | speed-up vs ar | part EM | question EM | "
         + " | ".join(f"EM depth {d}" for d in depths)
-        + " | small-model tokens | ideal speed-up | fallbacks |",
-        "|---" * (8 + len(depths)) + "|",
+        + " | small-model tokens | ideal speed-up | fallbacks |"
+        + (" judge score |" if judged else ""),
+        "|---" * (8 + len(depths) + judged) + "|",
     ]
     for name, a in arms.items():
         em = " | ".join(f"{a['part_em_by_depth'].get(d, float('nan')):.2f}" for d in depths)
         out.append(
             f"| {name} | {a['seconds']:.2f} | {a.get('speedup_vs_ar', float('nan')):.2f}x | {a['part_em']:.2f} "
             f"| {a['question_em']:.2f} | {em} | {a['small_token_share']:.0%} | {a['ideal_speedup']:.2f}x "
-            f"| {a['fallbacks']} |"
+            f"| {a['fallbacks']} |" + (f" {a.get('judge_score', float('nan')):.2f} |" if judged else "")
         )
     return "\n".join(out)
 

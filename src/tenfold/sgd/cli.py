@@ -8,7 +8,12 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Skeleton Graph Decoding (in progress: no trained models yet).", no_args_is_help=True)
+app = typer.Typer(
+    help="Skeleton Graph Decoding: skeleton with dependencies, points decoded as a graph.",
+    no_args_is_help=True,
+)
+
+DEFAULT_MODELS = "the tiny SGD models trained here (trained and cached on first use)"
 
 
 @app.command()
@@ -26,8 +31,12 @@ def train(
 @app.command()
 def run(
     question: Annotated[str | None, typer.Argument(help="the question (default: a generated one)")] = None,
-    large: Annotated[str, typer.Option(help="checkpoint dir, preset or OpenAI-compatible URL")] = "",
-    small: Annotated[str | None, typer.Option(help="model for easy points (default: none)")] = None,
+    large: Annotated[
+        str | None, typer.Option(help=f"checkpoint dir or URL (default: {DEFAULT_MODELS})")
+    ] = None,
+    small: Annotated[
+        str | None, typer.Option(help="model for easy points (default: with --large, none)")
+    ] = None,
     mode: Annotated[str, typer.Option(help="ar, sot or sgd")] = "sgd",
     seed: Annotated[int, typer.Option(help="seed of the generated question")] = 0,
     parts: int = 4,
@@ -37,13 +46,12 @@ def run(
     import asyncio
 
     from tenfold.core.backends import make_backend
-    from tenfold.core.errors import TenfoldError
     from tenfold.envs.chains import ChainConfig, generate, score
     from tenfold.sgd.api import SGDConfig, answer
 
-    if not large:
-        raise TenfoldError("--large is required (trained SGD models are not built yet)")
     cfg = SGDConfig(mode=mode).validate()
+    if large is None:
+        large, small = _default_models(small)
     q = None if question else generate(ChainConfig(parts, seed=seed))
     text = question or q.text
 
@@ -71,19 +79,37 @@ def run(
 
 @app.command()
 def bench(
-    large: Annotated[str, typer.Option(help="checkpoint dir, preset or OpenAI-compatible URL")],
-    small: Annotated[str | None, typer.Option(help="model for easy points")] = None,
-    questions: int = 24,
+    large: Annotated[
+        str | None, typer.Option(help=f"checkpoint dir or URL (default: {DEFAULT_MODELS})")
+    ] = None,
+    small: Annotated[
+        str | None, typer.Option(help="model for easy points (default: with --large, none)")
+    ] = None,
+    questions: Annotated[int, typer.Option(help="generated questions (quick: 16)")] = 24,
+    quick: bool = False,
+    judge: Annotated[str | None, typer.Option(help="OpenAI-compatible URL of an LLM judge")] = None,
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot")] = None,
     quiet: bool = False,
 ) -> None:
-    """ar vs SoT vs SGD (with and without routing) on the same generated questions."""
+    """ar vs SoT vs SGD (with and without routing) on the same generated questions: latency, exact
+    match per part and dependency depth, small-model share; optionally an LLM-judge score."""
     from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_bench, write_json
 
-    result = run_bench(BenchConfig(questions=questions), large, small, quiet)
+    if large is None:
+        large, small = _default_models(small)
+    result = run_bench(BenchConfig(questions=16 if quick else questions), large, small, quiet, judge=judge)
     print(markdown_table(result["summary"]))
     if json_path:
         write_json(result, json_path)
     if plot_path:
         plot(result["summary"], plot_path)
+
+
+def _default_models(small: str | None) -> tuple[str, str]:
+    from tenfold.sgd.train import prepare_models
+
+    if small is not None:
+        raise typer.BadParameter("--small needs --large")
+    print(f"using {DEFAULT_MODELS}")
+    return prepare_models()

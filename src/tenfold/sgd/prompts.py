@@ -9,9 +9,11 @@ from __future__ import annotations
 from tenfold.envs.chains import ChainQuestion
 from tenfold.sgd.skeleton import Point, Skeleton
 
-SKELETON_SYSTEM = "Plan the answer: one numbered line per part, 'title | deps: ids or none | easy or hard'."
-POINT_SYSTEM = "Answer one part of the plan in one line, using the known results."
-DIRECT_SYSTEM = "Answer every part, one line each."
+SKELETON_SYSTEM = (
+    "Plan the answer: one numbered line per part, 'title | ids it needs or none | easy or hard'."
+)
+POINT_SYSTEM = "Answer one part of the plan in one line with its work, using the known results."
+DIRECT_SYSTEM = "Answer every part, one line each, with its work."
 
 
 def skeleton_messages(question: str) -> list[dict]:
@@ -29,9 +31,10 @@ def direct_messages(question: str) -> list[dict]:
 
 
 def expert_skeleton(q: ChainQuestion) -> str:
-    """The plan an expert writes for a chains question: one point per part, in order."""
+    """The plan an expert writes for a chains question: one point per part, in order, titled by the
+    part's name (the question states it; the plan stays short, as the paper's skeletons are)."""
     ids = {p.name: i + 1 for i, p in enumerate(q.parts)}
     return "\n".join(
-        f"{ids[p.name]}. {p.statement()} | deps: {','.join(str(ids[d]) for d in p.deps) or 'none'} | {p.difficulty}"
+        f"{ids[p.name]}. {p.name} | {','.join(str(ids[d]) for d in p.deps) or 'none'} | {p.difficulty}"
         for p in q.parts
     )

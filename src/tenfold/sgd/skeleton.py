@@ -2,10 +2,13 @@
 
 Skeleton Graph Decoding (Jin et al., 2024, "Adaptive Skeleton Graph Decoding") asks the model for a
 numbered list of sub-problems, each naming the earlier sub-problems it needs and whether it is easy or
-hard. The format used here, one point per line:
+hard. The canonical format here, one point per line (title | the ids it needs, or none | difficulty):
 
-    1. price of 3 pens | deps: none | easy
-    2. total with the book | deps: 1 | hard
+    1. price of 3 pens | none | easy
+    2. total with the book | 1 | hard
+
+The parser also reads the spelled-out form an instructed LLM tends to write
+("2. total with the book | deps: 1 | hard", "2: total (deps: 1)").
 
 `parse_skeleton` is lenient and repairs what a small model gets wrong, recording every repair as a
 warning: dependencies on unknown ids or on the point itself are dropped, a point repeated (same id or
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 DIFFICULTIES = ("easy", "hard")
 _POINT = re.compile(r"^\s*(\d+)\s*[.):]\s*(.*)$")
 _DEPS = re.compile(r"\bdeps?\s*[:=]\s*([^|]*)", re.IGNORECASE)
+_BARE_DEPS = re.compile(r"\s*(none|-|\d+(\s*,\s*\d+)*)\s*", re.IGNORECASE)
 _DIFF = re.compile(r"\b(easy|hard)\b", re.IGNORECASE)
 
 
@@ -44,7 +48,7 @@ class Skeleton:
     def format(self) -> str:
         """The canonical text of the skeleton (what point prompts quote)."""
         return "\n".join(
-            f"{p.id}. {p.title} | deps: {','.join(map(str, p.deps)) or 'none'} | {p.difficulty}"
+            f"{p.id}. {p.title} | {','.join(map(str, p.deps)) or 'none'} | {p.difficulty}"
             for p in self.points
         )
 
@@ -75,8 +79,14 @@ def parse_skeleton(text: str) -> Skeleton | None:
             continue
         body = m.group(2)
         title = body.split("|")[0].strip()
+        fields = body.split("|")
         deps_m = _DEPS.search(body)
-        dep_tokens = re.findall(r"\d+", deps_m.group(1)) if deps_m else []
+        if deps_m:
+            dep_tokens = re.findall(r"\d+", deps_m.group(1))
+        elif len(fields) > 2 and _BARE_DEPS.fullmatch(fields[1]):  # "title | 1,2 | hard"
+            dep_tokens = re.findall(r"\d+", fields[1])
+        else:
+            dep_tokens = []
         rest = body[len(body.split("|")[0]) :]
         diff_m = _DIFF.search(rest)
         raw.append((int(m.group(1)), title, dep_tokens, diff_m.group(1).lower() if diff_m else None))

@@ -19,10 +19,10 @@ from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
 from tenfold.sgd.prompts import direct_messages, expert_skeleton, point_messages, skeleton_messages
 from tenfold.sgd.skeleton import parse_skeleton
 
-DATA_VERSION = "chains-v1"
+DATA_VERSION = "chains-v2"  # v2: worked answers, compact plans
 
 
-def sample_question(rng: random.Random, max_parts: int = 6, max_depth: int = 3) -> ChainQuestion:
+def sample_question(rng: random.Random, max_parts: int = 8, max_depth: int = 3) -> ChainQuestion:
     return generate(
         ChainConfig(rng.randint(2, max_parts), rng.randint(0, max_depth), seed=rng.randrange(1 << 30))
     )
@@ -64,7 +64,7 @@ class ModelRecipe:
     steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
-    max_len: int = 768
+    max_len: int = 1024  # a whole worked answer to 8 parts is ~970 tokens
     seed: int = 0
 
 
@@ -101,3 +101,22 @@ def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) ->
         f"sgd-{r.role}", asdict(r), DATA_VERSION, lambda d: train_model(r, d, quiet), retrain=retrain
     )
     return path / "train" / "last"
+
+
+def _train_in_child(role: str, quiet: bool) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    return str(trained_model(recipe(role), quiet=quiet))
+
+
+def prepare_models(quiet: bool = False) -> tuple[str, str]:
+    """(large, small) checkpoint dirs of the default recipes, trained side by side when missing (one
+    process and one core each; the large model takes longest) and cached after that."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+        large = pool.submit(_train_in_child, "large", quiet)
+        small = pool.submit(_train_in_child, "small", True)  # one progress bar is enough
+        return large.result(), small.result()
