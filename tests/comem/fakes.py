@@ -6,7 +6,7 @@ import re
 
 from tenfold.core.backends import Completion
 
-FACT = re.compile(r"(\w+ door code \d+|fork \d+ way (?:left|right))")
+FACT = re.compile(r"(door \w+ \d+|fork \d+ (?:left|right))")
 
 
 class ReadingAgent:
@@ -25,9 +25,9 @@ class ReadingAgent:
         obs = messages[-1]["content"]
         facts = FACT.findall(text)
         act = "go"
-        if m := re.search(r"(\w+) door, keypad", obs):
+        if m := re.search(r"door (\w+), keypad", obs):
             act = next(
-                (f"code {f.split()[-1]}" for f in facts if f.startswith(f"{m.group(1)} door")), "code 0"
+                (f"code {f.split()[-1]}" for f in facts if f.startswith(f"door {m.group(1)} ")), "code 0"
             )
         elif m := re.search(r"fork (\d+), left or right", obs):
             act = next((f.split()[-1] for f in facts if f.startswith(f"fork {m.group(1)} ")), "left")

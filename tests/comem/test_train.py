@@ -19,7 +19,7 @@ def test_recall_drill_targets_are_in_their_prompts():
             fact = re.match(r"think: (.+)\. act: (.+)", answer)
             assert fact and f": {fact[1]}." in prompt  # the note or sign with the fact was seen
             assert fact[2] == (
-                fact[1].split()[-1] if "code" not in fact[1] else "code " + fact[1].split()[-1]
+                fact[1].split()[-1] if fact[1].startswith("fork") else "code " + fact[1].split()[-1]
             )
         else:
             kinds["listing"] += 1

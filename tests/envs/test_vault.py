@@ -52,7 +52,7 @@ def test_expert_summary_keeps_exactly_the_facts_still_needed():
 
 
 def test_parse_action():
-    assert parse_action("think: blue door code 123. act: code 123") == "code 123"
+    assert parse_action("think: door blue 123. act: code 123") == "code 123"
     assert parse_action("think: x. ACT:  Left.") == "left"
     assert parse_action("go") == "go"
     assert parse_action("") == ""

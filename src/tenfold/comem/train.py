@@ -29,7 +29,7 @@ from tenfold.core.cache import cached_artefact
 from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
-DATA_VERSION = "vault-v4"
+DATA_VERSION = "vault-v5"
 
 
 def expert_messages(game: VaultGame) -> list[dict]:
@@ -133,7 +133,7 @@ def recall_drill(n: int, seed: int) -> list[tuple[str, str]]:
 @dataclass
 class DrillRecipe:
     preset: str = "tiny"
-    steps: int = 700
+    steps: int = 900
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0

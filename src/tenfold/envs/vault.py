@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 from tenfold.core.errors import TenfoldError
 
-COLORS = ("red", "blue", "green", "gold", "white", "black", "grey", "pink")
+# Each colour ends in a different letter: a fact's value follows its name directly ("door blue 482"),
+# so the byte just before the value tells the doors apart (what a tiny model's copying heads key on).
+COLORS = ("red", "blue", "green", "pink", "grey", "teal", "violet", "amber")
 FILLER = (
     "dust",
     "crates",
@@ -54,8 +56,8 @@ class Fact:
     @property
     def text(self) -> str:
         if self.kind == "door":
-            return f"{self.name} door code {self.value}"
-        return f"fork {self.name} way {self.value}"
+            return f"door {self.name} {self.value}"
+        return f"fork {self.name} {self.value}"
 
 
 @dataclass
@@ -137,7 +139,7 @@ class VaultGame:
         if t in self._use:
             fa = self._use[t]
             if fa.kind == "door":
-                return f"{t}: {fa.name} door, keypad."
+                return f"{t}: door {fa.name}, keypad."
             return f"{t}: fork {fa.name}, left or right?"
         return f"{t}: {self._filler[t]}."
 
@@ -152,7 +154,7 @@ class VaultGame:
 
     def expert_reply(self, t: int | None = None) -> str:
         """The expert's whole reply, what the agent model is trained to write: the action, preceded at
-        a door or fork by a thought that recalls the fact it needs ('think: blue door code 482. act:
+        a door or fork by a thought that recalls the fact it needs ('think: door blue 482. act:
         code 482'), the chain of thought that lets a tiny model look the fact up by copying."""
         t = self.t if t is None else t
         if t in self._use and t != self.cfg.steps - 1:
