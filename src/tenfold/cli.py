@@ -27,11 +27,13 @@ def _mount_systems() -> None:
     """One sub-app per built system; their heavy imports happen inside the commands."""
     from tenfold.cake.cli import app as cake_app
     from tenfold.comem.cli import app as comem_app
+    from tenfold.hetermoe.cli import app as hetermoe_app
     from tenfold.sgd.cli import app as sgd_app
 
     app.add_typer(cake_app, name="cake")
     app.add_typer(comem_app, name="comem")
     app.add_typer(sgd_app, name="sgd")
+    app.add_typer(hetermoe_app, name="hetermoe")
 
 
 _mount_systems()

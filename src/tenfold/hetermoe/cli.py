@@ -1,0 +1,179 @@
+"""`tenfold hetermoe ...`: plan, simulate and benchmark MoE training on two GPU generations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="HeterMoE: attention on new GPUs, experts on old ones, zebra-parallel overlap.",
+    no_args_is_help=True,
+)
+
+ClusterOpt = Annotated[str, typer.Option(help="COUNTxDEVICE,COUNTxDEVICE, e.g. 6xA40,6xV100")]
+ModelOpt = Annotated[str, typer.Option(help="model spec: mixtral-1.3b, mixtral-2.6b, mixtral-4.3b, moe-tiny")]
+ProfileOpt = Annotated[
+    Path | None,
+    typer.Option(help="device profiles from `tenfold hetermoe profile` (added to the built-in ones)"),
+]
+SCHEDULES = ("heter_moe", "zp", "dist_ep", "ep", "hetero_pp")
+
+
+def _setup(cluster: str, model: str, seq: int, batch: int, profile: Path | None):
+    from tenfold.hetermoe.costmodel import CostModel, Workload, get_model, load_profiles, parse_cluster
+
+    profiles = load_profiles(profile) if profile else None
+    return CostModel(get_model(model).validate(), Workload(seq, batch).validate()), parse_cluster(
+        cluster, profiles
+    )
+
+
+@app.command()
+def plan(
+    cluster: ClusterOpt = "6xA40,6xV100",
+    model: ModelOpt = "mixtral-4.3b",
+    seq: Annotated[int, typer.Option(help="sequence length (tokens)")] = 4096,
+    batch: Annotated[int, typer.Option(help="sequences per iteration")] = 8,
+    r: Annotated[
+        int | None, typer.Option("--r", help="micro-batches (default: the planner's choice)")
+    ] = None,
+    profile: ProfileOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the plan as JSON")] = None,
+    gantt: Annotated[Path | None, typer.Option(help="write a Gantt PNG of the schedules")] = None,
+) -> None:
+    """Choose R and the expert assignment, and compare every schedule (simulated)."""
+    from tenfold.hetermoe.planner import plan as make_plan
+
+    cost, cl = _setup(cluster, model, seq, batch, profile)
+    p = make_plan(cost, cl, r)
+    d = p.to_dict()
+    print(
+        f"{cl}  {model}  seq {seq}  batch {batch}: R = {p.R}, experts on attention GPUs per layer "
+        f"{p.experts_moved}{'  (' + p.note + ')' if p.note else ''}"
+    )
+    print(f"{'schedule':<14}{'iteration ms':>14}{'HeterMoE speed-up':>20}")
+    for k, v in p.times_ms.items():
+        print(f"{k:<14}{v:>14.1f}{v / p.times_ms['heter_moe']:>19.2f}x")
+    print(
+        f"LP bound {p.lp_bound_ms:.1f} ms (x_attention {p.lp_x[0]:.2f}, x_expert {p.lp_x[1]:.2f} on new GPUs); "
+        f"HeterMoE at {d['heter_moe_over_lp_bound']:.2f}x of it, {d['heter_moe_over_layout_bound']:.2f}x of "
+        "its layout's bound"
+    )
+    if json_out:
+        from tenfold.core.io import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(d, indent=1))
+    if gantt:
+        _gantt(cost, cl, p.R, p.experts_moved, gantt)
+
+
+def _gantt(cost, cl, r: int, moved: list[int], path: Path, schedules=SCHEDULES) -> None:
+    from tenfold.hetermoe.gantt import plot_timelines
+    from tenfold.hetermoe.schedules import Setting, dist_ep, ep, hetero_pp, zp
+
+    s = Setting(cost, cl)
+    shares = [x / cost.model.experts for x in moved]
+    make = {
+        "heter_moe": lambda: zp(s, r, shares),
+        "zp": lambda: zp(s, r),
+        "dist_ep": lambda: dist_ep(s),
+        "ep": lambda: ep(s),
+        "hetero_pp": lambda: hetero_pp(s, r),
+    }
+    names = {
+        "heter_moe": f"HeterMoE (ZP + asymmetric, R={r})",
+        "zp": f"ZP (R={r})",
+        "dist_ep": "DistEP",
+        "ep": "EP",
+        "hetero_pp": "hetero-aware PP",
+    }
+    tls = {names[k]: make[k]() for k in schedules}
+    print(f"wrote {plot_timelines(tls, path, f'{cl}, {cost.model.name}, seq {cost.work.seq}')}")
+
+
+@app.command()
+def simulate(
+    schedule: Annotated[str, typer.Option(help=f"one of {', '.join(SCHEDULES)}")] = "heter_moe",
+    cluster: ClusterOpt = "6xA40,6xV100",
+    model: ModelOpt = "mixtral-4.3b",
+    seq: int = 4096,
+    batch: int = 8,
+    r: Annotated[int, typer.Option("--r", help="micro-batches")] = 8,
+    profile: ProfileOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every task's start and end")] = None,
+    gantt: Annotated[Path | None, typer.Option(help="write a Gantt PNG")] = None,
+) -> None:
+    """Simulate one iteration of one schedule; print its time and each stream's busy share."""
+    from tenfold.core.errors import TenfoldError
+    from tenfold.hetermoe.planner import gather_and_squeeze
+    from tenfold.hetermoe.schedules import Setting, dist_ep, ep, hetero_pp, zp
+
+    if schedule not in SCHEDULES:
+        raise TenfoldError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    cost, cl = _setup(cluster, model, seq, batch, profile)
+    s = Setting(cost, cl)
+    moved = gather_and_squeeze(s, r).experts_moved if schedule == "heter_moe" else [0] * cost.model.layers
+    tl = {
+        "heter_moe": lambda: zp(s, r, [x / cost.model.experts for x in moved]),
+        "zp": lambda: zp(s, r),
+        "dist_ep": lambda: dist_ep(s),
+        "ep": lambda: ep(s),
+        "hetero_pp": lambda: hetero_pp(s, r),
+    }[schedule]()
+    print(
+        f"{schedule}: {tl.makespan:.1f} ms per iteration ({cost.work.tokens / tl.makespan * 1e3:,.0f} tokens/s)"
+    )
+    for res, u in tl.utilisation().items():
+        print(f"  {res:<18} busy {u:6.1%}")
+    if json_out:
+        from tenfold.core.io import atomic_write_text
+
+        rows = [
+            {"task": n, "resource": t.resource, "kind": t.kind, "start_ms": tl.start[n], "end_ms": tl.end[n]}
+            for n, t in tl.tasks.items()
+        ]
+        atomic_write_text(
+            json_out, json.dumps({"schedule": schedule, "makespan_ms": tl.makespan, "tasks": rows})
+        )
+    if gantt:
+        _gantt(cost, cl, r, moved, gantt, (schedule,))
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick/--full", help="one model (quick) or all")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
+    quiet: bool = False,
+) -> None:
+    """The paper's comparisons on its clusters, models and sequence lengths (simulated)."""
+    from tenfold.hetermoe.bench import BenchConfig, markdown, plot, run_bench, write_json
+
+    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet)
+    print(markdown(result))
+    if json_out:
+        write_json(result, json_out)
+    if plot_out:
+        print(f"wrote {plot(result, plot_out)}")
+
+
+@app.command()
+def profile(
+    out: Annotated[Path, typer.Option(help="profile file to write (JSON)")] = Path("hetermoe_profile.json"),
+    name: Annotated[str, typer.Option(help="name of this device type in the profile")] = "",
+    seq: Annotated[int, typer.Option(help="sequence length for the attention-core measurement")] = 1024,
+    generation: Annotated[int, typer.Option(help="generation rank (higher is newer)")] = 1,
+) -> None:
+    """Measure matmul, attention-core and copy throughput on this machine (CUDA when present)."""
+    from tenfold.hetermoe.costmodel import save_profiles
+    from tenfold.hetermoe.profiler import measure_profile
+
+    prof = measure_profile(name or None, seq=seq, generation=generation)
+    save_profiles([prof], out)
+    print(
+        f"{prof.name}: matmul {prof.matmul_tflops:.3f} TFLOP/s, attention core {prof.attn_core_tflops:.3f} "
+        f"TFLOP/s, link {prof.link_gbps:.2f} GB/s -> {out}"
+    )
