@@ -37,9 +37,11 @@ class BenchConfig:
     batch: int = 8
     cloud: str = "2xL40S,8xT4"
 
+    runtime_cases: list[str] = field(default_factory=lambda: ["2+4 ranks", "2+2 ranks"])
+
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(models=["mixtral-4.3b"])
+        return cls(models=["mixtral-4.3b"], runtime_cases=["2+4 ranks"])
 
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
@@ -50,12 +52,14 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
             p = plan(CostModel(get_model(model), Workload(seq, cfg.batch)), parse_cluster(cluster))
             rows.append(p.to_dict())
             bar.advance(1)
-    return {
+    result = {
         "config": cfg.__dict__,
         "rows": rows,
         "summary": summarize(rows, cfg),
         "half_swap": half_swap(cfg),
     }
+    result["runtime"] = runtime_bench(cfg.runtime_cases, quiet=quiet) if cfg.runtime_cases else []
+    return result
 
 
 def half_swap(cfg: BenchConfig) -> dict:
@@ -106,6 +110,13 @@ def summarize(rows: list[dict], cfg: BenchConfig) -> dict:
 
 
 def markdown(result: dict) -> str:
+    text = simulated_markdown(result)
+    if result.get("runtime"):
+        text += "\n\n" + runtime_markdown(result["runtime"])
+    return text
+
+
+def simulated_markdown(result: dict) -> str:
     s = result["summary"]
     k = lambda seq: f"{int(seq) // 1024}K"  # noqa: E731
     lines = [
@@ -195,3 +206,64 @@ def write_json(result: dict, path: str | Path) -> None:
     from tenfold.core.io import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
+
+
+# --- the real runtime against the simulator ------------------------------------------------------------
+
+RUNTIME_CASES = {  # (attention ranks, expert ranks, seq, batch, micro-batches): 4 and 6 CPU processes
+    "2+4 ranks": (2, 4, 256, 12, 6),
+    "2+2 ranks": (2, 2, 256, 12, 6),
+}
+
+
+def runtime_bench(cases: list[str], steps: int = 3, quiet: bool = False) -> list[dict]:
+    """ZP and EP on the real multi-process runtime (ops dilated to the emulated devices), each beside
+    the simulator's prediction for the same configuration; the first step is a warm-up."""
+    from tenfold.hetermoe.runtime import RuntimeConfig, compare, reference, run
+
+    out = []
+    with progress_bar("runtime (ZP and EP)", total=2 * len(cases), quiet=quiet) as bar:
+        for case in cases:
+            m, n, seq, batch, r = RUNTIME_CASES[case]
+            row: dict = {"case": case, "processes": m + n, "seq": seq, "batch": batch, "R": r}
+            for schedule in ("zp", "ep"):
+                cfg = RuntimeConfig(schedule, m, n, r, batch=batch, seq=seq, steps=steps)
+                res = run(cfg)
+                measured = statistics.mean(s["iteration_s"] for s in res["steps"][1:])
+                check = compare(res, reference(cfg))
+                row[schedule] = {
+                    "measured_s": measured,
+                    "predicted_s": res["predicted_s"],
+                    "measured_over_predicted": measured / res["predicted_s"],
+                    "sync_and_step_s": statistics.mean(s["sync_and_step_s"] for s in res["steps"][1:]),
+                    "grad_max_rel_diff": check["grad_max_rel_diff"],
+                    "loss_max_abs_diff": check["loss_max_abs_diff"],
+                }
+                bar.advance(1)
+            row["zp_speedup_measured"] = row["ep"]["measured_s"] / row["zp"]["measured_s"]
+            row["zp_speedup_predicted"] = row["ep"]["predicted_s"] / row["zp"]["predicted_s"]
+            out.append(row)
+    return out
+
+
+def runtime_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| ranks (attention+expert) | seq x batch, R | schedule | measured s/iter | simulated s/iter | measured / simulated "
+        "| grad rel. diff vs 1 process |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for s in ("zp", "ep"):
+            x = r[s]
+            lines.append(
+                f"| {r['case']} | {r['seq']} x {r['batch']}, {r['R'] if s == 'zp' else 1} | {s.upper()} | "
+                f"{x['measured_s']:.3f} | {x['predicted_s']:.3f} | {x['measured_over_predicted']:.2f} | "
+                f"{x['grad_max_rel_diff']:.1e} |"
+            )
+    lines.append("")
+    lines += [
+        f"ZP / EP speed-up, {r['case']}: measured {r['zp_speedup_measured']:.2f}x, simulated "
+        f"{r['zp_speedup_predicted']:.2f}x"
+        for r in rows
+    ]
+    return "\n".join(lines)

@@ -144,15 +144,22 @@ def simulate(
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick/--full", help="one model (quick) or all")] = True,
+    quick: Annotated[
+        bool, typer.Option("--quick/--full", help="one model and one runtime case, or all")
+    ] = True,
+    runtime: Annotated[bool, typer.Option(help="also run the real multi-process runtime (ZP and EP)")] = True,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
     quiet: bool = False,
 ) -> None:
-    """The paper's comparisons on its clusters, models and sequence lengths (simulated)."""
+    """The paper's comparisons on its clusters, models and sequence lengths (simulated), and the real
+    runtime's iteration time beside the simulator's prediction."""
     from tenfold.hetermoe.bench import BenchConfig, markdown, plot, run_bench, write_json
 
-    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet)
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    if not runtime:
+        cfg.runtime_cases = []
+    result = run_bench(cfg, quiet)
     print(markdown(result))
     if json_out:
         write_json(result, json_out)
@@ -177,3 +184,42 @@ def profile(
         f"{prof.name}: matmul {prof.matmul_tflops:.3f} TFLOP/s, attention core {prof.attn_core_tflops:.3f} "
         f"TFLOP/s, link {prof.link_gbps:.2f} GB/s -> {out}"
     )
+
+
+@app.command()
+def train(
+    schedule: Annotated[str, typer.Option(help="zp or ep")] = "zp",
+    attention_ranks: Annotated[
+        int, typer.Option(help="M: processes holding attention (new device type)")
+    ] = 2,
+    expert_ranks: Annotated[int, typer.Option(help="N: processes holding the experts (old device type)")] = 2,
+    micro_batches: Annotated[int, typer.Option(help="R (ZP)")] = 6,
+    batch: Annotated[int, typer.Option(help="sequences per step")] = 12,
+    seq: int = 256,
+    steps: int = 5,
+    emulate: Annotated[bool, typer.Option(help="dilate ops to the emulated device types' times")] = True,
+    check: Annotated[bool, typer.Option(help="compare with a single-process run of the same model")] = True,
+) -> None:
+    """Train the small MoE with the real multi-process runtime (gloo; spawns M + N processes here; use
+    `torchrun -m tenfold.hetermoe.runtime` for several machines)."""
+    from tenfold.hetermoe.runtime import RuntimeConfig, compare, reference, run
+
+    cfg = RuntimeConfig(
+        schedule, attention_ranks, expert_ranks, micro_batches, batch, seq, steps, emulate=emulate
+    )
+    cfg.validate()
+    res = run(cfg)
+    ref = reference(cfg) if check else None
+    for i, s in enumerate(res["steps"]):
+        extra = f"  (one process: {ref['losses'][i]:.5f})" if ref else ""
+        print(
+            f"step {i}: loss {s['loss']:.5f}{extra}  iteration {s['iteration_s']:.3f} s  "
+            f"grad sync + Adam {s['sync_and_step_s']:.3f} s"
+        )
+    print(f"simulator's prediction for this configuration: {res['predicted_s']:.3f} s per iteration")
+    if ref:
+        c = compare(res, ref)
+        print(
+            f"first-step gradients vs one process: max relative difference {c['grad_max_rel_diff']:.2e} "
+            f"({c['grad_worst_param']}); losses differ by at most {c['loss_max_abs_diff']:.2e}"
+        )

@@ -25,7 +25,7 @@ class MoEConfig:
     heads: int = 4
     experts: int = 12
     top_k: int = 2
-    max_seq: int = 256
+    max_seq: int = 512
 
 
 class Attention(nn.Module):

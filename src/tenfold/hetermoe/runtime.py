@@ -47,8 +47,8 @@ from tenfold.hetermoe.schedules import A2E, ATTN, E2A, EXP, Setting, ep, zp
 # Emulated device types: slow enough that each op's emulated time exceeds its real time on a shared
 # 2-core machine (tens of ms), with the paper's ratios between them (experts 0.8x, attention core ~3.7x).
 EMULATED: dict[str, DeviceProfile] = {
-    "emu-new": DeviceProfile("emu-new", 0.005, 0.0025, 0.02, 48.0, link_latency_ms=0.5, generation=2),
-    "emu-old": DeviceProfile("emu-old", 0.004, 0.00068, 0.02, 32.0, link_latency_ms=0.5, generation=1),
+    "emu-new": DeviceProfile("emu-new", 0.0016, 0.0008, 0.007, 48.0, link_latency_ms=0.5, generation=2),
+    "emu-old": DeviceProfile("emu-old", 0.00128, 0.00022, 0.007, 32.0, link_latency_ms=0.5, generation=1),
 }
 WAIT_S = 300.0  # a rank that waits this long for a peer gives up (a hang becomes an error)
 
@@ -60,7 +60,7 @@ class RuntimeConfig:
     expert_ranks: int = 2  # N (old device type)
     micro_batches: int = 4  # R (ZP only; EP runs the batch at once)
     batch: int = 24  # sequences per iteration
-    seq: int = 64
+    seq: int = 128
     steps: int = 3
     lr: float = 3e-3
     seed: int = 0
