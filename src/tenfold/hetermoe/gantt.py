@@ -66,10 +66,10 @@ def plot_timelines(timelines: dict[str, Timeline], path: str | Path, title: str 
         ax.set_xlim(0, span * 1.01)
         ax.set_title(f"{name}: {tl.makespan:.0f} ms", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("time in the iteration (ms); row labels give busy share")
-    fig.legend(list(seen.values()), list(seen), loc="upper center", ncol=6, fontsize=7, frameon=False)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=6, fontsize=7, frameon=False)
     if title:
-        fig.suptitle(title, y=1.0 + 0.02, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")

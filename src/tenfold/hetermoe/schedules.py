@@ -221,14 +221,15 @@ def _pp_tasks(setting: Setting, r: int, stages: list[tuple[DeviceProfile, int]],
         per_layer = t["attn"][dev.name] + t["exp"][dev.name] + 2 * t["a2a"]
         fwd.append(layer_counts[s] * per_layer + (t["head"][dev.name] / 3 if s == 1 else 0.0))
     p2p = max(cm.transfer_ms(d, tok * cm.model.hidden / n) for d, n in stages)
+    s0, s1 = (f"stage {i} ({n}x{d.name})" for i, (d, n) in enumerate(stages))
     tasks = []
     for j in range(r):  # 1F1B: backward first among ready tasks, older micro-batches first
         tasks += [
-            Task(f"F0.{j}", "stage 0", fwd[0], (), "forward", (1, j)),
+            Task(f"F0.{j}", s0, fwd[0], (), "forward", (1, j)),
             Task(f"P{j}", "p2p", p2p, (f"F0.{j}",), "activations", (1, j)),
-            Task(f"F1.{j}", "stage 1", fwd[1], (f"P{j}",), "forward", (1, j)),
-            Task(f"B1.{j}", "stage 1", fwd[1] * bf, (f"F1.{j}",), "backward", (0, j)),
+            Task(f"F1.{j}", s1, fwd[1], (f"P{j}",), "forward", (1, j)),
+            Task(f"B1.{j}", s1, fwd[1] * bf, (f"F1.{j}",), "backward", (0, j)),
             Task(f"Pb{j}", "p2p back", p2p, (f"B1.{j}",), "gradients", (0, j)),
-            Task(f"B0.{j}", "stage 0", fwd[0] * bf, (f"Pb{j}",), "backward", (0, j)),
+            Task(f"B0.{j}", s0, fwd[0] * bf, (f"Pb{j}",), "backward", (0, j)),
         ]
     return tasks
