@@ -38,3 +38,14 @@ def test_train_model_plumbing(tmp_path):
     ckpt = train_model(ModelRecipe("small", questions=8, steps=2, batch_size=2), tmp_path, quiet=True)
     model, tok = load_model(ckpt)
     assert tok.vocab_size > 256 and sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_copy_drill_answers_are_in_their_prompts():
+    from tenfold.sgd.train import ModelRecipe, copy_drill
+
+    pairs = copy_drill(40, seed=3)
+    for prompt, answer in pairs:
+        assert answer in prompt  # a pure copy: the string or the part's statement
+    assert sum(p.startswith("Repeat: ") for p, _ in pairs) == 20
+    assert "copy_share" not in ModelRecipe("large").cache_key()  # older cached models stay valid
+    assert ModelRecipe("small", copy_share=0.25).cache_key()["copy_share"] == 0.25

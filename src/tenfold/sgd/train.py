@@ -9,6 +9,7 @@ trained on the same mix; the benchmark routes easy points to the small one.
 from __future__ import annotations
 
 import random
+import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +55,26 @@ def corpus(n_questions: int, seed: int) -> list[list[dict]]:
     return chats
 
 
+def copy_drill(n: int, seed: int) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs mixed into training with `ModelRecipe.copy_share`: half repeat a random
+    string, half restate one part of a question by its name. A tiny model trained on the chats alone
+    answers every point from its prior ('letters in "cloud"') instead of reading the question; copying
+    drills with the loss on the answer only form the copying heads it needs (as in tenfold.comem)."""
+    rng = random.Random(seed + 7)
+    out = []
+    for i in range(n):
+        if i % 2:
+            word = "".join(
+                rng.choice(string.ascii_lowercase + string.digits) for _ in range(rng.randint(6, 16))
+            )
+            out.append((f"Repeat: {word}\n", word))
+        else:
+            q = sample_question(rng)
+            part = rng.choice(q.parts)
+            out.append((f"{q.text}\nRestate {part.name}.\n", part.statement()))
+    return out
+
+
 @dataclass
 class ModelRecipe:
     """One SGD model: `small` (easy points) or `large` (skeleton, hard points, whole answers)."""
@@ -66,6 +87,13 @@ class ModelRecipe:
     lr: float = 1e-3
     max_len: int = 1024  # a whole worked answer to 8 parts is ~970 tokens
     seed: int = 0
+    copy_share: float = 0.0  # extra copying-drill examples, as a share of the chats (see copy_drill)
+
+    def cache_key(self) -> dict:
+        d = asdict(self)
+        if not d["copy_share"]:  # recipes from before the option keep their cached models
+            del d["copy_share"]
+        return d
 
 
 def recipe(role: str) -> ModelRecipe:
@@ -80,7 +108,10 @@ def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
     from tenfold.core.models import build_preset
 
     model, tok = build_preset(r.preset, seed=r.seed)
-    examples = [chat_example(tok, c) for c in corpus(r.questions, r.seed)]
+    examples: list = [chat_example(tok, c) for c in corpus(r.questions, r.seed)]
+    if r.copy_share:
+        examples += copy_drill(int(len(examples) * r.copy_share), r.seed)
+        random.Random(r.seed + 1).shuffle(examples)
     cfg = TrainConfig(
         steps=r.steps,
         batch_size=r.batch_size,
@@ -98,7 +129,7 @@ def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
 def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the model for `r` (trained once, then cached)."""
     path = cached_artefact(
-        f"sgd-{r.role}", asdict(r), DATA_VERSION, lambda d: train_model(r, d, quiet), retrain=retrain
+        f"sgd-{r.role}", r.cache_key(), DATA_VERSION, lambda d: train_model(r, d, quiet), retrain=retrain
     )
     return path / "train" / "last"
 
