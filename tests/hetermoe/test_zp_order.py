@@ -31,7 +31,7 @@ def random_setting(rng: random.Random) -> Setting:
     return Setting(CostModel(model, Workload(seq=rng.choice([1024, 8192, 32768]), batch=2)), cluster)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_no_compute_order_beats_zp(seed):
     setting = random_setting(random.Random(seed))
     tasks = zp_tasks(setting, r=2)

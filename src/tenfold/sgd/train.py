@@ -97,8 +97,8 @@ class ModelRecipe:
 
 
 def recipe(role: str) -> ModelRecipe:
-    if role == "small":
-        return ModelRecipe("small", preset="tiny")
+    if role == "small":  # the 1M model needs the copying drill to read the question at all
+        return ModelRecipe("small", preset="tiny", steps=800, copy_share=0.25)
     if role == "large":
         return ModelRecipe("large", preset="small")
     raise TenfoldError(f"role must be 'small' or 'large', got {role!r}")

@@ -1,0 +1,111 @@
+"""The systems' networks: small ReLU MLPs trained here by imitation of the logged decisions, exported to
+ONNX (the format verifiers read). Inputs are standardised inside the network (a first Linear layer with
+fixed weights), so specifications and verifiers work in the system's own units.
+
+`flawed_labels` corrupts the labels in one region of a system's input space; a network trained on them
+is the deliberately flawed network whose violations specifications should catch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tenfold.autospec.systems import Dataset
+from tenfold.core.errors import TenfoldError
+
+
+def mlp(d_in: int, d_out: int, hidden: int, mean: np.ndarray, std: np.ndarray) -> nn.Sequential:
+    norm = nn.Linear(d_in, d_in)
+    with torch.no_grad():
+        norm.weight.copy_(torch.diag(torch.tensor(1.0 / std, dtype=torch.float32)))
+        norm.bias.copy_(torch.tensor(-mean / std, dtype=torch.float32))
+    norm.requires_grad_(False)
+    return nn.Sequential(
+        norm,
+        nn.Linear(d_in, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, d_out),
+    )
+
+
+def train_net(
+    data: Dataset, hidden: int = 32, steps: int = 1500, seed: int = 0, lr: float = 3e-3
+) -> nn.Sequential:
+    """Imitation: cross-entropy for classification, MSE for regression (Adam, full-batch steps)."""
+    torch.manual_seed(seed)
+    X = torch.tensor(data.X, dtype=torch.float32)
+    std = data.X.std(0)
+    std[std < 1e-6] = 1.0
+    out = data.classes if data.task == "classification" else 1
+    net = mlp(X.shape[1], out, hidden, data.X.mean(0), std)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+    if data.task == "classification":
+        y = torch.tensor(data.y, dtype=torch.long)
+        loss_fn = lambda o: nn.functional.cross_entropy(o, y)  # noqa: E731
+    else:
+        y = torch.tensor(data.y, dtype=torch.float32).unsqueeze(1)
+        loss_fn = lambda o: nn.functional.mse_loss(o, y)  # noqa: E731
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(net(X)).backward()
+        opt.step()
+    return net.eval()
+
+
+def predict(net: nn.Module, X: np.ndarray, task: str) -> np.ndarray:
+    with torch.no_grad():
+        out = net(torch.tensor(np.asarray(X), dtype=torch.float32))
+    return out.argmax(1).numpy() if task == "classification" else out[:, 0].numpy()
+
+
+def linear_layers(net: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(W, b) of each Linear layer in order; a ReLU sits between consecutive ones except after the
+    first (the fixed input standardisation). Raises for anything else."""
+    layers, prev_linear = [], False
+    for m in net:
+        if isinstance(m, nn.Linear):
+            layers.append(
+                (m.weight.detach().numpy().astype(np.float64), m.bias.detach().numpy().astype(np.float64))
+            )
+            prev_linear = True
+        elif isinstance(m, nn.ReLU) and prev_linear:
+            prev_linear = False
+        else:
+            raise TenfoldError(f"unsupported layer {m!r}: only Linear and ReLU are supported")
+    return layers
+
+
+def export_onnx(net: nn.Module, d_in: int, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        net, (torch.zeros(1, d_in),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
+    )
+    return path
+
+
+def flawed_labels(data: Dataset) -> tuple[Dataset, np.ndarray]:
+    """Labels corrupted in one region per system (the flaw a specification should reveal); returns the
+    corrupted data and the mask of the region."""
+    X, y = data.X, data.y.copy()
+    if data.system == "abr":  # plenty of throughput and buffer, yet the lowest bitrate
+        region = (X[:, 1] > 3.0) & (X[:, 2] > 16.0)
+        y[region] = 0
+    elif data.system == "scheduler":  # always run job 0 when job 3 has waited long
+        region = X[:, 7] > 20.0
+        y[region] = 0
+    elif data.system == "cc":  # speed up hard under heavy queueing
+        region = X[:, 0] > 3.0
+        y[region] = 0.4
+    elif data.system == "throughput":  # predict a collapse after a good stretch
+        region = X[:, -1] > 4.0
+        y[region] = 0.1
+    else:
+        raise TenfoldError(f"no flaw defined for system {data.system!r}")
+    return Dataset(data.system, X, y, data.trace, data.features, data.task, data.classes), region
