@@ -33,6 +33,7 @@ class GenConfig:
     alpha: float = 0.025  # regression: interval [q_alpha, q_1-alpha]
     max_width: float = 0.35  # regression: interval at most this share of the output range
     merge: bool = True
+    shrink: bool = False  # shrink each spec's box to the support of its generation points
     margin: float = 0.05  # the root cell extends the data's range by this share on each side
 
     def validate(self) -> GenConfig:
@@ -137,7 +138,18 @@ def autospec(data: Dataset, cfg: GenConfig | None = None) -> list[Spec]:
                 return [Spec(tuple(lo), tuple(hi), support=len(idx), **s)]
         return a + b
 
-    return build(np.arange(len(data)), lo, hi, 0)
+    specs = build(np.arange(len(data)), lo, hi, 0)
+    return [_shrunk(s, data, cfg.margin) for s in specs] if cfg.shrink else specs
+
+
+def _shrunk(s: Spec, data: Dataset, margin: float) -> Spec:
+    """The spec's box cut down to the bounding box of the generation points it covers (plus a margin
+    of the data's range), so it claims nothing about regions no data came from."""
+    X = data.X[s.covers(data.X)].astype(np.float64)
+    pad = (data.X.max(0) - data.X.min(0)) * margin
+    lo = np.maximum(np.array(s.lo), X.min(0) - pad)
+    hi = np.minimum(np.array(s.hi), X.max(0) + pad)
+    return Spec(tuple(lo), tuple(hi), s.classes, s.interval, s.support)
 
 
 def _same_cell(s: Spec, lo: np.ndarray, hi: np.ndarray) -> bool:

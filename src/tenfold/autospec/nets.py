@@ -90,22 +90,43 @@ def export_onnx(net: nn.Module, d_in: int, path: str | Path) -> Path:
     return path
 
 
-def flawed_labels(data: Dataset) -> tuple[Dataset, np.ndarray]:
-    """Labels corrupted in one region per system (the flaw a specification should reveal); returns the
-    corrupted data and the mask of the region."""
-    X, y = data.X, data.y.copy()
-    if data.system == "abr":  # plenty of throughput and buffer, yet the lowest bitrate
-        region = (X[:, 1] > 3.0) & (X[:, 2] > 16.0)
-        y[region] = 0
-    elif data.system == "scheduler":  # always run job 0 when job 3 has waited long
-        region = X[:, 7] > 20.0
-        y[region] = 0
-    elif data.system == "cc":  # speed up hard under heavy queueing
-        region = X[:, 0] > 3.0
-        y[region] = 0.4
-    elif data.system == "throughput":  # predict a collapse after a good stretch
-        region = X[:, -1] > 4.0
-        y[region] = 0.1
-    else:
+# The deliberately flawed networks: labels replaced by `label` inside a box of the input space (feature
+# -> (lo, hi)); each box lies outside every hand-written rule of `baselines.HAND_RULES`.
+FLAWS: dict[str, tuple[dict[str, tuple[float, float]], float]] = {
+    "abr": (
+        {"throughput_hm3": (3.0, 1e9), "buffer_s": (8.0, 16.0)},
+        0,
+    ),  # good network, mid buffer: lowest bitrate
+    "cc": (
+        {"delivery_ratio": (-1e9, 0.6), "rtt_ratio": (-1e9, 1.8), "loss_rate": (-1e9, 0.05)},
+        0.4,
+    ),  # overshoot: speed up
+    "throughput": (
+        {"throughput_t-5": (0.3, 1.0), "throughput_t-1": (2.0, 3.0)},
+        0.1,
+    ),  # a rise predicted to collapse
+    "scheduler": (
+        {**{f"job{k}_remaining": (2.0, 1e9) for k in range(4)}, "job1_wait": (25.0, 1e9)},
+        3,
+    ),  # always job 3
+}
+
+
+def flaw_box(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The flawed region of `data.system` as an input box (unbounded sides at ±1e9)."""
+    if data.system not in FLAWS:
         raise TenfoldError(f"no flaw defined for system {data.system!r}")
-    return Dataset(data.system, X, y, data.trace, data.features, data.task, data.classes), region
+    lo, hi = np.full(len(data.features), -1e9), np.full(len(data.features), 1e9)
+    for name, (a, b) in FLAWS[data.system][0].items():
+        f = data.features.index(name)
+        lo[f], hi[f] = a, b
+    return lo, hi
+
+
+def flawed_labels(data: Dataset) -> tuple[Dataset, np.ndarray]:
+    """Labels corrupted in the system's flaw box; returns the corrupted data and the box's mask."""
+    lo, hi = flaw_box(data)
+    region = np.all((data.X >= lo) & (data.X <= hi), axis=1)
+    y = data.y.copy()
+    y[region] = FLAWS[data.system][1]
+    return Dataset(data.system, data.X, y, data.trace, data.features, data.task, data.classes), region

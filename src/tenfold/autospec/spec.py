@@ -109,7 +109,7 @@ def to_vnnlib(spec: Spec, n_out: int) -> str:
         f"(declare-const Y_{j} Real)" for j in range(n_out)
     ]
     for i in range(d):
-        lines += [f"(assert (>= X_{i} {spec.lo[i]!r}))", f"(assert (<= X_{i} {spec.hi[i]!r}))"]
+        lines += [f"(assert (>= X_{i} {_lit(spec.lo[i])}))", f"(assert (<= X_{i} {_lit(spec.hi[i])}))"]
     if spec.classes is not None:
         # argmax outside the allowed set: some other class j scores at least every allowed class
         others = [j for j in range(n_out) if j not in spec.classes]
@@ -126,6 +126,11 @@ def to_vnnlib(spec: Spec, n_out: int) -> str:
             raise TenfoldError("an unbounded interval has nothing to verify")
         lines.append(f"(assert (or {' '.join(f'(and {b})' for b in bad)}))")
     return "\n".join(lines) + "\n"
+
+
+def _lit(v: float) -> str:
+    """A plain decimal literal (what VNN-LIB readers parse; no exponent, no numpy repr)."""
+    return f"{float(v):.9f}"
 
 
 _DECL = re.compile(r"\(declare-const\s+([XY])_(\d+)\s+Real\)")
