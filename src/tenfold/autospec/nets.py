@@ -102,7 +102,7 @@ FLAWS: dict[str, tuple[dict[str, tuple[float, float]], float]] = {
         0.4,
     ),  # overshoot: speed up
     "throughput": (
-        {"throughput_t-5": (0.3, 1.0), "throughput_t-1": (2.0, 3.0)},
+        {"throughput_t-5": (0.3, 1.2), "throughput_t-1": (1.9, 3.5)},
         0.1,
     ),  # a rise predicted to collapse
     "scheduler": (
