@@ -25,6 +25,7 @@ app.add_typer(serve_app, name="serve")
 
 def _mount_systems() -> None:
     """One sub-app per built system; their heavy imports happen inside the commands."""
+    from tenfold.autospec.cli import app as autospec_app
     from tenfold.cake.cli import app as cake_app
     from tenfold.comem.cli import app as comem_app
     from tenfold.hetermoe.cli import app as hetermoe_app
@@ -34,6 +35,7 @@ def _mount_systems() -> None:
     app.add_typer(comem_app, name="comem")
     app.add_typer(sgd_app, name="sgd")
     app.add_typer(hetermoe_app, name="hetermoe")
+    app.add_typer(autospec_app, name="autospec")
 
 
 _mount_systems()

@@ -45,7 +45,8 @@ class GenConfig:
 def data_box(data: Dataset, margin: float) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = data.X.min(0).astype(np.float64), data.X.max(0).astype(np.float64)
     pad = (hi - lo) * margin + 1e-6
-    return lo - pad, hi + pad
+    # features that are never negative (rates, sizes, times) stay so: no spec about impossible inputs
+    return np.where(lo >= 0, np.maximum(lo - pad, 0.0), lo - pad), hi + pad
 
 
 def output_set(y: np.ndarray, data: Dataset, cfg: GenConfig) -> dict | None:

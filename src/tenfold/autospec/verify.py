@@ -59,7 +59,9 @@ def onnx_layers(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
             raise TenfoldError(
                 f"unsupported ONNX operator {node.op_type!r} in {path}; supported: {sorted(SUPPORTED_OPS)}"
             )
-        if node.op_type == "Gemm":
+        if node.op_type == "Identity" and node.input[0] in init:  # the exporter shares equal tensors
+            init[node.output[0]] = init[node.input[0]]
+        elif node.op_type == "Gemm":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             w = init[node.input[1]]
             w = w if attrs.get("transB", 0) else w.T
@@ -144,30 +146,37 @@ def _quiet_fd():
             os.close(saved)
 
 
-def marabou_check(
-    spec: Spec, onnx_path: str | Path, n_out: int, timeout_s: int = 30
+def marabou_check_file(
+    onnx_path: str | Path, property_path: str | Path, timeout_s: int = 30
 ) -> tuple[str, np.ndarray | None]:
+    """Marabou on an ONNX network and a VNN-LIB property: ("verified" | "refuted" | "unknown", input)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from maraboupy import Marabou
 
-    with tempfile.TemporaryDirectory() as tmp:
-        prop = Path(tmp) / "p.vnnlib"
-        prop.write_text(to_vnnlib(spec, n_out))
-        with _quiet_fd():
-            net = Marabou.read_onnx(str(onnx_path))
-            code, vals, _ = net.solve(
-                propertyFilename=str(prop),
-                options=Marabou.createOptions(timeoutInSeconds=timeout_s, verbosity=0),
-                verbose=False,
-            )
+    with _quiet_fd():
+        net = Marabou.read_onnx(str(onnx_path))
+        code, vals, _ = net.solve(
+            propertyFilename=str(property_path),
+            options=Marabou.createOptions(timeoutInSeconds=timeout_s, verbosity=0),
+            verbose=False,
+        )
     if code == "unsat":
         return "verified", None
     if code == "sat":
         return "refuted", np.array([vals[i] for i in np.asarray(net.inputVars[0]).flatten()])
     return "unknown", None
+
+
+def marabou_check(
+    spec: Spec, onnx_path: str | Path, n_out: int, timeout_s: int = 30
+) -> tuple[str, np.ndarray | None]:
+    with tempfile.TemporaryDirectory() as tmp:
+        prop = Path(tmp) / "p.vnnlib"
+        prop.write_text(to_vnnlib(spec, n_out))
+        return marabou_check_file(onnx_path, prop, timeout_s)
 
 
 def verify_spec(

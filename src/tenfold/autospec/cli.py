@@ -1,0 +1,173 @@
+"""`tenfold autospec ...`: generate, score and verify specifications for a system's network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="AutoSpec: specifications for neural networks in learning-augmented systems.", no_args_is_help=True
+)
+
+SystemOpt = Annotated[str, typer.Option(help="abr, cc, throughput or scheduler")]
+
+
+def _data(system: str, traces: int, steps: int, seed: int):
+    from tenfold.autospec.systems import simulate
+
+    return simulate(system, traces, steps, seed).split_by_trace(0.3, seed)
+
+
+@app.command()
+def generate(
+    system: SystemOpt = "abr",
+    method: Annotated[str, typer.Option(help="autospec, hand-written, grid or clusters")] = "autospec",
+    out: Annotated[Path, typer.Option(help="spec file (JSON)")] = Path("specs.json"),
+    vnnlib_dir: Annotated[
+        Path | None, typer.Option(help="also write one VNN-LIB property per spec here")
+    ] = None,
+    traces: int = 60,
+    steps: int = 100,
+    seed: int = 0,
+) -> None:
+    """Simulate the system, generate specs from the generation traces, write them."""
+    from tenfold.autospec.bench import METHODS
+    from tenfold.autospec.spec import save_specs, to_vnnlib
+    from tenfold.core.errors import TenfoldError
+
+    if method not in METHODS:
+        raise TenfoldError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    gen, _ = _data(system, traces, steps, seed)
+    specs = METHODS[method](gen)
+    meta = {
+        "system": system,
+        "method": method,
+        "features": gen.features,
+        "task": gen.task,
+        "classes": gen.classes,
+        "traces": traces,
+        "steps": steps,
+        "seed": seed,
+    }
+    save_specs(specs, out, meta)
+    print(f"{len(specs)} specs -> {out}")
+    if vnnlib_dir:
+        vnnlib_dir.mkdir(parents=True, exist_ok=True)
+        n_out = gen.classes if gen.task == "classification" else 1
+        for i, s in enumerate(specs):
+            (vnnlib_dir / f"spec_{i:03d}.vnnlib").write_text(to_vnnlib(s, n_out))
+        print(f"VNN-LIB properties -> {vnnlib_dir}")
+
+
+@app.command()
+def score(
+    specs: Annotated[Path, typer.Argument(help="spec file from `generate`")],
+    onnx: Annotated[
+        Path | None, typer.Option(help="score the network's outputs instead of the logged ones")
+    ] = None,
+) -> None:
+    """Precision, recall, F1 and tightness on the system's held-out traces."""
+    from tenfold.autospec.metrics import score as score_fn
+    from tenfold.autospec.spec import load_specs
+
+    ss, meta = load_specs(specs)
+    _, ev = _data(meta["system"], meta["traces"], meta["steps"], meta["seed"])
+    y = None
+    if onnx:
+        import numpy as np
+
+        from tenfold.autospec.verify import _forward, onnx_layers
+
+        out = _forward(onnx_layers(onnx), ev.X)
+        y = out.argmax(1) if ev.task == "classification" else out[:, 0].astype(np.float32)
+    print(json.dumps(score_fn(ss, ev, y), indent=1))
+
+
+@app.command()
+def train(
+    system: SystemOpt = "abr",
+    out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("net.onnx"),
+    flawed: Annotated[
+        bool, typer.Option(help="train on labels corrupted in the system's flaw region")
+    ] = False,
+    traces: int = 60,
+    steps: int = 100,
+    seed: int = 0,
+) -> None:
+    """Train the system's network (imitation of the logged decisions) and export it to ONNX."""
+    from tenfold.autospec.nets import export_onnx, flawed_labels, train_net
+
+    gen, _ = _data(system, traces, steps, seed)
+    if flawed:
+        gen, _ = flawed_labels(gen)
+    print(f"-> {export_onnx(train_net(gen, seed=seed), gen.X.shape[1], out)}")
+
+
+@app.command()
+def verify(
+    onnx: Annotated[Path, typer.Option(help="the network (ONNX, Linear/Gemm + ReLU)")],
+    specs: Annotated[Path | None, typer.Option(help="spec file from `generate`")] = None,
+    vnnlib: Annotated[Path | None, typer.Option(help="or one VNN-LIB property (checked by Marabou)")] = None,
+    timeout: Annotated[int, typer.Option(help="Marabou time limit per spec, seconds")] = 30,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Verify specs against the network: interval pre-check, sampling, then Marabou; counterexamples
+    re-checked by running the network."""
+    from tenfold.autospec.spec import load_specs, read_vnnlib_box
+    from tenfold.autospec.verify import onnx_layers
+    from tenfold.autospec.verify import verify as verify_fn
+    from tenfold.core.errors import TenfoldError
+
+    if (specs is None) == (vnnlib is None):
+        raise TenfoldError("give exactly one of --specs or --vnnlib")
+    if vnnlib is not None:
+        from tenfold.autospec.verify import marabou_check_file
+
+        lo, hi, n_out = read_vnnlib_box(vnnlib.read_text())
+        layers = onnx_layers(onnx)
+        if len(lo) != layers[0][0].shape[1] or n_out != layers[-1][0].shape[0]:
+            raise TenfoldError(
+                f"{vnnlib} declares {len(lo)} inputs / {n_out} outputs; the network has "
+                f"{layers[0][0].shape[1]} / {layers[-1][0].shape[0]}"
+            )
+        status, x = marabou_check_file(onnx, vnnlib, timeout)
+        print(status if x is None else f"{status}: counterexample {x.tolist()}")
+        return
+    ss, _ = load_specs(specs)
+    verdicts = verify_fn(ss, onnx, timeout)
+    for i, v in enumerate(verdicts):
+        cex = "" if v.counterexample is None else f" counterexample {[round(c, 4) for c in v.counterexample]}"
+        print(
+            f"spec {i:3d}: {v.status:<9} by {v.method:<9} {v.seconds:6.3f} s{cex}"
+            f"{' (re-checked)' if v.rechecked else ''}"
+        )
+    print(
+        f"{sum(v.status == 'verified' for v in verdicts)} verified, {sum(v.status == 'refuted' for v in verdicts)} "
+        f"refuted, {sum(v.status == 'unknown' for v in verdicts)} unknown in {sum(v.seconds for v in verdicts):.2f} s"
+    )
+    if json_out:
+        from tenfold.core.io import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps([v.to_dict() for v in verdicts], indent=1))
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick/--full")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
+    quiet: bool = False,
+) -> None:
+    """AutoSpec vs hand-written, grid and clustering specs on the four systems (>= 3 seeds), verification,
+    and the flawed networks."""
+    from tenfold.autospec.bench import BenchConfig, markdown, plot, run_bench, write_json
+
+    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet)
+    print(markdown(result))
+    if json_out:
+        write_json(result, json_out)
+    if plot_out:
+        print(f"wrote {plot(result, plot_out)}")
