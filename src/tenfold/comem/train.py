@@ -187,7 +187,7 @@ class ModelRecipe:
 def recipe(role: str) -> ModelRecipe:
     """The default recipe per role (what `tenfold comem train` and the benchmark use)."""
     if role == "agent":
-        return ModelRecipe("agent", steps=300, lr=1e-3, warm_start=DrillRecipe())
+        return ModelRecipe("agent", steps=450, lr=1e-3, compressed_share=0.5, warm_start=DrillRecipe())
     if role == "memory":  # incremental views are short: more, larger batches for the same time
         return ModelRecipe(
             "memory", examples=4000, steps=400, batch_size=16, lr=1e-3, max_len=1024, warm_start=DrillRecipe()
