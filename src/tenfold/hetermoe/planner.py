@@ -106,7 +106,8 @@ def gather_and_squeeze(setting: Setting, r: int, memory_share: float = 0.25) -> 
     bytes_per_expert = 16 * cm.model.expert_params
     cap_per_gpu = int(memory_share * new.memory_gb * 1e9 // (bytes_per_expert * L))  # per layer
     chunk_total = n1 * m  # experts moved by one chunk
-    max_chunks = min(cap_per_gpu // n1, (e - n) // chunk_total if e > n else 0)  # keep >= 1 per expert GPU
+    by_count = (e - n) // chunk_total if e > n else 0  # every expert GPU keeps at least one expert
+    max_chunks = min(cap_per_gpu // n1, by_count)
     moved, bubble = [], 0.0
     for _ in range(L):
         bubble += max(0.0, t_e - t_a)
@@ -114,7 +115,9 @@ def gather_and_squeeze(setting: Setting, r: int, memory_share: float = 0.25) -> 
         bubble -= chunks * squeeze
         moved.append(chunks * chunk_total)
     note = (
-        f"memory cap {cap_per_gpu} experts/layer per attention GPU" if cap_per_gpu // n1 < max_chunks else ""
+        f"memory cap: {cap_per_gpu} experts per layer on an attention GPU"
+        if cap_per_gpu // n1 < by_count
+        else ""
     )
     return Assignment(moved, n1, n2, note)
 
