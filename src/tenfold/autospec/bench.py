@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tenfold.autospec.baselines import hand_written
-from tenfold.autospec.generate import GenConfig, autospec, clusters, grid
+from tenfold.autospec.generate import autospec, clusters, grid
 from tenfold.autospec.metrics import score
 from tenfold.autospec.nets import export_onnx, flaw_box, flawed_labels, predict, train_net
 from tenfold.autospec.spec import Spec
@@ -239,7 +239,3 @@ def write_json(result: dict, path: str | Path) -> None:
     from tenfold.core.io import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
-
-
-def default_gen_config() -> GenConfig:
-    return GenConfig()
