@@ -190,7 +190,7 @@ def recipe(role: str) -> ModelRecipe:
         return ModelRecipe("agent", steps=450, lr=1e-3, compressed_share=0.5, warm_start=DrillRecipe())
     if role == "memory":  # incremental views are short: more, larger batches for the same time
         return ModelRecipe(
-            "memory", examples=4000, steps=400, batch_size=16, lr=1e-3, max_len=1024, warm_start=DrillRecipe()
+            "memory", examples=4000, steps=800, batch_size=16, lr=1e-3, max_len=1024, warm_start=DrillRecipe()
         )
     raise ValueError(f"role must be 'agent' or 'memory', got {role!r}")
 
