@@ -259,7 +259,7 @@ def _train_in_child(role: str, quiet: bool) -> str:
 
 def prepare_models(quiet: bool = False) -> tuple[str, str]:
     """(agent, memory) checkpoint dirs of the default recipes: the shared warm-up first, then the two
-    models side by side, one process and one core each (about 40 minutes on two cores, once)."""
+    models side by side, one process and one core each (about an hour on two cores, once)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
