@@ -28,6 +28,7 @@ from tenfold.autospec.nets import export_onnx, flaw_box, flawed_labels, predict,
 from tenfold.autospec.spec import Spec
 from tenfold.autospec.systems import SYSTEMS, Dataset, simulate
 from tenfold.autospec.verify import verify
+from tenfold.core.bench import save_figure
 from tenfold.core.progress import progress_bar
 
 METHODS = {"autospec": autospec, "hand-written": hand_written, "grid": grid, "clusters": clusters}
@@ -227,12 +228,7 @@ def plot(result: dict, path: str | Path) -> Path:
     ax.set_ylabel(f"F1 on held-out traces (mean ± sd, {len(result['config']['seeds'])} seeds)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8, ncol=4, loc="lower center")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_json(result: dict, path: str | Path) -> None:

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenfold.core.bench import save_figure
 from tenfold.core.progress import progress_bar
 from tenfold.hetermoe.costmodel import BUILTIN_PROFILES, CostModel, Workload, get_model, parse_cluster
 from tenfold.hetermoe.des import simulate
@@ -194,12 +195,7 @@ def plot(result: dict, path: str | Path) -> Path:
     ax2.set_xlabel("sequence length")
     ax2.set_ylabel("HeterMoE time / LP bound")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_json(result: dict, path: str | Path) -> None:

@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 
 DEFAULT_MODELS = "the tiny SGD models trained here (trained and cached on first use)"
+LargeOpt = Annotated[str | None, typer.Option(help=f"checkpoint dir or URL (default: {DEFAULT_MODELS})")]
+SmallOpt = Annotated[str | None, typer.Option(help="model for easy points (default: with --large, none)")]
 
 
 @app.command()
@@ -31,12 +33,8 @@ def train(
 @app.command()
 def run(
     question: Annotated[str | None, typer.Argument(help="the question (default: a generated one)")] = None,
-    large: Annotated[
-        str | None, typer.Option(help=f"checkpoint dir or URL (default: {DEFAULT_MODELS})")
-    ] = None,
-    small: Annotated[
-        str | None, typer.Option(help="model for easy points (default: with --large, none)")
-    ] = None,
+    large: LargeOpt = None,
+    small: SmallOpt = None,
     mode: Annotated[str, typer.Option(help="ar, sot or sgd")] = "sgd",
     seed: Annotated[int, typer.Option(help="seed of the generated question")] = 0,
     parts: int = 4,
@@ -79,12 +77,8 @@ def run(
 
 @app.command()
 def bench(
-    large: Annotated[
-        str | None, typer.Option(help=f"checkpoint dir or URL (default: {DEFAULT_MODELS})")
-    ] = None,
-    small: Annotated[
-        str | None, typer.Option(help="model for easy points (default: with --large, none)")
-    ] = None,
+    large: LargeOpt = None,
+    small: SmallOpt = None,
     questions: Annotated[int, typer.Option(help="generated questions (quick: 16)")] = 24,
     quick: bool = False,
     judge: Annotated[str | None, typer.Option(help="OpenAI-compatible URL of an LLM judge")] = None,
