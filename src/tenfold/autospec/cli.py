@@ -96,6 +96,9 @@ def train(
     traces: int = 60,
     steps: int = 100,
     seed: int = 0,
+    net_steps: Annotated[
+        int | None, typer.Option(help="training steps (default 1500; 4500 with --flawed, to fit the flaw)")
+    ] = None,
 ) -> None:
     """Train the system's network (imitation of the logged decisions) and export it to ONNX."""
     from tenfold.autospec.nets import export_onnx, flawed_labels, train_net
@@ -103,7 +106,8 @@ def train(
     gen, _ = _data(system, traces, steps, seed)
     if flawed:
         gen, _ = flawed_labels(gen)
-    print(f"-> {export_onnx(train_net(gen, seed=seed), gen.X.shape[1], out)}")
+    n = net_steps if net_steps is not None else (4500 if flawed else 1500)
+    print(f"-> {export_onnx(train_net(gen, steps=n, seed=seed), gen.X.shape[1], out)}")
 
 
 @app.command()

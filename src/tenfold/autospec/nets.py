@@ -91,7 +91,8 @@ def export_onnx(net: nn.Module, d_in: int, path: str | Path) -> Path:
 
 
 # The deliberately flawed networks: labels replaced by `label` inside a box of the input space (feature
-# -> (lo, hi)); each box lies outside every hand-written rule of `baselines.HAND_RULES`.
+# -> (lo, hi)), chosen so that no hand-written rule of `baselines.HAND_RULES` flags the flawed output:
+# either no rule covers the box, or (throughput) the covering rule's interval is too loose to exclude it.
 FLAWS: dict[str, tuple[dict[str, tuple[float, float]], float]] = {
     "abr": (
         {"throughput_hm3": (3.0, 1e9), "buffer_s": (8.0, 16.0)},
@@ -102,13 +103,13 @@ FLAWS: dict[str, tuple[dict[str, tuple[float, float]], float]] = {
         0.4,
     ),  # overshoot: speed up
     "throughput": (
-        {"throughput_t-5": (0.3, 1.2), "throughput_t-1": (1.9, 3.5)},
-        0.1,
-    ),  # a rise predicted to collapse
+        {f"throughput_t-{k}": (0.9, 1.5) for k in (1, 2)},
+        2.7,
+    ),  # a steady 1.2 Mbps link predicted at more than twice its rate (inside the hand-written 0.4-2.9)
     "scheduler": (
-        {**{f"job{k}_remaining": (2.0, 1e9) for k in range(4)}, "job1_wait": (25.0, 1e9)},
+        {"job0_remaining": (1.0, 2.5)},
         3,
-    ),  # always job 3
+    ),  # job 0 nearly done, job 3 run instead
 }
 
 

@@ -27,14 +27,14 @@ def reproduce(ctx: Context) -> list[Row]:
     decided = sum(v["verified"] + v["refuted_rechecked"] for v in ver.values())
     total = sum(v["specs"] for v in ver.values())
 
-    def rise(x: dict, name: str) -> float:
-        f = x["flaw"][name]
-        return f["flawed"]["region_violated"] - f["good"]["region_violated"]
-
+    # caught on a system: on every verified seed the generated specs' violated share rises by CATCH or
+    # more and the hand-written specs' by less
     caught = [
         sys
         for sys, x in s.items()
-        if "flaw" in x and rise(x, "autospec") >= CATCH and rise(x, "hand-written") < CATCH
+        if "flaw_rise" in x
+        and min(x["flaw_rise"]["autospec"]) >= CATCH
+        and max(x["flaw_rise"]["hand-written"]) < CATCH
     ]
     return [
         Row(
@@ -66,14 +66,12 @@ def reproduce(ctx: Context) -> list[Row]:
             "flaw_caught_systems",
             len(caught),
             len([x for x in s.values() if "flaw" in x]),
-            detail="violated share of region points, good -> flawed network: "
+            detail="rise in the violated share of region points, good -> flawed network, per seed: "
             + "; ".join(
-                f"{k}: AutoSpec {x['flaw']['autospec']['good']['region_violated']:.2f} -> "
-                f"{x['flaw']['autospec']['flawed']['region_violated']:.2f}, hand-written "
-                f"{x['flaw']['hand-written']['good']['region_violated']:.2f} -> "
-                f"{x['flaw']['hand-written']['flawed']['region_violated']:.2f}"
+                f"{k}: AutoSpec {'/'.join(f'{v:.2f}' for v in x['flaw_rise']['autospec'])}, hand-written "
+                f"{'/'.join(f'{v:.2f}' for v in x['flaw_rise']['hand-written'])}"
                 for k, x in s.items()
-                if "flaw" in x
+                if "flaw_rise" in x
             ),
         ),
     ]
