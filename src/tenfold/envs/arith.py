@@ -173,39 +173,3 @@ def level_accuracy(model, tokenizer, n: int = 100, levels: tuple[int, ...] = LEV
     out = {f"L{lv}": accuracy(model, tokenizer, test_set(lv, n)) for lv in levels}
     out["mean"] = sum(out.values()) / len(levels)
     return out
-
-
-@dataclass
-class WarmStart:
-    """SFT of a tiny policy on expert answers, stopped early on purpose: the RL experiments need a
-    policy with mixed pass rates (easy levels mostly right, hard ones mostly wrong), not a solved task."""
-
-    preset: str = "tiny"
-    problems: int = 20000
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 3e-3
-    levels: tuple[int, ...] = LEVELS
-    seed: int = 0
-
-
-def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool = False):
-    """Checkpoint directory of the warm-started policy (trained once, then cached)."""
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from tenfold.core.cache import cached_artefact
-    from tenfold.core.models import build_preset
-    from tenfold.core.train import TrainConfig, train_lm
-
-    w = w or WarmStart()
-
-    def build(d: Path) -> Path:
-        model, tok = build_preset(w.preset, seed=w.seed)
-        pairs = [(p.prompt, p.solution) for p in sample_problems(w.problems, w.seed, w.levels)]
-        cfg = TrainConfig(steps=w.steps, batch_size=w.batch_size, lr=w.lr, max_len=64, seed=w.seed,
-                          out_dir=str(d / "train"), quiet=quiet)
-        train_lm(model, tok, pairs, cfg)
-        return d
-
-    return cached_artefact("arith-policy", asdict(w), "arith-v1", build, retrain=retrain) / "train" / "last"

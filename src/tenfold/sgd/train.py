@@ -93,20 +93,32 @@ def _drill_example(tok, messages: list[dict], reply_prefix: str, target: str) ->
     return Tokens(full.ids[:keep], tuple(labels))
 
 
-def reading_drill(tok, n: int, seed: int) -> list[Tokens]:
-    """The reading warm-up: `n` examples with the loss on copied text only, a third of each kind:
-    repeat a random string; in a point prompt, restate the point's part with its parents' values
-    substituted from the Known line; in a whole answer, restate the next part with the values of
-    earlier lines substituted. A tiny model trained on the expert chats alone answers every point
-    from its prior instead of reading the question (tried: 1M and 6M models, 600-800 steps); with the
-    loss on copied spans only, copying heads form first (the recipe that worked for tenfold.comem)."""
+def copy_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs 'word|' -> 'word' for short random alphanumeric words (6-16 characters):
+    the first drill phase. In this plain form a 1M model learns to copy within ~300 steps; with longer
+    strings (up to 40 characters, with ' +=') inside a chat it had not started after 450."""
+    rng = random.Random(seed + 13)
+    out = []
+    for _ in range(n):
+        word = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(rng.randint(6, 16)))
+        out.append((word + "|", word))
+    return out
+
+
+def reading_drill(tok, n: int, seed: int) -> list[Tokens | tuple[str, str]]:
+    """The reading warm-up's second phase: `n` examples with the loss on copied text only, a third of
+    each kind: copy a random word (as in `copy_pairs`); in a point prompt, restate the point's part
+    with its parents' values substituted from the Known line; in a whole answer, restate every part
+    with the values of earlier lines substituted (the computed steps carry no loss). A tiny model
+    trained on the expert chats alone answers every point from its prior instead of reading the
+    question (tried: 1M and 6M models, 600-800 steps); with the loss on copied spans only, copying
+    forms first (the recipe that worked for tenfold.comem)."""
     rng = random.Random(seed + 11)
-    out: list[Tokens] = []
+    words = copy_pairs(n, seed + 1)
+    out: list[Tokens | tuple[str, str]] = []
     for i in range(n):
         if i % 3 == 0:
-            word = "".join(rng.choice(string.ascii_lowercase + string.digits + " +=") for _ in range(rng.randint(6, 40)))
-            msgs = [{"role": "system", "content": "Repeat the text."}, {"role": "user", "content": word}]
-            out.append(_drill_example(tok, msgs, "", word))
+            out.append(words[i])
             continue
         q = sample_question(rng)
         k = rng.randrange(len(q.parts))
@@ -139,7 +151,8 @@ class DrillRecipe:
     """The reading warm-up (`reading_drill`) one model starts SFT from."""
 
     preset: str = "tiny"
-    steps: int = 600
+    copy_steps: int = 300  # phase 1: copy_pairs only
+    steps: int = 300  # phase 2: reading_drill
     batch_size: int = 32
     lr: float = 1e-3
     max_len: int = 1024
@@ -150,18 +163,24 @@ def train_drill(r: DrillRecipe, out_dir: Path, quiet: bool = False) -> Path:
     from tenfold.core.models import build_preset
 
     model, tok = build_preset(r.preset, seed=r.seed)
-    cfg = TrainConfig(
-        steps=r.steps,
-        batch_size=r.batch_size,
-        lr=r.lr,
-        max_len=r.max_len,
-        seed=r.seed,
-        bucket_by_length=True,
-        out_dir=str(out_dir / "train"),
-        quiet=quiet,
-    )
-    train_lm(model, tok, reading_drill(tok, r.steps * r.batch_size // 2, r.seed), cfg)
-    return Path(cfg.out_dir) / "last"
+    phases = [
+        ("copy", r.copy_steps, copy_pairs(r.copy_steps * r.batch_size, r.seed)),
+        ("read", r.steps, reading_drill(tok, r.steps * r.batch_size // 2, r.seed)),
+    ]
+    for name, steps, data in phases:
+        if steps:
+            cfg = TrainConfig(
+                steps=steps,
+                batch_size=r.batch_size,
+                lr=r.lr,
+                max_len=r.max_len,
+                seed=r.seed,
+                bucket_by_length=True,
+                out_dir=str(out_dir / name),
+                quiet=quiet,
+            )
+            train_lm(model, tok, data, cfg)
+    return out_dir / "read" / "last"
 
 
 def drilled_model(r: DrillRecipe, retrain: bool = False, quiet: bool = False) -> Path:
@@ -169,7 +188,7 @@ def drilled_model(r: DrillRecipe, retrain: bool = False, quiet: bool = False) ->
     path = cached_artefact(
         f"sgd-drill-{r.preset}", asdict(r), DATA_VERSION, lambda d: train_drill(r, d, quiet), retrain=retrain
     )
-    return path / "train" / "last"
+    return path / "read" / "last"
 
 
 @dataclass
@@ -199,11 +218,11 @@ def recipe(role: str) -> ModelRecipe:
     """The default recipe per role: a reading warm-up, then SFT on the expert chats."""
     if role == "small":
         return ModelRecipe(
-            "small", preset="tiny", steps=800, warm_start=DrillRecipe("tiny", steps=600, batch_size=32)
+            "small", preset="tiny", steps=800, warm_start=DrillRecipe("tiny")
         )
     if role == "large":  # the 6M model: about 5 s a step on one core, so fewer, smaller steps
         return ModelRecipe(
-            "large", preset="small", steps=500, warm_start=DrillRecipe("small", steps=400, batch_size=16)
+            "large", preset="small", steps=450, warm_start=DrillRecipe("small", copy_steps=400, batch_size=16)
         )
     raise TenfoldError(f"role must be 'small' or 'large', got {role!r}")
 
