@@ -105,6 +105,7 @@ def policy_loss(
         per_token = per_token + cfg.kl_coef * kl
     loss = aggregate(per_token, mask, cfg.aggregation)
     n = mask.sum().clamp(min=1)
+    ratio, clipped, unclipped, kl = ratio.detach(), clipped.detach(), unclipped.detach(), kl.detach()
     metrics = {
         "clip_share": float(((clipped < unclipped).to(logp.dtype) * mask).sum() / n),  # clip active
         "ratio_mean": float((ratio * mask).sum() / n),

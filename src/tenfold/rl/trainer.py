@@ -10,7 +10,7 @@
 
 A prompt source is any object with `sample(k) -> list[item]` (each item with a `.prompt` string) and
 `update(items, group_rewards)`; `state_dict()` / `load_state_dict()` are used for checkpoints when
-present. Every generated rollout counts against `rollout_budget`, including the groups that dynamic
+present, and `take_extra_rollouts()` when the source generates with the policy itself. Every generated rollout counts against `rollout_budget`, including the groups that dynamic
 sampling throws away (they cost as much to generate).
 """
 
@@ -179,12 +179,14 @@ def _step(model, tokenizer, source, reward_fn, cfg: Config, opt, ref, pad: int, 
                 kept += rolls[g * cfg.group_size : (g + 1) * cfg.group_size]
         if not cfg.dynamic_sampling:
             break
-    res.rollouts += generated
+    extra = source.take_extra_rollouts() if hasattr(source, "take_extra_rollouts") else 0
+    res.rollouts += generated + extra  # a source's own generations (e.g. HeaPA's variants) cost too
     sample_s = time.perf_counter() - t0 - source_s
     m = {
         "step": res.steps + 1,
         "rollouts": res.rollouts,
         "generated": generated,
+        "source_generated": extra,
         "gen_rounds": rounds,
         "groups_kept": len(kept_items),
         "reward_mean": sum(all_rewards) / len(all_rewards) if all_rewards else float("nan"),

@@ -1,0 +1,241 @@
+"""`tenfold heapa bench`: prompt-selection arms at an equal rollout budget, same seeds, same warm policy.
+
+Arms: uniform; DAPO filtering (uniform + dynamic sampling, every generated rollout counted);
+prioritized (p proportional to (1 - s + eps)^(1/T)); HeaPA heap only; HeaPA + augmentation; HeaPA +
+augmentation + PathAgg. Each arm trains a copy of the warm-started tiny policy on the same seed
+problems (L1-L6) until the rollout budget is spent, evaluating greedy held-out accuracy per level along
+the way. Reported: final accuracy (mean and spread over seeds), rollouts to reach uniform's final
+accuracy, wall-clock per step and the share of it spent in the prompt source (pool + validator).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tenfold.core.bench import save_figure
+from tenfold.core.errors import TenfoldError
+from tenfold.core.progress import progress_bar
+from tenfold.envs.arith import LEVELS, level_accuracy, reward, sample_problems
+from tenfold.heapa.pool import PoolConfig
+from tenfold.heapa.sources import HeaPAConfig, HeaPASource, PrioritizedSource
+from tenfold.rl.grpo import Config
+from tenfold.rl.trainer import UniformSource, train_rl
+
+ARMS = ("uniform", "dapo", "prioritized", "heap", "heap+aug", "heap+aug+path")
+
+
+@dataclass
+class BenchConfig:
+    arms: tuple[str, ...] = ARMS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    problems: int = 600  # seed prompts, levels in turn
+    budget: int = 6144  # rollouts per arm and seed (prompts x group size x steps for uniform)
+    group_size: int = 8
+    prompts_per_step: int = 8
+    lr: float = 3e-4
+    eval_every: int = 10
+    eval_n: int = 50  # held-out problems per level
+    pool_size: int = 30000
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(budget=3072, eval_every=8, eval_n=30)
+
+    def validate(self) -> BenchConfig:
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad:
+            raise TenfoldError(f"unknown arms {bad}; arms are {ARMS}")
+        if len(self.seeds) < 1 or self.budget < self.group_size * self.prompts_per_step:
+            raise TenfoldError("need at least one seed and a budget of at least one step")
+        return self
+
+
+def make_source(arm: str, problems, seed: int, cfg: BenchConfig, policy, tok):
+    if arm in ("uniform", "dapo"):
+        return UniformSource(problems, seed=seed)
+    if arm == "prioritized":
+        return PrioritizedSource(problems, seed=seed)
+    hc = HeaPAConfig(
+        pool=PoolConfig(max_size=cfg.pool_size, seed=seed),
+        augment=arm != "heap",
+        reestimate="path" if arm == "heap+aug+path" else None,
+        group_size=cfg.group_size,
+    )
+    return HeaPASource(problems, hc, policy, tok)
+
+
+def run_arm(arm: str, seed: int, cfg: BenchConfig, warm_dir: Path) -> dict:
+    import torch
+
+    from tenfold.core.models import load_model
+
+    torch.manual_seed(seed)
+    policy, tok = load_model(warm_dir)
+    problems = sample_problems(cfg.problems, seed)
+    source = make_source(arm, problems, seed, cfg, policy, tok)
+    rl = Config(
+        group_size=cfg.group_size,
+        prompts_per_step=cfg.prompts_per_step,
+        steps=10**6,  # the budget ends the run
+        lr=cfg.lr,
+        dynamic_sampling=arm == "dapo",
+        eval_every=cfg.eval_every,
+        seed=seed,
+    )
+    t = time.perf_counter()
+    res = train_rl(
+        policy,
+        tok,
+        source,
+        lambda item, text: reward(item.answer, text),
+        rl,
+        evaluate=lambda m: level_accuracy(m, tok, cfg.eval_n),
+        rollout_budget=cfg.budget,
+        quiet=True,
+    )
+    seconds = time.perf_counter() - t
+    start = level_accuracy(load_model(warm_dir)[0].eval(), tok, cfg.eval_n)
+    steps = res.history
+    step_s = [sum(h["seconds"].values()) for h in steps]
+    src_s = [h["seconds"]["source"] for h in steps]
+    out = {
+        "arm": arm,
+        "seed": seed,
+        "steps": res.steps,
+        "rollouts": res.rollouts,
+        "curve": [{"rollouts": 0, **start}] + res.evals,
+        "final": res.evals[-1]["mean"],
+        "seconds": seconds,
+        "step_seconds": statistics.mean(step_s),
+        "source_share": sum(src_s) / sum(step_s),
+        "informative_share": statistics.mean(h["informative_share"] for h in steps),
+    }
+    if isinstance(source, HeaPASource):
+        st = source.stats()
+        gen = st["seconds"]["augment_generate"]
+        out["heapa"] = st
+        # pool + validator bookkeeping only (the variants' generation is rollout work, counted apart)
+        out["pool_share"] = st["seconds"]["pool"] / sum(step_s)
+        out["augment_generate_share"] = gen / sum(step_s)
+        source.close()
+    return out
+
+
+def rollouts_to_reach(curve: list[dict], target: float) -> float | None:
+    """First rollout count at which the evaluated mean accuracy reaches `target` (linear between
+    evaluations); None if it never does."""
+    for a, b in zip(curve, curve[1:], strict=False):
+        if b["mean"] >= target:
+            if a["mean"] >= target:
+                return float(a["rollouts"])
+            f = (target - a["mean"]) / (b["mean"] - a["mean"])
+            return a["rollouts"] + f * (b["rollouts"] - a["rollouts"])
+    return None if not curve or curve[0]["mean"] < target else 0.0
+
+
+def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
+    from tenfold.heapa.train import warm_policy
+
+    cfg.validate()
+    warm = warm_policy(quiet=quiet)
+    runs = []
+    with progress_bar("heapa bench", total=len(cfg.arms) * len(cfg.seeds), quiet=quiet) as bar:
+        for seed in cfg.seeds:
+            for arm in cfg.arms:
+                runs.append(run_arm(arm, seed, cfg, warm))
+                bar.advance(1, arm=arm, final=runs[-1]["final"])
+    return {"config": asdict(cfg), "runs": runs, "summary": summarize(runs, cfg)}
+
+
+def summarize(runs: list[dict], cfg: BenchConfig) -> dict:
+    out: dict = {}
+    uniform_final = {r["seed"]: r["final"] for r in runs if r["arm"] == "uniform"}
+    for arm in cfg.arms:
+        rs = [r for r in runs if r["arm"] == arm]
+        finals = [r["final"] for r in rs]
+        reach = [rollouts_to_reach(r["curve"], uniform_final[r["seed"]]) for r in rs if r["seed"] in uniform_final]
+        uni_reach = {
+            r["seed"]: rollouts_to_reach(r["curve"], uniform_final[r["seed"]]) for r in runs if r["arm"] == "uniform"
+        }
+        ratio = [
+            (x / uni_reach[r["seed"]]) if x is not None and uni_reach.get(r["seed"]) else None
+            for r, x in zip(rs, reach, strict=True)
+        ]
+        out[arm] = {
+            "final_mean": statistics.mean(finals),
+            "final_sd": statistics.pstdev(finals),
+            "final_per_seed": finals,
+            "final_per_level": {
+                f"L{lv}": statistics.mean(r["curve"][-1][f"L{lv}"] for r in rs) for lv in LEVELS
+            },
+            "rollouts_to_uniform_final": reach,
+            "rollout_ratio_to_uniform": ratio,
+            "step_seconds": statistics.mean(r["step_seconds"] for r in rs),
+            "source_share": statistics.mean(r["source_share"] for r in rs),
+            "informative_share": statistics.mean(r["informative_share"] for r in rs),
+        }
+        if "pool_share" in rs[0]:
+            out[arm]["pool_share"] = statistics.mean(r["pool_share"] for r in rs)
+            out[arm]["augment_generate_share"] = statistics.mean(r["augment_generate_share"] for r in rs)
+    return out
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    c = result["config"]
+    lines = [
+        f"Budget {c['budget']} rollouts per arm and seed; {len(c['seeds'])} seeds; group size {c['group_size']}, "
+        f"{c['prompts_per_step']} prompts per step; held-out accuracy = mean over L1-L6 ({c['eval_n']} problems each).",
+        "",
+        "| arm | final accuracy (mean ± sd) | per seed | rollouts to uniform's final / uniform's | s per step | source share of step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm, x in s.items():
+        ratios = ["-" if v is None else f"{v:.2f}" for v in x["rollout_ratio_to_uniform"]]
+        share = f"{x['source_share']:.1%}"
+        if "pool_share" in x:
+            share += f" (pool+validator {x['pool_share']:.1%}, variant generation {x['augment_generate_share']:.1%})"
+        lines.append(
+            f"| {arm} | {x['final_mean']:.3f} ± {x['final_sd']:.3f} | {' / '.join(f'{v:.3f}' for v in x['final_per_seed'])} | "
+            f"{' / '.join(ratios)} | {x['step_seconds']:.2f} | {share} |"
+        )
+    lines += ["", "| arm | " + " | ".join(f"L{lv}" for lv in LEVELS) + " |", "|---|" + "---|" * len(LEVELS)]
+    for arm, x in s.items():
+        lines.append(f"| {arm} | " + " | ".join(f"{x['final_per_level'][f'L{lv}']:.2f}" for lv in LEVELS) + " |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm in result["config"]["arms"]:
+        rs = [r for r in result["runs"] if r["arm"] == arm]
+        grid = np.linspace(0, result["config"]["budget"], 25)
+        ys = [np.interp(grid, [p["rollouts"] for p in r["curve"]], [p["mean"] for p in r["curve"]]) for r in rs]
+        m = np.mean(ys, axis=0)
+        ax.plot(grid, m, label=arm)
+        if len(ys) > 1:
+            sd = np.std(ys, axis=0)
+            ax.fill_between(grid, m - sd, m + sd, alpha=0.15)
+    ax.set_xlabel("rollouts")
+    ax.set_ylabel("held-out accuracy (mean over L1-L6)")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    from tenfold.core.io import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
+
+
+__all__ = ["ARMS", "BenchConfig", "field", "markdown", "plot", "run_bench", "write_json"]

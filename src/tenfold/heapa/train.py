@@ -1,0 +1,58 @@
+"""The warm-started policy for the HeaPA experiments: SFT of a tiny model on arithmetic answers and on
+writing variants, stopped early on purpose. RLVR needs a policy with mixed pass rates (easy levels
+partly right, hard ones mostly wrong), not a solved task; and HeaPA's augmentation needs a policy that
+can write a variant of a problem in the expected format."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tenfold.core.cache import cached_artefact
+from tenfold.envs.arith import LEVELS, sample_problems
+from tenfold.heapa.augment import expert_variant, variant_completion, variant_prompt
+
+DATA_VERSION = "heapa-warm-v1"
+
+
+@dataclass
+class WarmStart:
+    preset: str = "tiny"
+    problems: int = 30000
+    variant_share: float = 0.25  # share of the SFT examples that are variant-writing
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    levels: tuple[int, ...] = LEVELS
+    seed: int = 0
+
+
+def warm_corpus(w: WarmStart) -> list[tuple[str, str]]:
+    rng = random.Random(w.seed + 5)
+    out = []
+    for p in sample_problems(w.problems, w.seed, w.levels):
+        if rng.random() < w.variant_share:
+            expr, d = expert_variant(p, rng)
+            out.append((variant_prompt(p.expr), variant_completion(expr, d)))
+        else:
+            out.append((p.prompt, p.solution))
+    return out
+
+
+def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool = False) -> Path:
+    """Checkpoint directory of the warm-started policy (trained once, then cached)."""
+    from tenfold.core.models import build_preset
+    from tenfold.core.train import TrainConfig, train_lm
+
+    w = w or WarmStart()
+
+    def build(d: Path) -> Path:
+        model, tok = build_preset(w.preset, seed=w.seed)
+        cfg = TrainConfig(
+            steps=w.steps, batch_size=w.batch_size, lr=w.lr, max_len=64, seed=w.seed, out_dir=str(d / "train"), quiet=quiet
+        )
+        train_lm(model, tok, warm_corpus(w), cfg)
+        return d
+
+    return cached_artefact("heapa-policy", asdict(w), DATA_VERSION, build, retrain=retrain) / "train" / "last"
