@@ -28,12 +28,14 @@ def _mount_systems() -> None:
     from tenfold.autospec.cli import app as autospec_app
     from tenfold.cake.cli import app as cake_app
     from tenfold.comem.cli import app as comem_app
+    from tenfold.heapa.cli import app as heapa_app
     from tenfold.hetermoe.cli import app as hetermoe_app
     from tenfold.sgd.cli import app as sgd_app
 
     app.add_typer(cake_app, name="cake")
     app.add_typer(comem_app, name="comem")
     app.add_typer(sgd_app, name="sgd")
+    app.add_typer(heapa_app, name="heapa")
     app.add_typer(hetermoe_app, name="hetermoe")
     app.add_typer(autospec_app, name="autospec")
 

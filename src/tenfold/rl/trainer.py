@@ -219,7 +219,7 @@ def _update(model, rollouts, adv: torch.Tensor, cfg: Config, opt, ref, pad: int)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         stats.append({**st, "grad_norm": float(gn)})
     return {"loss": sum(losses) / len(losses), **{k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}}
 

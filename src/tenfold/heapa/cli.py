@@ -1,0 +1,79 @@
+"""`tenfold heapa ...`: warm-start the policy, train one arm with RLVR, run the benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="HeaPA: heap-based frontier prompt pool with on-policy augmentation (RLVR).", no_args_is_help=True)
+
+
+@app.command()
+def warm(retrain: bool = False, quiet: bool = False) -> None:
+    """SFT the tiny arithmetic policy (answers and variant writing; cached) and print its accuracy."""
+    from tenfold.core.models import load_model
+    from tenfold.envs.arith import level_accuracy
+    from tenfold.heapa.train import warm_policy
+
+    path = warm_policy(retrain=retrain, quiet=quiet)
+    model, tok = load_model(path)
+    print(f"-> {path}")
+    print(json.dumps(level_accuracy(model.eval(), tok, 50), indent=1))
+
+
+@app.command()
+def train(
+    arm: Annotated[str, typer.Option(help="uniform, dapo, prioritized, heap, heap+aug, heap+aug+path")] = "heap+aug+path",
+    budget: Annotated[int, typer.Option(help="rollouts to spend")] = 6144,
+    out: Annotated[Path, typer.Option(help="run directory: metrics.jsonl, checkpoints")] = Path("runs/heapa"),
+    seed: int = 0,
+    resume: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Train the warm policy with GRPO on arithmetic, prompts chosen by `arm`, until `budget` rollouts."""
+    from tenfold.core.errors import TenfoldError
+    from tenfold.core.models import load_model
+    from tenfold.envs.arith import level_accuracy, reward, sample_problems
+    from tenfold.heapa.bench import ARMS, BenchConfig, make_source
+    from tenfold.heapa.train import warm_policy
+    from tenfold.rl.grpo import Config
+    from tenfold.rl.trainer import train_rl
+
+    if arm not in ARMS:
+        raise TenfoldError(f"unknown arm {arm!r}; arms are {', '.join(ARMS)}")
+    cfg = BenchConfig(budget=budget)
+    policy, tok = load_model(warm_policy(quiet=quiet))
+    source = make_source(arm, sample_problems(cfg.problems, seed), seed, cfg, policy, tok)
+    rl = Config(
+        group_size=cfg.group_size, prompts_per_step=cfg.prompts_per_step, steps=10**6, lr=cfg.lr,
+        dynamic_sampling=arm == "dapo", eval_every=cfg.eval_every, ckpt_every=cfg.eval_every, seed=seed,
+    )
+    res = train_rl(
+        policy, tok, source, lambda it, text: reward(it.answer, text), rl,
+        evaluate=lambda m: level_accuracy(m, tok, cfg.eval_n), out_dir=out, rollout_budget=budget,
+        resume=resume, quiet=quiet,
+    )
+    if hasattr(source, "close"):
+        source.close()
+    print(json.dumps({"steps": res.steps, "rollouts": res.rollouts, "final": res.evals[-1]}, indent=1))
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick/--full")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
+    quiet: bool = False,
+) -> None:
+    """Uniform, DAPO filtering, prioritized and three HeaPA arms at an equal rollout budget, >= 3 seeds."""
+    from tenfold.heapa.bench import BenchConfig, markdown, plot, run_bench, write_json
+
+    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet)
+    print(markdown(result))
+    if json_out:
+        write_json(result, json_out)
+    if plot_out:
+        print(f"wrote {plot(result, plot_out)}")
