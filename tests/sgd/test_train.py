@@ -49,3 +49,29 @@ def test_copy_drill_answers_are_in_their_prompts():
     assert sum(p.startswith("Repeat: ") for p, _ in pairs) == 20
     assert "copy_share" not in ModelRecipe("large").cache_key()  # older cached models stay valid
     assert ModelRecipe("small", copy_share=0.25).cache_key()["copy_share"] == 0.25
+
+
+def test_reading_drill_trains_only_copied_spans():
+    import random
+
+    from tenfold.core.models import build_preset
+    from tenfold.core.train import IGNORE, Tokens
+    from tenfold.sgd.train import _copy_part, reading_drill, sample_question
+
+    _, tok = build_preset("tiny")
+    drill = reading_drill(tok, 9, seed=4)
+    assert sum(isinstance(x, tuple) for x in drill) == 3  # a third are plain copy pairs
+    for ex in drill:
+        if isinstance(ex, tuple):
+            assert ex[0] == ex[1] + "|"
+            continue
+        assert isinstance(ex, Tokens) and len(ex.ids) == len(ex.labels)
+        trained = tok.decode([i for i, y in zip(ex.ids, ex.labels, strict=True) if y != IGNORE])
+        assert trained and all(y in (IGNORE, i) for i, y in zip(ex.ids, ex.labels, strict=True))
+        # every trained span is the copy part of some line: 'X = statement [= substituted]'
+        assert trained[0] in "ABCDEFGH" and " = " in trained
+    rng = random.Random(0)
+    q = next(q for q in (sample_question(rng) for _ in range(100)) if any(p.deps for p in q.parts))
+    dep = next(p for p in q.parts if p.deps)
+    span = _copy_part(q, dep.name)  # a dependent part's copy span ends with its parents' values
+    assert span.count(" = ") == 2 and not any(d in span.split(" = ")[2] for d in dep.deps)

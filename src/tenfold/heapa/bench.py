@@ -55,8 +55,8 @@ class BenchConfig:
 
 
 def make_source(arm: str, problems, seed: int, cfg: BenchConfig, policy, tok):
-    if arm in ("uniform", "dapo"):
-        return UniformSource(problems, seed=seed)
+    if arm in ("uniform", "dapo"):  # the same item type as the pool's, so one reward function serves all
+        return UniformSource([HeaPASource._item(i, p) for i, p in enumerate(problems)], seed=seed)
     if arm == "prioritized":
         return PrioritizedSource(problems, seed=seed)
     hc = HeaPAConfig(
