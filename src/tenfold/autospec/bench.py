@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tenfold.autospec.baselines import hand_written
-from tenfold.autospec.generate import autospec, clusters, grid
+from tenfold.autospec.generate import GenConfig, autospec, clusters, grid
 from tenfold.autospec.metrics import score
 from tenfold.autospec.nets import export_onnx, flaw_box, flawed_labels, predict, train_net
 from tenfold.autospec.spec import Spec
@@ -67,13 +67,14 @@ def _flaw_check(specs: list[Spec], net, ev: Dataset, onnx_path: Path, timeout: i
         broken |= c & ~s.allows(y)
         lo, hi = np.maximum(s.lo, rlo), np.minimum(s.hi, rhi)
         if (lo < hi).all():  # a shared face is not an overlap
-            cut.append(Spec(tuple(lo), tuple(hi), s.classes, s.interval, s.support))
+            cut.append(Spec(tuple(lo), tuple(hi), s.classes, s.interval, s.support, A=s.A, b=s.b))
     verdicts = verify(cut, onnx_path, timeout)
     # the share of the cut boxes' volume where the network breaks the spec (uniform samples)
     rng = np.random.default_rng(0)
     hits = total = 0
     for c in cut:
         pts = rng.uniform(c.lo, c.hi, size=(500, len(c.lo))).astype(np.float32)
+        pts = pts[c.covers(pts)]
         hits += int((~c.allows(predict(net, pts, ev.task))).sum())
         total += len(pts)
     n = int(region.sum())
@@ -112,6 +113,17 @@ def run_one(system: str, seed: int, cfg: BenchConfig, verify_it: bool) -> dict:
             "max_seconds": max((v.seconds for v in verdicts), default=0.0),
         }
         row["network_scores"] = {name: score(s, ev, predict(net, ev.X, ev.task)) for name, s in specs.items()}
+        # the same cells cut to polytopes (bounds on pairwise input differences): F1 and verification
+        poly = autospec(gen, GenConfig(polytope=True))
+        pv = verify(poly, path, cfg.marabou_timeout_s)
+        row["polytope"] = {
+            "scores": score(poly, ev),
+            "verified": sum(v.status == "verified" for v in pv),
+            "refuted": sum(v.status == "refuted" and v.rechecked for v in pv),
+            "unknown": sum(v.status == "unknown" for v in pv),
+            "specs": len(pv),
+            "seconds": sum(v.seconds for v in pv),
+        }
         bad_gen, _ = flawed_labels(gen)
         flawed = train_net(bad_gen, steps=cfg.net_steps * cfg.flaw_steps_factor, seed=seed)
         fpath = export_onnx(flawed, gen.X.shape[1], Path(tmp) / "flawed.onnx")
@@ -164,6 +176,10 @@ def summarize(rows: list[dict], cfg: BenchConfig) -> dict:
         v = [r for r in rs if "verification" in r]
         if v:
             out[system]["verification"] = _sum_verification([r["verification"] for r in v])
+            out[system]["polytope"] = {
+                "f1_mean": statistics.mean(r["polytope"]["scores"]["f1"] for r in v),
+                **{k: sum(r["polytope"][k] for r in v) for k in ("specs", "verified", "refuted", "unknown", "seconds")},
+            }
             out[system]["flaw"] = v[0]["flaw"]
             out[system]["flaw_rise"] = {  # per verified seed: violated share in region, flawed - good
                 name: [
@@ -204,6 +220,19 @@ def markdown(result: dict) -> str:
             f"| {system} | {v['specs']} | {v['verified']} | {v['refuted']} ({v['refuted_rechecked']}) | {v['unknown']} | "
             f"{v['by_method']['interval']} / {v['by_method']['sampling']} / {v['by_method']['marabou']} | "
             f"{v['seconds']:.2f} ({v['max_seconds']:.2f}) |"
+        )
+    lines += [
+        "",
+        "| system | AutoSpec boxes: F1 / verified of specs | polytopes: F1 / verified / refuted / unknown of specs | polytope time s |",
+        "|---|---|---|---|",
+    ]
+    for system, x in s.items():
+        if "polytope" not in x:
+            continue
+        v, p = x["verification"], x["polytope"]
+        lines.append(
+            f"| {system} | {x['f1_mean']['autospec']:.3f} / {v['verified']} of {v['specs']} | "
+            f"{p['f1_mean']:.3f} / {p['verified']} / {p['refuted']} / {p['unknown']} of {p['specs']} | {p['seconds']:.2f} |"
         )
     lines += [
         "",

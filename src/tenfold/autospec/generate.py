@@ -34,6 +34,7 @@ class GenConfig:
     max_width: float = 0.35  # regression: interval at most this share of the output range
     merge: bool = True
     shrink: bool = False  # shrink each spec's box to the support of its generation points
+    polytope: bool = False  # cut each box to a polytope: bounds on every pairwise difference x_i - x_j
     margin: float = 0.05  # the root cell extends the data's range by this share on each side
 
     def validate(self) -> GenConfig:
@@ -140,7 +141,33 @@ def autospec(data: Dataset, cfg: GenConfig | None = None) -> list[Spec]:
         return a + b
 
     specs = build(np.arange(len(data)), lo, hi, 0)
-    return [_shrunk(s, data, cfg.margin) for s in specs] if cfg.shrink else specs
+    if cfg.shrink:
+        specs = [_shrunk(s, data, cfg.margin) for s in specs]
+    if cfg.polytope:
+        specs = [_difference_polytope(s, data, cfg.margin) for s in specs]
+    return specs
+
+
+def _difference_polytope(s: Spec, data: Dataset, margin: float) -> Spec:
+    """The spec cut to the pairwise differences its generation points show (plus a margin of each
+    difference's range over all data): lo_ij <= x_i - x_j <= hi_ij. Where features move together
+    (a throughput history, queued jobs), a box claims many combinations no trace produces; these
+    rows take them out, and with them most of the box corners a verifier finds counterexamples at."""
+    X = data.X[s.covers(data.X)].astype(np.float64)
+    if len(X) == 0:
+        return s
+    d = X.shape[1]
+    A, b = [], []
+    for i in range(d):
+        for j in range(i + 1, d):
+            diff = X[:, i] - X[:, j]
+            every = data.X[:, i].astype(np.float64) - data.X[:, j]
+            pad = (every.max() - every.min()) * margin + 1e-6
+            row = np.zeros(d)
+            row[i], row[j] = 1.0, -1.0
+            A += [tuple(row), tuple(-row)]
+            b += [float(diff.max() + pad), float(-(diff.min() - pad))]
+    return Spec(s.lo, s.hi, s.classes, s.interval, s.support, A=tuple(A), b=tuple(b))
 
 
 def _shrunk(s: Spec, data: Dataset, margin: float) -> Spec:

@@ -1,7 +1,9 @@
 """Specifications: an input box and the outputs allowed there (∀x ∈ Π ⇒ ν(x) ∈ Σ, in VNN-LIB terms).
 
-Σ is a set of classes (the network's argmax must be one of them) or an interval (the regression output
-must lie in [lo, hi]; either side may be open). `to_vnnlib` writes the VNN-COMP form: the input box
+Π is an input box, optionally cut to a polytope by linear constraints A x <= b (the box stays the
+polytope's bounding box, so interval bounds over the box remain sound). Σ is a set of classes (the
+network's argmax must be one of them) or an interval (the regression output must lie in [lo, hi];
+either side may be open). `to_vnnlib` writes the VNN-COMP form: the input box
 plus the *negated* output property, so a verifier's `unsat` means the specification holds.
 """
 
@@ -26,6 +28,8 @@ class Spec:
     interval: tuple[float, float] | None = None  # regression: allowed output (±inf for an open side)
     support: int = 0  # generation points it was built from
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    A: tuple[tuple[float, ...], ...] = ()  # optional polytope: rows of A x <= b inside the box
+    b: tuple[float, ...] = ()
 
     def __post_init__(self):
         if (self.classes is None) == (self.interval is None):
@@ -36,9 +40,17 @@ class Spec:
             raise TenfoldError(f"empty output interval {self.interval}")
         if self.classes is not None and not self.classes:
             raise TenfoldError("empty class set")
+        if len(self.A) != len(self.b) or any(len(row) != len(self.lo) for row in self.A):
+            raise TenfoldError(
+                f"polytope needs one bound per row and {len(self.lo)} coefficients per row; got "
+                f"{len(self.A)} rows, {len(self.b)} bounds"
+            )
 
     def covers(self, X: np.ndarray) -> np.ndarray:
-        return np.all((X >= np.array(self.lo)) & (X <= np.array(self.hi)), axis=1)
+        inside = np.all((X >= np.array(self.lo)) & (X <= np.array(self.hi)), axis=1)
+        if self.A:
+            inside &= np.all(X @ np.array(self.A).T <= np.array(self.b) + 1e-9, axis=1)
+        return inside
 
     def allows(self, y: np.ndarray) -> np.ndarray:
         if self.classes is not None:
@@ -53,6 +65,8 @@ class Spec:
 
     def to_dict(self) -> dict:
         d = {"lo": list(self.lo), "hi": list(self.hi), "support": self.support}
+        if self.A:
+            d["A"], d["b"] = [list(r) for r in self.A], list(self.b)
         if self.classes is not None:
             d["classes"] = sorted(self.classes)
         else:
@@ -62,15 +76,20 @@ class Spec:
     @staticmethod
     def from_dict(d: dict) -> Spec:
         try:
+            poly = {
+                "A": tuple(tuple(float(v) for v in r) for r in d.get("A", ())),
+                "b": tuple(float(v) for v in d.get("b", ())),
+            }
             if "classes" in d:
                 return Spec(
                     tuple(d["lo"]),
                     tuple(d["hi"]),
                     classes=frozenset(int(c) for c in d["classes"]),
                     support=d.get("support", 0),
+                    **poly,
                 )
             lo, hi = (float(v) for v in d["interval"])
-            return Spec(tuple(d["lo"]), tuple(d["hi"]), interval=(lo, hi), support=d.get("support", 0))
+            return Spec(tuple(d["lo"]), tuple(d["hi"]), interval=(lo, hi), support=d.get("support", 0), **poly)
         except (KeyError, TypeError, ValueError) as e:
             raise TenfoldError(f"not a spec: {d!r:.120} ({e})") from None
 
@@ -102,25 +121,33 @@ def load_specs(path: str | Path) -> tuple[list[Spec], dict]:
 # --- VNN-LIB ---------------------------------------------------------------------------------------------
 
 
-def to_vnnlib(spec: Spec, n_out: int) -> str:
-    """The VNN-COMP property: input box and the negation of the output property (sat = violated)."""
+def to_vnnlib(spec: Spec, n_out: int, margin: float = 0.0) -> str:
+    """The VNN-COMP property: input box and the negation of the output property (sat = violated).
+    `margin` > 0 asks for a violation by at least that much (another class ahead by `margin`, or the
+    output `margin` outside the interval), which rules out points that only touch the boundary."""
     d = len(spec.lo)
     lines = [f"(declare-const X_{i} Real)" for i in range(d)] + [
         f"(declare-const Y_{j} Real)" for j in range(n_out)
     ]
     for i in range(d):
         lines += [f"(assert (>= X_{i} {_lit(spec.lo[i])}))", f"(assert (<= X_{i} {_lit(spec.hi[i])}))"]
+    for row, bound in zip(spec.A, spec.b, strict=True):
+        terms = [f"(* {_lit(a)} X_{i})" for i, a in enumerate(row) if a != 0]
+        if terms:
+            lhs = terms[0] if len(terms) == 1 else f"(+ {' '.join(terms)})"
+            lines.append(f"(assert (<= {lhs} {_lit(bound)}))")
     if spec.classes is not None:
         # argmax outside the allowed set: some other class j scores at least every allowed class
         others = [j for j in range(n_out) if j not in spec.classes]
         if not others:
             raise TenfoldError("a spec allowing every class has nothing to verify")
-        terms = ["(and " + " ".join(f"(>= Y_{j} Y_{i})" for i in sorted(spec.classes)) + ")" for j in others]
+        beat = (lambda j, i: f"(>= (- Y_{j} Y_{i}) {_lit(margin)})") if margin > 0 else (lambda j, i: f"(>= Y_{j} Y_{i})")
+        terms = ["(and " + " ".join(beat(j, i) for i in sorted(spec.classes)) + ")" for j in others]
         lines.append(f"(assert (or {' '.join(terms)}))")
     else:
         lo, hi = spec.interval
-        bad = ([f"(<= Y_0 {lo!r})"] if math.isfinite(lo) else []) + (
-            [f"(>= Y_0 {hi!r})"] if math.isfinite(hi) else []
+        bad = ([f"(<= Y_0 {_lit(lo - margin)})"] if math.isfinite(lo) else []) + (
+            [f"(>= Y_0 {_lit(hi + margin)})"] if math.isfinite(hi) else []
         )
         if not bad:
             raise TenfoldError("an unbounded interval has nothing to verify")
@@ -134,6 +161,8 @@ def _lit(v: float) -> str:
 
 
 _DECL = re.compile(r"\(declare-const\s+([XY])_(\d+)\s+Real\)")
+_TERM = re.compile(r"\(\*\s+([-+0-9.eE]+)\s+X_(\d+)\)")
+_LINEAR = re.compile(r"\(assert\s+\(<=\s+(\(\+(?:\s*\(\*\s+[-+0-9.eE]+\s+X_\d+\))+\s*\)|\(\*\s+[-+0-9.eE]+\s+X_\d+\))\s+([-+0-9.eE]+)\)\)")
 _BOUND = re.compile(r"\(assert\s+\((<=|>=)\s+X_(\d+)\s+([-+0-9.eE]+)\)\)")
 
 
@@ -162,3 +191,24 @@ def read_vnnlib_box(text: str) -> tuple[np.ndarray, np.ndarray, int]:
     if (lo > hi).any():
         raise TenfoldError("malformed VNN-LIB: empty input box")
     return lo, hi, len(ys)
+
+
+def read_vnnlib_polytope(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) of the linear input constraints `to_vnnlib` writes, (<= (+ (* a X_i) ...) b); empty
+    arrays when there are none. Call after `read_vnnlib_box` (which checks the declarations)."""
+    d = len({int(i) for k, i in _DECL.findall(text) if k == "X"})
+    rows, bounds = [], []
+    for lhs, bound in _LINEAR.findall(text):
+        row = np.zeros(d)
+        for a, i in _TERM.findall(lhs):
+            if int(i) >= d:
+                raise TenfoldError(f"malformed VNN-LIB: constraint on undeclared X_{i}")
+            row[int(i)] += float(a)
+        rows.append(row)
+        bounds.append(float(bound))
+    return np.array(rows).reshape(len(rows), d), np.array(bounds)
+
+
+def strip_linear_rows(text: str) -> str:
+    """The property without its linear input constraints (for readers that take only boxes)."""
+    return _LINEAR.sub("", text)

@@ -13,6 +13,7 @@ A counterexample (from 2 or 3) counts only if the network, run on it, really lea
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tenfold.autospec.spec import Spec, to_vnnlib
+from tenfold.autospec.spec import Spec, read_vnnlib_box, read_vnnlib_polytope, strip_linear_rows, to_vnnlib
 from tenfold.core.errors import TenfoldError
 
 SUPPORTED_OPS = {"Gemm", "Relu", "Flatten", "Identity", "MatMul", "Add"}
@@ -126,11 +127,37 @@ def sample_refute(spec: Spec, layers, n: int = 512, seed: int = 0) -> np.ndarray
     d = len(lo)
     corners = np.array([[hi[i] if (m >> i) & 1 else lo[i] for i in range(d)] for m in range(min(2**d, 256))])
     pts = np.vstack([corners, (lo + hi)[None] / 2, rng.uniform(lo, hi, size=(n, d))])
+    if spec.A:  # a polytope: only points inside it count (the box is its bounding box)
+        pts = np.vstack([pts, _polytope_points(spec, rng, n)])
+        pts = pts[spec.covers(pts)]
+        if not len(pts):
+            return None
     out = _forward(layers, pts)
     for x, y in zip(pts, out, strict=True):
         if violates(spec, y):
             return x
     return None
+
+
+def _polytope_points(spec: Spec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Points inside a polytope spec: the box's sample points pulled towards the box centre until
+    they satisfy A x <= b (bisection along the ray; the centre itself may lie outside)."""
+    lo, hi = np.array(spec.lo), np.array(spec.hi)
+    anchor = (lo + hi) / 2
+    if not spec.covers(anchor[None])[0]:
+        return np.empty((0, len(lo)))
+    pts = rng.uniform(lo, hi, size=(n, len(lo)))
+    out = []
+    for p in pts:
+        t_lo, t_hi = 0.0, 1.0  # anchor + t (p - anchor): t=0 inside
+        for _ in range(20):
+            t = (t_lo + t_hi) / 2
+            if spec.covers((anchor + t * (p - anchor))[None])[0]:
+                t_lo = t
+            else:
+                t_hi = t
+        out.append(anchor + t_lo * (p - anchor))
+    return np.array(out)
 
 
 @contextlib.contextmanager
@@ -149,33 +176,49 @@ def _quiet_fd():
 def marabou_check_file(
     onnx_path: str | Path, property_path: str | Path, timeout_s: int = 30
 ) -> tuple[str, np.ndarray | None]:
-    """Marabou on an ONNX network and a VNN-LIB property: ("verified" | "refuted" | "unknown", input)."""
+    """Marabou on an ONNX network and a VNN-LIB property: ("verified" | "refuted" | "unknown", input).
+
+    Marabou's own VNN-LIB reader rejects general linear input constraints such as
+    (<= (+ (* 0.5 X_0) (* -1 X_1)) 2); those rows are read here, taken out of the file Marabou sees
+    and given to it through its API (`addInequality`) instead."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from maraboupy import Marabou
 
-    with _quiet_fd():
-        net = Marabou.read_onnx(str(onnx_path))
-        code, vals, _ = net.solve(
-            propertyFilename=str(property_path),
-            options=Marabou.createOptions(timeoutInSeconds=timeout_s, verbosity=0),
-            verbose=False,
-        )
+    text = Path(property_path).read_text()
+    read_vnnlib_box(text)  # a clear error for a malformed property before Marabou sees it
+    A, b = read_vnnlib_polytope(text)
+    with tempfile.TemporaryDirectory() as tmp:
+        prop = Path(property_path)
+        if len(A):
+            prop = Path(tmp) / "box.vnnlib"
+            prop.write_text(strip_linear_rows(text))
+        with _quiet_fd():
+            net = Marabou.read_onnx(str(onnx_path))
+            xs = [int(v) for v in np.asarray(net.inputVars[0]).flatten()]
+            for row, bound in zip(A, b, strict=True):
+                nz = [i for i, a in enumerate(row) if a != 0]
+                net.addInequality([xs[i] for i in nz], [float(row[i]) for i in nz], float(bound))
+            code, vals, _ = net.solve(
+                propertyFilename=str(prop),
+                options=Marabou.createOptions(timeoutInSeconds=timeout_s, verbosity=0),
+                verbose=False,
+            )
     if code == "unsat":
         return "verified", None
     if code == "sat":
-        return "refuted", np.array([vals[i] for i in np.asarray(net.inputVars[0]).flatten()])
+        return "refuted", np.array([vals[i] for i in xs])
     return "unknown", None
 
 
 def marabou_check(
-    spec: Spec, onnx_path: str | Path, n_out: int, timeout_s: int = 30
+    spec: Spec, onnx_path: str | Path, n_out: int, timeout_s: int = 30, margin: float = 0.0
 ) -> tuple[str, np.ndarray | None]:
     with tempfile.TemporaryDirectory() as tmp:
         prop = Path(tmp) / "p.vnnlib"
-        prop.write_text(to_vnnlib(spec, n_out))
+        prop.write_text(to_vnnlib(spec, n_out, margin))
         return marabou_check_file(onnx_path, prop, timeout_s)
 
 
@@ -199,9 +242,27 @@ def verify_spec(
             return Verdict(status, method, time.perf_counter() - t0)
     if x is None:
         return Verdict("unknown", method, time.perf_counter() - t0)
-    inside = bool(np.all((x >= np.array(spec.lo) - 1e-6) & (x <= np.array(spec.hi) + 1e-6)))
-    confirmed = inside and violates(spec, _forward(layers, x[None])[0])
+    confirmed = _confirms(spec, layers, x)
+    if not confirmed and method == "marabou":
+        # VNN-LIB negations are non-strict (y <= lo, Y_j >= Y_i), so Marabou may return a point where
+        # the output only touches a bound or two scores tie. Ask again for a violation by a hair:
+        # unsat there means the spec holds (up to that tolerance); a new point must pass the re-check.
+        scale = max([1.0] + [abs(v) for v in (spec.interval or ()) if math.isfinite(v)])
+        status, x2 = marabou_check(spec, onnx_path, n_out, timeout_s, margin=1e-5 * scale)
+        if status == "verified":
+            return Verdict("verified", "marabou", time.perf_counter() - t0)
+        if status == "refuted" and x2 is not None and _confirms(spec, layers, x2):
+            return Verdict("refuted", method, time.perf_counter() - t0, [float(v) for v in x2], True)
+        return Verdict("unknown", method, time.perf_counter() - t0)
     return Verdict("refuted", method, time.perf_counter() - t0, [float(v) for v in x], confirmed)
+
+
+def _confirms(spec: Spec, layers, x: np.ndarray) -> bool:
+    """The counterexample re-check: x lies in the spec's input region and the network breaks it there."""
+    inside = bool(np.all((x >= np.array(spec.lo) - 1e-6) & (x <= np.array(spec.hi) + 1e-6)))
+    if spec.A:
+        inside &= bool(np.all(np.array(spec.A) @ x <= np.array(spec.b) + 1e-6))
+    return inside and violates(spec, _forward(layers, x[None])[0])
 
 
 def verify(

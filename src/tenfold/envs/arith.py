@@ -159,17 +159,34 @@ def test_set(level: int, n: int = 100) -> list[Problem]:
     return list(seen.values())
 
 
-def accuracy(model, tokenizer, problems: list[Problem], batch_size: int = 128) -> float:
-    """Greedy pass rate of a policy on `problems`."""
+def accuracy(
+    model, tokenizer, problems: list[Problem], samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+    seed: int = 0, batch_size: int = 128,
+) -> float:
+    """Pass rate of a policy on `problems`: greedy by default, else avg@`samples` (the mean correctness
+    of `samples` sampled answers per problem, as HeaPA's avg@16 at temperature 1.0, top-p 0.7)."""
     from tenfold.core.sampler import SamplingParams, generate
 
-    params = SamplingParams(max_new_tokens=8, temperature=0.0, stop=("\n",))
-    gens = generate(model, tokenizer, [p.prompt for p in problems], params, batch_size=batch_size)
-    return sum(is_correct(p, g.text) for p, g in zip(problems, gens, strict=True)) / len(problems)
+    if temperature == 0 and samples != 1:
+        raise TenfoldError("greedy decoding gives one answer per problem: use samples=1")
+    params = [
+        SamplingParams(max_new_tokens=8, temperature=temperature, top_p=top_p, stop=("\n",), seed=seed * 7717 + i)
+        for i in range(len(problems) * samples)
+    ]
+    prompts = [p.prompt for p in problems for _ in range(samples)]
+    gens = generate(model, tokenizer, prompts, params, batch_size=batch_size)
+    right = [is_correct(problems[i // samples], g.text) for i, g in enumerate(gens)]
+    return sum(right) / len(right)
 
 
-def level_accuracy(model, tokenizer, n: int = 100, levels: tuple[int, ...] = LEVELS) -> dict[str, float]:
-    """{"L1": acc, ..., "mean": acc}: greedy accuracy on each level's held-out test set."""
-    out = {f"L{lv}": accuracy(model, tokenizer, test_set(lv, n)) for lv in levels}
+def level_accuracy(
+    model, tokenizer, n: int = 100, levels: tuple[int, ...] = LEVELS, samples: int = 1, temperature: float = 0.0,
+    top_p: float = 1.0,
+) -> dict[str, float]:
+    """{"L1": acc, ..., "mean": acc}: accuracy on each level's held-out test set (see `accuracy`)."""
+    out = {
+        f"L{lv}": accuracy(model, tokenizer, test_set(lv, n), samples, temperature, top_p, seed=lv)
+        for lv in levels
+    }
     out["mean"] = sum(out.values()) / len(levels)
     return out
