@@ -156,7 +156,7 @@ def _polytope_points(spec: Spec, rng: np.random.Generator, n: int) -> np.ndarray
                 t_lo = t
             else:
                 t_hi = t
-        out.append(anchor + t_lo * (p - anchor))
+        out.append(anchor + t_lo * (1 - 1e-6) * (p - anchor))  # strictly inside, not on a face
     return np.array(out)
 
 
