@@ -115,10 +115,13 @@ def interval_proves(spec: Spec, layers, relu_after: list[bool] | None = None) ->
     return spec.interval[0] <= ylo and yhi <= spec.interval[1]
 
 
-def violates(spec: Spec, y_row: np.ndarray) -> bool:
+def violates(spec: Spec, y_row: np.ndarray, tol: float = 1e-6) -> bool:
+    """Does this output break the spec by more than float noise (`tol`, relative to the bound)?"""
     if spec.classes is not None:
-        return int(np.argmax(y_row)) not in spec.classes
-    return not (spec.interval[0] <= y_row[0] <= spec.interval[1])
+        allowed = max(y_row[i] for i in spec.classes)
+        return bool(max(y_row) > allowed + tol * max(1.0, abs(allowed)))
+    lo, hi = spec.interval
+    return bool(y_row[0] < lo - tol * max(1.0, abs(lo)) or y_row[0] > hi + tol * max(1.0, abs(hi)))
 
 
 def sample_refute(spec: Spec, layers, n: int = 512, seed: int = 0) -> np.ndarray | None:
