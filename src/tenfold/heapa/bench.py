@@ -32,7 +32,7 @@ ARMS = ("uniform", "dapo", "prioritized", "heap", "heap+aug", "heap+aug+path")
 class BenchConfig:
     arms: tuple[str, ...] = ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
-    problems: int = 600  # seed prompts, levels in turn
+    problems: int = 120  # seed prompts, levels in turn (the cold first pass takes problems / 8 steps)
     budget: int = 6144  # rollouts per arm and seed (prompts x group size x steps for uniform)
     group_size: int = 8
     prompts_per_step: int = 8
@@ -44,7 +44,7 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(budget=3072, eval_every=8, eval_n=30, eval_samples=2)
+        return cls(budget=3072, eval_every=16, eval_n=30, eval_samples=2)
 
     def validate(self) -> BenchConfig:
         bad = [a for a in self.arms if a not in ARMS]
@@ -196,8 +196,8 @@ def markdown(result: dict) -> str:
         f"Budget {c['budget']} rollouts per arm and seed; {len(c['seeds'])} seeds; group size {c['group_size']}, "
         f"{c['prompts_per_step']} prompts per step; held-out accuracy = mean over L1-L6 ({c['eval_n']} problems each).",
         "",
-        "| arm | final accuracy (mean ± sd) | per seed | rollouts to uniform's final / uniform's | s per step | source share of step |",
-        "|---|---|---|---|---|---|",
+        "| arm | final accuracy (mean ± sd) | per seed | rollouts to uniform's final / uniform's | informative groups | s per step | source share of step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for arm, x in s.items():
         ratios = ["-" if v is None else f"{v:.2f}" for v in x["rollout_ratio_to_uniform"]]
@@ -206,7 +206,7 @@ def markdown(result: dict) -> str:
             share += f" (pool+validator {x['pool_share']:.1%}, variant generation {x['augment_generate_share']:.1%})"
         lines.append(
             f"| {arm} | {x['final_mean']:.3f} ± {x['final_sd']:.3f} | {' / '.join(f'{v:.3f}' for v in x['final_per_seed'])} | "
-            f"{' / '.join(ratios)} | {x['step_seconds']:.2f} | {share} |"
+            f"{' / '.join(ratios)} | {x['informative_share']:.2f} | {x['step_seconds']:.2f} | {share} |"
         )
     lines += ["", "| arm | " + " | ".join(f"L{lv}" for lv in LEVELS) + " |", "|---|" + "---|" * len(LEVELS)]
     for arm, x in s.items():
