@@ -32,16 +32,22 @@ def generate(
     traces: int = 60,
     steps: int = 100,
     seed: int = 0,
+    polytope: Annotated[
+        bool, typer.Option(help="autospec only: cut each box to bounds on pairwise input differences")
+    ] = False,
 ) -> None:
     """Simulate the system, generate specs from the generation traces, write them."""
     from tenfold.autospec.bench import METHODS
+    from tenfold.autospec.generate import GenConfig, autospec
     from tenfold.autospec.spec import save_specs, to_vnnlib
     from tenfold.core.errors import TenfoldError
 
     if method not in METHODS:
         raise TenfoldError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if polytope and method != "autospec":
+        raise TenfoldError("--polytope applies to the autospec method only")
     gen, _ = _data(system, traces, steps, seed)
-    specs = METHODS[method](gen)
+    specs = autospec(gen, GenConfig(polytope=True)) if polytope else METHODS[method](gen)
     meta = {
         "system": system,
         "method": method,
