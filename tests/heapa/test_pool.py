@@ -137,3 +137,15 @@ def test_lineage_refuses_cycles():
     assert not lin.add(3, 1, 1.0)  # would close 1 -> 2 -> 3 -> 1
     assert not lin.add(5, 3, 1.0)  # 3 already has a parent
     assert lin.reestimate({1: 0.0, 2: 0.0, 3: 0.5}, "path")[1] != 0.0
+
+
+def test_fixed_split_samples_nearest_pass_rate_half():
+    # most prompts all-wrong (r̄ = -1): the median boundary sits among them; split_at=0 does not
+    items = [PoolItem(i, "p", reward=-1.0) for i in range(30)] + [
+        PoolItem(100 + i, "p", reward=r) for i, r in enumerate([-0.5, -0.25, 0.25, 0.5, 1.0, 1.0])
+    ]
+    median = HeapPool(items, PoolConfig(seed=0)).sample(2)
+    assert all(x.reward == -1.0 for x in median)
+    items = [PoolItem(x.id, "p", reward=x.reward) for x in items]
+    fixed = HeapPool(items, PoolConfig(seed=0, split_at=0.0)).sample(2)
+    assert {x.reward for x in fixed} <= {-0.25, 0.25, -0.5, 0.5}

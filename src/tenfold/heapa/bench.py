@@ -2,7 +2,7 @@
 
 Arms: uniform; DAPO filtering (uniform + dynamic sampling, every generated rollout counted);
 prioritized (p proportional to (1 - s + eps)^(1/T)); HeaPA heap only; HeaPA + augmentation; HeaPA +
-augmentation + PathAgg. Each arm trains a copy of the warm-started tiny policy on the same seed
+augmentation + PathAgg; and, beyond the paper, the heap split at pass rate 0.5 instead of the median. Each arm trains a copy of the warm-started tiny policy on the same seed
 problems (L1-L6) until the rollout budget is spent, evaluating greedy held-out accuracy per level along
 the way. Reported: final accuracy (mean and spread over seeds), rollouts to reach uniform's final
 accuracy, wall-clock per step and the share of it spent in the prompt source (pool + validator).
@@ -25,7 +25,7 @@ from tenfold.heapa.sources import HeaPAConfig, HeaPASource, PrioritizedSource
 from tenfold.rl.grpo import Config
 from tenfold.rl.trainer import UniformSource, train_rl
 
-ARMS = ("uniform", "dapo", "prioritized", "heap", "heap+aug", "heap+aug+path")
+ARMS = ("uniform", "dapo", "prioritized", "heap", "heap+aug", "heap+aug+path", "heap@p=0.5")
 
 
 @dataclass
@@ -61,8 +61,8 @@ def make_source(arm: str, problems, seed: int, cfg: BenchConfig, policy, tok):
     if arm == "prioritized":
         return PrioritizedSource(problems, seed=seed)
     hc = HeaPAConfig(
-        pool=PoolConfig(max_size=cfg.pool_size, seed=seed),
-        augment=arm != "heap",
+        pool=PoolConfig(max_size=cfg.pool_size, seed=seed, split_at=0.0 if arm == "heap@p=0.5" else None),
+        augment=arm not in ("heap", "heap@p=0.5"),
         reestimate="path" if arm == "heap+aug+path" else None,
         group_size=cfg.group_size,
     )

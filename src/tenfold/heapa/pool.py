@@ -5,6 +5,8 @@ prompt's last group of rollouts (rewards ±1, so r̄ = 2p - 1 with p the pass ra
 
 - cold: FIFO of unscored prompts; sampled first, so the first pass over the seeds is uniform.
 - low: the harder half (lower r̄), read from its top = its *largest* r̄ (nearest the boundary).
+  (`split_at`: an option, not HeaPA's: a fixed r̄ boundary, e.g. 0.0 = pass rate 0.5, instead of the
+  median; with a policy that fails most prompts the median sits among all-wrong prompts.)
 - high: the easier half, read from its top = its *smallest* r̄ (nearest the boundary).
   The split keeps `low_fraction` (0.5) of the scored items in low, so the boundary is the pool's
   median r̄, not p = 0.5; each insertion moves at most `rebalance_moves` (4) items across, so the split
@@ -104,6 +106,8 @@ class PoolConfig:
     refill_below: int = 0  # reinsert the archive when the pool holds fewer (0: one batch, set by sample)
     chunk: int = 512
     mode: str = "frontier"  # or "mixed": half of each batch from the easiest end
+    split_at: float | None = None  # None: the median (low_fraction), as HeaPA; a value: a fixed r̄
+    # boundary instead (0.0 is pass rate 0.5; an option, since the brief leaves the intent open)
     seed: int = 0
 
     def validate(self) -> PoolConfig:
@@ -160,6 +164,9 @@ class HeapPool:
 
     def _push_scored(self, item: PoolItem) -> None:
         item.reward = float(min(1.0, max(-1.0, item.reward)))
+        if self.cfg.split_at is not None:  # a fixed boundary: no rebalancing
+            (self.low if item.reward < self.cfg.split_at else self.high).push(item)
+            return
         top_low, top_high = self.low.peek("max"), self.high.peek("min")
         if (top_low is not None and item.reward <= top_low.reward) or (
             top_high is not None and item.reward < top_high.reward
