@@ -42,7 +42,9 @@ def test_rl_raises_the_rewarded_behaviour():
 def test_rollout_budget_and_dynamic_sampling_count_every_generation():
     model, tok = build_preset("tiny", seed=1)
     cfg = small_cfg(steps=100, dynamic_sampling=True, max_gen_batches=3, group_size=4)
-    res = train_rl(model, tok, UniformSource([Item("a"), Item("b")]), digit_reward, cfg, rollout_budget=40, quiet=True)
+    res = train_rl(
+        model, tok, UniformSource([Item("a"), Item("b")]), digit_reward, cfg, rollout_budget=40, quiet=True
+    )
     assert res.rollouts >= 40 and res.rollouts - 40 < 3 * 4 * 4  # stops within one step past the budget
     assert sum(h["generated"] for h in res.history) == res.rollouts
     for h in res.history:  # every kept group is informative, and rounds are bounded
@@ -73,11 +75,31 @@ def test_checkpoint_and_resume(tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]
     model2, _ = build_preset("tiny", seed=9)
     src2 = UniformSource([Item("x"), Item("y"), Item("z")], seed=5)
-    res = train_rl(model2, tok, src2, digit_reward, small_cfg(steps=4, group_size=4), out_dir=tmp_path, resume=True, quiet=True)
+    res = train_rl(
+        model2,
+        tok,
+        src2,
+        digit_reward,
+        small_cfg(steps=4, group_size=4),
+        out_dir=tmp_path,
+        resume=True,
+        quiet=True,
+    )
     assert res.steps == 4 and src2.order == src.order  # the sampler state came back
     for a, b in zip(model.parameters(), model2.parameters(), strict=True):
         assert torch.equal(a, b)  # and the weights
-    res = train_rl(model2, tok, src2, digit_reward, small_cfg(steps=6, group_size=4), out_dir=tmp_path, resume=True, quiet=True)
+    res = train_rl(
+        model2,
+        tok,
+        src2,
+        digit_reward,
+        small_cfg(steps=6, group_size=4),
+        out_dir=tmp_path,
+        resume=True,
+        quiet=True,
+    )
     assert res.steps == 6 and len(res.history) == 6
     with pytest.raises(CheckpointError):
-        train_rl(model2, tok, src2, digit_reward, small_cfg(), out_dir=tmp_path / "none", resume=True, quiet=True)
+        train_rl(
+            model2, tok, src2, digit_reward, small_cfg(), out_dir=tmp_path / "none", resume=True, quiet=True
+        )

@@ -150,7 +150,10 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
 
 def _sum_verification(vs: list[dict]) -> dict:
     """Verification counts and times added over seeds (the longest single spec: the max)."""
-    out = {k: sum(v[k] for v in vs) for k in ("specs", "verified", "refuted", "refuted_rechecked", "unknown", "seconds")}
+    out = {
+        k: sum(v[k] for v in vs)
+        for k in ("specs", "verified", "refuted", "refuted_rechecked", "unknown", "seconds")
+    }
     out["by_method"] = {m: sum(v["by_method"][m] for v in vs) for m in vs[0]["by_method"]}
     out["max_seconds"] = max(v["max_seconds"] for v in vs)
     out["seeds"] = len(vs)
@@ -178,7 +181,10 @@ def summarize(rows: list[dict], cfg: BenchConfig) -> dict:
             out[system]["verification"] = _sum_verification([r["verification"] for r in v])
             out[system]["polytope"] = {
                 "f1_mean": statistics.mean(r["polytope"]["scores"]["f1"] for r in v),
-                **{k: sum(r["polytope"][k] for r in v) for k in ("specs", "verified", "refuted", "unknown", "seconds")},
+                **{
+                    k: sum(r["polytope"][k] for r in v)
+                    for k in ("specs", "verified", "refuted", "unknown", "seconds")
+                },
             }
             out[system]["flaw"] = v[0]["flaw"]
             out[system]["flaw_rise"] = {  # per verified seed: violated share in region, flawed - good
@@ -251,7 +257,11 @@ def markdown(result: dict) -> str:
             )
     rises = {k: x["flaw_rise"] for k, x in s.items() if "flaw_rise" in x}
     if rises:
-        lines += ["", "| system | rise in violated share, AutoSpec (per seed) | hand-written (per seed) |", "|---|---|---|"]
+        lines += [
+            "",
+            "| system | rise in violated share, AutoSpec (per seed) | hand-written (per seed) |",
+            "|---|---|---|",
+        ]
         for system, r in rises.items():
             lines.append(
                 f"| {system} | {' / '.join(f'{v:.2f}' for v in r['autospec'])} | "

@@ -89,7 +89,9 @@ class Spec:
                     **poly,
                 )
             lo, hi = (float(v) for v in d["interval"])
-            return Spec(tuple(d["lo"]), tuple(d["hi"]), interval=(lo, hi), support=d.get("support", 0), **poly)
+            return Spec(
+                tuple(d["lo"]), tuple(d["hi"]), interval=(lo, hi), support=d.get("support", 0), **poly
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise TenfoldError(f"not a spec: {d!r:.120} ({e})") from None
 
@@ -141,7 +143,11 @@ def to_vnnlib(spec: Spec, n_out: int, margin: float = 0.0) -> str:
         others = [j for j in range(n_out) if j not in spec.classes]
         if not others:
             raise TenfoldError("a spec allowing every class has nothing to verify")
-        beat = (lambda j, i: f"(>= (- Y_{j} Y_{i}) {_lit(margin)})") if margin > 0 else (lambda j, i: f"(>= Y_{j} Y_{i})")
+        beat = (
+            (lambda j, i: f"(>= (- Y_{j} Y_{i}) {_lit(margin)})")
+            if margin > 0
+            else (lambda j, i: f"(>= Y_{j} Y_{i})")
+        )
         terms = ["(and " + " ".join(beat(j, i) for i in sorted(spec.classes)) + ")" for j in others]
         lines.append(f"(assert (or {' '.join(terms)}))")
     else:
@@ -162,7 +168,9 @@ def _lit(v: float) -> str:
 
 _DECL = re.compile(r"\(declare-const\s+([XY])_(\d+)\s+Real\)")
 _TERM = re.compile(r"\(\*\s+([-+0-9.eE]+)\s+X_(\d+)\)")
-_LINEAR = re.compile(r"\(assert\s+\(<=\s+(\(\+(?:\s*\(\*\s+[-+0-9.eE]+\s+X_\d+\))+\s*\)|\(\*\s+[-+0-9.eE]+\s+X_\d+\))\s+([-+0-9.eE]+)\)\)")
+_LINEAR = re.compile(
+    r"\(assert\s+\(<=\s+(\(\+(?:\s*\(\*\s+[-+0-9.eE]+\s+X_\d+\))+\s*\)|\(\*\s+[-+0-9.eE]+\s+X_\d+\))\s+([-+0-9.eE]+)\)\)"
+)
 _BOUND = re.compile(r"\(assert\s+\((<=|>=)\s+X_(\d+)\s+([-+0-9.eE]+)\)\)")
 
 

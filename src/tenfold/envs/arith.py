@@ -160,8 +160,14 @@ def test_set(level: int, n: int = 100) -> list[Problem]:
 
 
 def accuracy(
-    model, tokenizer, problems: list[Problem], samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-    seed: int = 0, batch_size: int = 128,
+    model,
+    tokenizer,
+    problems: list[Problem],
+    samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 128,
 ) -> float:
     """Pass rate of a policy on `problems`: greedy by default, else avg@`samples` (the mean correctness
     of `samples` sampled answers per problem, as HeaPA's avg@16 at temperature 1.0, top-p 0.7)."""
@@ -170,7 +176,9 @@ def accuracy(
     if temperature == 0 and samples != 1:
         raise TenfoldError("greedy decoding gives one answer per problem: use samples=1")
     params = [
-        SamplingParams(max_new_tokens=8, temperature=temperature, top_p=top_p, stop=("\n",), seed=seed * 7717 + i)
+        SamplingParams(
+            max_new_tokens=8, temperature=temperature, top_p=top_p, stop=("\n",), seed=seed * 7717 + i
+        )
         for i in range(len(problems) * samples)
     ]
     prompts = [p.prompt for p in problems for _ in range(samples)]
@@ -180,7 +188,12 @@ def accuracy(
 
 
 def level_accuracy(
-    model, tokenizer, n: int = 100, levels: tuple[int, ...] = LEVELS, samples: int = 1, temperature: float = 0.0,
+    model,
+    tokenizer,
+    n: int = 100,
+    levels: tuple[int, ...] = LEVELS,
+    samples: int = 1,
+    temperature: float = 0.0,
     top_p: float = 1.0,
 ) -> dict[str, float]:
     """{"L1": acc, ..., "mean": acc}: accuracy on each level's held-out test set (see `accuracy`)."""

@@ -21,7 +21,14 @@ from tenfold.heapa.pool import HeapPool, PoolConfig, PoolItem
 class HeapSampler:
     """A `torch.utils.data.Sampler`-compatible iterator of dataset indices drawn from a HeapPool."""
 
-    def __init__(self, dataset_size: int, batch_prompts: int, repeat: int = 1, steps: int = 1000, cfg: PoolConfig | None = None):
+    def __init__(
+        self,
+        dataset_size: int,
+        batch_prompts: int,
+        repeat: int = 1,
+        steps: int = 1000,
+        cfg: PoolConfig | None = None,
+    ):
         if dataset_size < 1 or batch_prompts < 1 or repeat < 1 or steps < 1:
             raise TenfoldError("dataset_size, batch_prompts, repeat and steps must all be >= 1")
         self.pool = HeapPool((PoolItem(i, str(i)) for i in range(dataset_size)), cfg)

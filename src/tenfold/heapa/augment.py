@@ -39,8 +39,8 @@ def expert_variant(p: Problem, rng: random.Random) -> tuple[str, float]:
             lo, hi = (0, 9) if x < 10 else (10 ** (len(str(x)) - 1), 10 ** len(str(x)) - 1)
             step = 3 if x < 10 else 9
             new.append(min(hi, max(lo, x + rng.randint(-step, step))))
-        it = iter(new)
-        expr = re.sub(r"\d+", lambda _m: str(next(it)), p.expr)
+        parts = re.split(r"\d+", p.expr)  # the operators and parentheses around the numbers
+        expr = parts[0] + "".join(str(v) + rest for v, rest in zip(new, parts[1:], strict=True))
         if expr != p.expr and evaluate(expr) >= 0:
             d = min(D_MAX, max(D_MIN, sum(new) / max(1, sum(nums))))
             return expr, round(d, 2)

@@ -162,9 +162,13 @@ def summarize(runs: list[dict], cfg: BenchConfig) -> dict:
     for arm in cfg.arms:
         rs = [r for r in runs if r["arm"] == arm]
         finals = [r["final"] for r in rs]
-        reach = [rollouts_to_reach(r["curve"], uniform_final[r["seed"]]) for r in rs if r["seed"] in uniform_final]
+        reach = [
+            rollouts_to_reach(r["curve"], uniform_final[r["seed"]]) for r in rs if r["seed"] in uniform_final
+        ]
         uni_reach = {
-            r["seed"]: rollouts_to_reach(r["curve"], uniform_final[r["seed"]]) for r in runs if r["arm"] == "uniform"
+            r["seed"]: rollouts_to_reach(r["curve"], uniform_final[r["seed"]])
+            for r in runs
+            if r["arm"] == "uniform"
         }
         ratio = [
             (x / uni_reach[r["seed"]]) if x is not None and uni_reach.get(r["seed"]) else None
@@ -210,7 +214,9 @@ def markdown(result: dict) -> str:
         )
     lines += ["", "| arm | " + " | ".join(f"L{lv}" for lv in LEVELS) + " |", "|---|" + "---|" * len(LEVELS)]
     for arm, x in s.items():
-        lines.append(f"| {arm} | " + " | ".join(f"{x['final_per_level'][f'L{lv}']:.2f}" for lv in LEVELS) + " |")
+        lines.append(
+            f"| {arm} | " + " | ".join(f"{x['final_per_level'][f'L{lv}']:.2f}" for lv in LEVELS) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -225,7 +231,9 @@ def plot(result: dict, path: str | Path) -> Path:
     for arm in result["config"]["arms"]:
         rs = [r for r in result["runs"] if r["arm"] == arm]
         grid = np.linspace(0, result["config"]["budget"], 25)
-        ys = [np.interp(grid, [p["rollouts"] for p in r["curve"]], [p["mean"] for p in r["curve"]]) for r in rs]
+        ys = [
+            np.interp(grid, [p["rollouts"] for p in r["curve"]], [p["mean"] for p in r["curve"]]) for r in rs
+        ]
         m = np.mean(ys, axis=0)
         ax.plot(grid, m, label=arm)
         if len(ys) > 1:

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="HeaPA: heap-based frontier prompt pool with on-policy augmentation (RLVR).", no_args_is_help=True)
+app = typer.Typer(
+    help="HeaPA: heap-based frontier prompt pool with on-policy augmentation (RLVR).", no_args_is_help=True
+)
 
 
 @app.command()
@@ -26,7 +28,9 @@ def warm(retrain: bool = False, quiet: bool = False) -> None:
 
 @app.command()
 def train(
-    arm: Annotated[str, typer.Option(help="uniform, dapo, prioritized, heap, heap+aug, heap+aug+path")] = "heap+aug+path",
+    arm: Annotated[
+        str, typer.Option(help="uniform, dapo, prioritized, heap, heap+aug, heap+aug+path")
+    ] = "heap+aug+path",
     budget: Annotated[int, typer.Option(help="rollouts to spend")] = 6144,
     out: Annotated[Path, typer.Option(help="run directory: metrics.jsonl, checkpoints")] = Path("runs/heapa"),
     seed: int = 0,
@@ -48,13 +52,26 @@ def train(
     policy, tok = load_model(warm_policy(quiet=quiet))
     source = make_source(arm, sample_problems(cfg.problems, seed), seed, cfg, policy, tok)
     rl = Config(
-        group_size=cfg.group_size, prompts_per_step=cfg.prompts_per_step, steps=10**6, lr=cfg.lr,
-        dynamic_sampling=arm == "dapo", eval_every=cfg.eval_every, ckpt_every=cfg.eval_every, seed=seed,
+        group_size=cfg.group_size,
+        prompts_per_step=cfg.prompts_per_step,
+        steps=10**6,
+        lr=cfg.lr,
+        dynamic_sampling=arm == "dapo",
+        eval_every=cfg.eval_every,
+        ckpt_every=cfg.eval_every,
+        seed=seed,
     )
     res = train_rl(
-        policy, tok, source, lambda it, text: reward(it.answer, text), rl,
-        evaluate=lambda m: level_accuracy(m, tok, cfg.eval_n), out_dir=out, rollout_budget=budget,
-        resume=resume, quiet=quiet,
+        policy,
+        tok,
+        source,
+        lambda it, text: reward(it.answer, text),
+        rl,
+        evaluate=lambda m: level_accuracy(m, tok, cfg.eval_n),
+        out_dir=out,
+        rollout_budget=budget,
+        resume=resume,
+        quiet=quiet,
     )
     if hasattr(source, "close"):
         source.close()

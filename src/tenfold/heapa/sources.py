@@ -39,7 +39,9 @@ class HeaPAConfig:
 class HeaPASource:
     """HeaPA as a prompt source. `policy`/`tokenizer` write the variants (needed when augmenting)."""
 
-    def __init__(self, problems: Sequence[Problem], cfg: HeaPAConfig | None = None, policy=None, tokenizer=None):
+    def __init__(
+        self, problems: Sequence[Problem], cfg: HeaPAConfig | None = None, policy=None, tokenizer=None
+    ):
         self.cfg = (cfg or HeaPAConfig()).validate()
         if self.cfg.augment and (policy is None or tokenizer is None):
             raise TenfoldError("augmentation needs the policy and its tokenizer")
@@ -95,7 +97,12 @@ class HeaPASource:
         was = self.policy.training
         self.policy.eval()
         params = [
-            SamplingParams(self.cfg.variant_max_tokens, self.cfg.variant_temperature, stop=("\n",), seed=self.step * 10007 + i)
+            SamplingParams(
+                self.cfg.variant_max_tokens,
+                self.cfg.variant_temperature,
+                stop=("\n",),
+                seed=self.step * 10007 + i,
+            )
             for i in range(len(items))
         ]
         gens = generate(self.policy, self.tok, [variant_prompt(it.answer.expr) for it in items], params)
@@ -121,7 +128,14 @@ class HeaPASource:
             self.next_id += 1
             if not self.lineage.add(child.parent_id, cid, child.difficulty):
                 continue
-            item = self._item(cid, problem, reward=child.prior, parent=child.parent_id, difficulty=child.difficulty, estimated=True)
+            item = self._item(
+                cid,
+                problem,
+                reward=child.prior,
+                parent=child.parent_id,
+                difficulty=child.difficulty,
+                estimated=True,
+            )
             if self.pool.add(item):
                 self.values[cid] = child.prior
 
@@ -198,7 +212,9 @@ class PrioritizedSource:
     """The prioritized baseline of HeaPA's code: p_i proportional to (1 - s_i + eps)^(1/T), s = (r̄ + 1)/2
     the pass rate (unscored prompts: s = 0.5), k prompts per step without replacement."""
 
-    def __init__(self, problems: Sequence[Problem], temperature: float = 1.0, eps: float = 0.05, seed: int = 0):
+    def __init__(
+        self, problems: Sequence[Problem], temperature: float = 1.0, eps: float = 0.05, seed: int = 0
+    ):
         if temperature <= 0:
             raise TenfoldError(f"temperature must be > 0, got {temperature}")
         self.items = [HeaPASource._item(i, p) for i, p in enumerate(problems)]

@@ -50,7 +50,13 @@ def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool =
     def build(d: Path) -> Path:
         model, tok = build_preset(w.preset, seed=w.seed)
         cfg = TrainConfig(
-            steps=w.steps, batch_size=w.batch_size, lr=w.lr, max_len=64, seed=w.seed, out_dir=str(d / "train"), quiet=quiet
+            steps=w.steps,
+            batch_size=w.batch_size,
+            lr=w.lr,
+            max_len=64,
+            seed=w.seed,
+            out_dir=str(d / "train"),
+            quiet=quiet,
         )
         train_lm(model, tok, warm_corpus(w), cfg)
         return d

@@ -58,7 +58,9 @@ class Config:
             if getattr(self, name) < 1:
                 raise TenfoldError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.aggregation not in ("token-mean", "seq-mean-token-mean"):
-            raise TenfoldError(f"aggregation must be token-mean or seq-mean-token-mean, got {self.aggregation!r}")
+            raise TenfoldError(
+                f"aggregation must be token-mean or seq-mean-token-mean, got {self.aggregation!r}"
+            )
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.lr > 0 and self.kl_coef >= 0):
             raise TenfoldError(f"bad clip, lr or kl settings: {self}")
         return self

@@ -164,14 +164,21 @@ def _step(model, tokenizer, source, reward_fn, cfg: Config, opt, ref, pad: int, 
         )
         for r in rolls:
             r.reward = float(reward_fn(items[r.group], r.text))
-        rewards = [[r.reward for r in rolls[g * cfg.group_size : (g + 1) * cfg.group_size]] for g in range(len(items))]
+        rewards = [
+            [r.reward for r in rolls[g * cfg.group_size : (g + 1) * cfg.group_size]]
+            for g in range(len(items))
+        ]
         t = time.perf_counter()
         source.update(items, rewards)
         source_s += time.perf_counter() - t
         generated += len(rolls)
         all_rewards += [r.reward for r in rolls]
         rounds += 1
-        keep = informative(torch.tensor(rewards)) if cfg.dynamic_sampling else torch.ones(len(items), dtype=torch.bool)
+        keep = (
+            informative(torch.tensor(rewards))
+            if cfg.dynamic_sampling
+            else torch.ones(len(items), dtype=torch.bool)
+        )
         for g in range(len(items)):
             if keep[g]:
                 kept_items.append(items[g])
@@ -190,7 +197,9 @@ def _step(model, tokenizer, source, reward_fn, cfg: Config, opt, ref, pad: int, 
         "gen_rounds": rounds,
         "groups_kept": len(kept_items),
         "reward_mean": sum(all_rewards) / len(all_rewards) if all_rewards else float("nan"),
-        "informative_share": float(informative(torch.tensor(kept_rewards)).float().mean()) if kept_rewards else 0.0,
+        "informative_share": float(informative(torch.tensor(kept_rewards)).float().mean())
+        if kept_rewards
+        else 0.0,
     }
     t = time.perf_counter()
     if kept:

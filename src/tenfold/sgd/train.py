@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tenfold.core.cache import cached_artefact
 from tenfold.core.errors import TenfoldError
-from tenfold.core.train import IGNORE, TrainConfig, Tokens, chat_example, train_lm
+from tenfold.core.train import IGNORE, Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
 from tenfold.sgd.prompts import direct_messages, expert_skeleton, point_messages, skeleton_messages
 from tenfold.sgd.skeleton import parse_skeleton
