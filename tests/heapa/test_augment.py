@@ -92,3 +92,15 @@ def test_heap_sampler_repeats_and_learns_from_feedback():
     with pytest.raises(TenfoldError):
         s.feedback([99], [1.0])
     assert len(s) == 3 * 2 * 3
+
+
+def test_heapa_source_state_round_trip():
+    import json
+
+    problems = [make_problem(1 + i % 6, random.Random(i)) for i in range(24)]
+    a = HeaPASource(problems, HeaPAConfig(augment=False))
+    a.update(a.sample(8), [[1.0, -1.0]] * 8)
+    b = HeaPASource(problems, HeaPAConfig(augment=False))
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert [x.id for x in a.sample(10)] == [x.id for x in b.sample(10)]
+    assert all(isinstance(x.answer, Problem) for x in b.pool.archive.values())
