@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tenfold.core.bench import save_figure
@@ -254,4 +254,4 @@ def write_json(result: dict, path: str | Path) -> None:
     atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
 
 
-__all__ = ["ARMS", "BenchConfig", "field", "markdown", "plot", "run_bench", "write_json"]
+__all__ = ["ARMS", "BenchConfig", "markdown", "plot", "run_bench", "write_json"]
