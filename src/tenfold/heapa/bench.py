@@ -44,6 +44,7 @@ class BenchConfig:
     eval_n: int = 40  # held-out problems per level
     eval_samples: int = 2  # avg@2 at temperature 1.0, top-p 0.7 (the paper: avg@16, same sampling)
     pool_size: int = 30000
+    split_at: float | None = None  # the HeaPA arms' boundary (None: the median, as the paper)
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -64,7 +65,9 @@ def make_source(arm: str, problems, seed: int, cfg: BenchConfig, policy, tok):
     if arm == "prioritized":
         return PrioritizedSource(problems, seed=seed)
     hc = HeaPAConfig(
-        pool=PoolConfig(max_size=cfg.pool_size, seed=seed, split_at=0.0 if arm == "heap@p=0.5" else None),
+        pool=PoolConfig(
+            max_size=cfg.pool_size, seed=seed, split_at=0.0 if arm == "heap@p=0.5" else cfg.split_at
+        ),
         augment=arm not in ("heap", "heap@p=0.5"),
         reestimate="path" if arm == "heap+aug+path" else None,
         group_size=cfg.group_size,
