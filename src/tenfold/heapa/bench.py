@@ -75,6 +75,34 @@ def make_source(arm: str, problems, seed: int, cfg: BenchConfig, policy, tok):
     return HeaPASource(problems, hc, policy, tok)
 
 
+def train_arm(
+    policy, tok, source, arm: str, seed: int, cfg: BenchConfig, evaluate, ckpt_every: int = 0, **train_kw
+):
+    """GRPO on arithmetic with `source` choosing the prompts, until `cfg.budget` rollouts (the bench
+    and `tenfold heapa train` share it); `train_kw` goes to `train_rl` (out_dir, resume, quiet)."""
+    rl = Config(
+        group_size=cfg.group_size,
+        prompts_per_step=cfg.prompts_per_step,
+        steps=10**6,  # the budget ends the run
+        lr=cfg.lr,
+        dynamic_sampling=arm == "dapo",
+        eval_every=cfg.eval_every,
+        ckpt_every=ckpt_every,
+        seed=seed,
+    )
+    train_kw.setdefault("quiet", True)
+    return train_rl(
+        policy,
+        tok,
+        source,
+        lambda item, text: reward(item.answer, text),
+        rl,
+        evaluate=evaluate,
+        rollout_budget=cfg.budget,
+        **train_kw,
+    )
+
+
 def run_arm(arm: str, seed: int, cfg: BenchConfig, warm_dir: Path) -> dict:
     import torch
 
@@ -84,26 +112,8 @@ def run_arm(arm: str, seed: int, cfg: BenchConfig, warm_dir: Path) -> dict:
     policy, tok = load_model(warm_dir)
     problems = sample_problems(cfg.problems, seed)
     source = make_source(arm, problems, seed, cfg, policy, tok)
-    rl = Config(
-        group_size=cfg.group_size,
-        prompts_per_step=cfg.prompts_per_step,
-        steps=10**6,  # the budget ends the run
-        lr=cfg.lr,
-        dynamic_sampling=arm == "dapo",
-        eval_every=cfg.eval_every,
-        seed=seed,
-    )
     t = time.perf_counter()
-    res = train_rl(
-        policy,
-        tok,
-        source,
-        lambda item, text: reward(item.answer, text),
-        rl,
-        evaluate=lambda m: _evaluate(m, tok, cfg),
-        rollout_budget=cfg.budget,
-        quiet=True,
-    )
+    res = train_arm(policy, tok, source, arm, seed, cfg, evaluate=lambda m: _evaluate(m, tok, cfg))
     seconds = time.perf_counter() - t
     start = _evaluate(load_model(warm_dir)[0].eval(), tok, cfg)
     steps = res.history

@@ -40,36 +40,25 @@ def train(
     """Train the warm policy with GRPO on arithmetic, prompts chosen by `arm`, until `budget` rollouts."""
     from tenfold.core.errors import TenfoldError
     from tenfold.core.models import load_model
-    from tenfold.envs.arith import level_accuracy, reward, sample_problems
-    from tenfold.heapa.bench import ARMS, BenchConfig, make_source
+    from tenfold.envs.arith import level_accuracy, sample_problems
+    from tenfold.heapa.bench import ARMS, BenchConfig, make_source, train_arm
     from tenfold.heapa.train import warm_policy
-    from tenfold.rl.grpo import Config
-    from tenfold.rl.trainer import train_rl
 
     if arm not in ARMS:
         raise TenfoldError(f"unknown arm {arm!r}; arms are {', '.join(ARMS)}")
     cfg = BenchConfig(budget=budget)
     policy, tok = load_model(warm_policy(quiet=quiet))
     source = make_source(arm, sample_problems(cfg.problems, seed), seed, cfg, policy, tok)
-    rl = Config(
-        group_size=cfg.group_size,
-        prompts_per_step=cfg.prompts_per_step,
-        steps=10**6,
-        lr=cfg.lr,
-        dynamic_sampling=arm == "dapo",
-        eval_every=cfg.eval_every,
-        ckpt_every=cfg.eval_every,
-        seed=seed,
-    )
-    res = train_rl(
+    res = train_arm(
         policy,
         tok,
         source,
-        lambda it, text: reward(it.answer, text),
-        rl,
+        arm,
+        seed,
+        cfg,
         evaluate=lambda m: level_accuracy(m, tok, cfg.eval_n),
+        ckpt_every=cfg.eval_every,
         out_dir=out,
-        rollout_budget=budget,
         resume=resume,
         quiet=quiet,
     )
