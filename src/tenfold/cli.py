@@ -27,6 +27,7 @@ def _mount_systems() -> None:
     """One sub-app per built system; their heavy imports happen inside the commands."""
     from tenfold.autospec.cli import app as autospec_app
     from tenfold.cake.cli import app as cake_app
+    from tenfold.cav.cli import app as cav_app
     from tenfold.comem.cli import app as comem_app
     from tenfold.heapa.cli import app as heapa_app
     from tenfold.hetermoe.cli import app as hetermoe_app
@@ -38,6 +39,7 @@ def _mount_systems() -> None:
     app.add_typer(heapa_app, name="heapa")
     app.add_typer(hetermoe_app, name="hetermoe")
     app.add_typer(autospec_app, name="autospec")
+    app.add_typer(cav_app, name="cav")
 
 
 _mount_systems()

@@ -229,3 +229,89 @@ def optimise_patch(
 def zero_patch(perception: Perception, cfg: WhiteBoxConfig) -> Patch:
     c = perception.models["intermediate"].head[0][0].in_channels
     return Patch(torch.zeros(c, cfg.patch, cfg.patch), cfg)
+
+
+# ------------------------------------------------------------------ adversarial-shape removal (black box)
+
+
+def ray_polygon_distances(origin: np.ndarray, angles: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """(A,) distance along each ray to the closed polygon `poly` (V, 2); inf where it misses."""
+    a = poly
+    b = np.roll(poly, -1, axis=0)
+    d = np.stack([np.cos(angles), np.sin(angles)], -1)  # (A, 2)
+    e = b - a  # (V, 2)
+    w = a - origin  # (V, 2)
+    den = d[:, None, 0] * e[None, :, 1] - d[:, None, 1] * e[None, :, 0]  # cross(d, e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (w[None, :, 0] * e[None, :, 1] - w[None, :, 1] * e[None, :, 0]) / den  # along the ray
+        u = (w[None, :, 0] * d[:, None, 1] - w[None, :, 1] * d[:, None, 0]) / den  # along the edge
+    ok = (np.abs(den) > 1e-12) & (t > 0) & (u >= 0) & (u <= 1)
+    return np.where(ok, t, np.inf).min(1)
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """The paper's genetic search: 5 generations of 10 shapes, vertex offsets within +-0.2 m."""
+
+    generations: int = 5
+    population: int = 10
+    offset: float = 0.2
+    vertices_per_side: int = 3  # vertices along each side of the box outline (corners included once)
+
+
+def _outline(box: np.ndarray, per_side: int) -> np.ndarray:
+    c = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=float)  # corners in box units, counter-clockwise
+    pts = []
+    for i in range(4):
+        p, q = c[i], c[(i + 1) % 4]
+        for k in range(per_side - 1):
+            pts.append(p + (q - p) * k / (per_side - 1))
+    local = np.array(pts) * [box[2] / 2, box[3] / 2]
+    cs, sn = np.cos(box[4]), np.sin(box[4])
+    return box[:2] + local @ np.array([[cs, sn], [-sn, cs]])
+
+
+def shape_remove(
+    scan: Scan,
+    frame: Frame,
+    target_id: int,
+    target: np.ndarray,
+    score,
+    rng: np.random.Generator,
+    cfg: ShapeConfig | None = None,
+) -> Fabrication:
+    """Removal by an adversarial shape: the target's returns are replaced by hits on a deformed outline of
+    the target, whose vertex offsets a genetic search picks to minimise `score(fabrication)` (the victim
+    detector's confidence at the target; queried as a black box). Rays that miss the shape get the
+    background, as in `raycast_remove`."""
+    cfg = cfg or ShapeConfig()
+    base = raycast_remove(scan, frame, target_id, target)
+    pts = scan.ray_points
+    rays = np.nonzero(scan.valid)[0][points_in_boxes(pts, target[None], REMOVE_MARGIN)[:, 0]]
+    outline = _outline(target, cfg.vertices_per_side)
+    others = frame.ids != target_id
+    bg, _ = cast(scan.origin, scan.angles[rays], frame.boxes[others], frame.ids[others], scan.max_range)
+
+    def build(offsets: np.ndarray) -> Fabrication:
+        d = ray_polygon_distances(scan.origin, scan.angles[rays], outline + offsets)
+        r = np.minimum(d, bg)
+        keep = np.isfinite(r)
+        p = scan.origin + scan.directions()[rays[keep]] * r[keep, None]
+        return Fabrication("remove", target.copy(), p, base.delete_box)
+
+    pop = rng.uniform(-cfg.offset, cfg.offset, size=(cfg.population, *outline.shape))
+    scores = np.array([score(build(x)) for x in pop])
+    for _ in range(cfg.generations - 1):
+        elite = pop[np.argsort(scores)[: cfg.population // 2]]
+        kids = []
+        for _k in range(cfg.population - len(elite)):
+            a, b = elite[rng.integers(len(elite))], elite[rng.integers(len(elite))]
+            mix = rng.random(a.shape[0])[:, None] < 0.5
+            child = np.where(mix, a, b) + rng.normal(0, cfg.offset / 3, size=a.shape)
+            kids.append(np.clip(child, -cfg.offset, cfg.offset))
+        kid_scores = np.array([score(build(x)) for x in kids])
+        pop = np.concatenate([elite, np.array(kids)])
+        scores = np.concatenate([np.sort(scores)[: len(elite)], kid_scores])
+    best = build(pop[int(np.argmin(scores))])
+    # the plain removal is a candidate too: the search never does worse than deleting
+    return best if min(scores) < score(base) else base

@@ -17,6 +17,7 @@ from tenfold.cav.attack import WhiteBoxConfig
 from tenfold.cav.cases import make_cases
 from tenfold.cav.evaluate import SETTINGS, collect_evidence, pick_threshold, run_attack
 from tenfold.cav.geometry import box_iou
+from tenfold.cav.perception import observe
 from tenfold.cav.train import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TrainConfig, evaluate_ap, load_perception
 from tenfold.cav.world import generate_scene
 from tenfold.core.io import atomic_write_text
@@ -62,10 +63,13 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
             rec = {"split": split, "seed": case.seed, "kind": case.kind, "setting": _key(mode, attack)}
             # a removal is only meaningful when the victim sees the target without an attack
             if case.kind == "remove":
-                from tenfold.cav.perception import observe
-
-                boxes, _ = perception.detect(observe(scene, t), case.victim, mode, scene.pose(t, case.victim))
+                scans = observe(scene, t)
+                boxes, _ = perception.detect(scans, case.victim, mode, scene.pose(t, case.victim))
                 rec["attackable"] = bool(len(boxes) and box_iou(boxes, case.box[None]).max() > 0)
+                # returns of the target from vehicles other than the attacker: beyond its reach
+                rec["benign_returns"] = int(
+                    sum((s.hit_ids == case.target_id).sum() for v, s in scans.items() if v != case.attacker)
+                )
             else:
                 rec["attackable"] = True
             if rec["attackable"]:
@@ -98,6 +102,10 @@ def summarise(records: list[dict]) -> dict:
         rs = [r["success"] for r in test if r["setting"] == key]
         if rs:
             out["success"][key] = {"rate": float(np.mean(rs)), "n": len(rs)}
+        # removals of a target no benign CAV sees (< 3 returns): the attacker controls all the evidence
+        rs = [r["success"] for r in test if r["setting"] == key and r.get("benign_returns", 99) < 3]
+        if rs:
+            out["success"][f"{key}/remove-unseen"] = {"rate": float(np.mean(rs)), "n": len(rs)}
     # CAD: thresholds per kind on validation, then the test operating point over both kinds
     thresholds = {}
     for kind in ("spoof", "remove"):
@@ -136,13 +144,19 @@ def markdown(result: dict) -> str:
     ap, s = result["ap"], result["summary"]
     lines = ["| perception | AP@0.5 | AP@0.7 |", "|---|---|---|"]
     lines += [f"| {m} | {v['ap50']:.3f} | {v['ap70']:.3f} |" for m, v in ap.items()]
-    lines += ["", "| fusion / attack | spoof success | remove success | all |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| fusion / attack | spoof success | remove success | remove, target unseen by benign CAVs | all |",
+        "|---|---|---|---|---|",
+    ]
     for mode, attack in SETTINGS:
         k = _key(mode, attack)
         cell = lambda kk: (  # noqa: E731
             f"{s['success'][kk]['rate']:.0%} (n={s['success'][kk]['n']})" if kk in s["success"] else "-"
         )
-        lines.append(f"| {k} | {cell(k + '/spoof')} | {cell(k + '/remove')} | {cell(k)} |")
+        lines.append(
+            f"| {k} | {cell(k + '/spoof')} | {cell(k + '/remove')} | {cell(k + '/remove-unseen')} | {cell(k)} |"
+        )
     c = s["cad"]
     lines += [
         "",

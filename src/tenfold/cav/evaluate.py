@@ -15,6 +15,7 @@ from tenfold.cav.attack import (
     optimise_patch,
     raycast_remove,
     raycast_spoof,
+    shape_remove,
     success,
     zero_patch,
 )
@@ -31,6 +32,7 @@ SETTINGS = (
     ("early", "naive"),
     ("early", "raycast"),
     ("early", "raycast-async"),
+    ("early", "shape"),
     ("intermediate", "raycast"),
     ("intermediate", "whitebox"),
     ("intermediate", "whitebox-async"),
@@ -83,6 +85,8 @@ def run_attack(
         )
     if attack == "naive" and case.kind != "spoof":
         raise TenfoldError("the naive blob attack only spoofs")
+    if attack == "shape" and case.kind != "remove":
+        raise TenfoldError("the adversarial-shape attack only removes")
     wb = wb or WhiteBoxConfig()
     scene = scene or generate_scene(case.seed)
     t = len(scene.frames) - 1
@@ -93,6 +97,25 @@ def run_attack(
     if attack == "naive":
         edited = naive_spoof(
             true_scans[att], target, len(offline.points), np.random.default_rng([case.seed, 5])
+        )
+    elif attack == "shape":
+        centre_v = scene.pose(t, case.victim)
+
+        def score(fab: Fabrication) -> float:
+            trial = dict(true_scans)
+            trial[att] = apply(true_scans[att], fab)
+            return perception.target_confidence(trial, case.victim, mode, centre_v, target)
+
+        edited = apply(
+            true_scans[att],
+            shape_remove(
+                true_scans[att],
+                scene.frames[t],
+                case.target_id,
+                target,
+                score,
+                np.random.default_rng([case.seed, 13]),
+            ),
         )
     elif attack.endswith("async") or attack.endswith("online"):
         edited = _async_edit(case, scene, t, true_scans)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from tenfold.cav.detector import BEVDetector, GridConfig, check_mode, decode, rasterize
+from tenfold.cav.geometry import box_mask
 from tenfold.cav.lidar import LidarConfig, Scan, scan
 from tenfold.cav.world import CAR, Scene
 
@@ -100,3 +101,21 @@ class Perception:
     ) -> tuple[np.ndarray, np.ndarray]:
         """World-frame boxes and scores the victim perceives."""
         return decode(self.maps(scans, victim, mode, centre, edit), centre, self.grid, self.threshold)
+
+    @torch.no_grad()
+    def target_confidence(
+        self,
+        scans: dict[int, Scan],
+        victim: int,
+        mode: str,
+        centre: np.ndarray,
+        target: np.ndarray,
+        margin: float = 1.0,
+    ) -> float:
+        """The detector's highest centre probability on feature cells within `target` grown by `margin`:
+        the score a black-box removal attack drives down."""
+        heat = torch.sigmoid(self.maps(scans, victim, mode, centre)[0]).numpy()
+        g = self.grid
+        axis = (np.arange(g.feat_size) + 0.5) * g.feat_cell - g.half_range
+        mask = box_mask(target[None], axis + centre[0], axis + centre[1], margin)
+        return float(heat[mask].max()) if mask.any() else 0.0

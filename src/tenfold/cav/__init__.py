@@ -1,0 +1,7 @@
+"""Data-fabrication attacks on collaborative LiDAR perception and their collaborative anomaly detection
+(Zhang et al., "On Data Fabrication in Collaborative Vehicular Perception: Attacks and
+Countermeasures", USENIX Security 2024), in a generated 2D bird's-eye-view world."""
+
+from tenfold.cav.api import Detection, attack_scene, check_frame, generate_scene, load_perception, make_case
+
+__all__ = ["Detection", "attack_scene", "check_frame", "generate_scene", "load_perception", "make_case"]
