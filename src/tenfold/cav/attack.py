@@ -11,7 +11,8 @@ White-box, intermediate fusion: a perturbation patch delta (C x 20 x 20 feature 
 frame, placed with sub-pixel accuracy by `affine_grid`/`grid_sample`) is added to the attacker's shared
 feature map, clipped to +-clip, optimised with Adam on  sum_cells w * log(1 - p)  (spoof) or its
 negation (remove), w a Gaussian weight around the target centre (the paper weights anchors by IoU);
-it starts from the ray-cast edit.
+it starts from the ray-cast edit. By default the spoof loss also pulls the box regression toward the
+fake car (`box_weight`; 0 gives the paper's loss), so the phantom has a car's footprint.
 Real time: `async` computes the edit on frame t-1 and applies it at t (fabricated points shifted by the
 object's motion; the patch follows the target); `online` warm-starts delta from the previous frame and
 takes a few Adam steps per frame.
@@ -140,6 +141,9 @@ class WhiteBoxConfig:
     online_steps: int = 2
     sigma_spoof: float = 1.0  # Gaussian weight (feature cells) around the target centre
     sigma_remove: float = 2.5
+    # a stronger attacker than the paper's: also pull the spoofed box's regression (offset, size, yaw)
+    # toward the fake car, so the phantom has a car's footprint; 0 = the paper's loss
+    box_weight: float = 1.0
 
 
 @dataclass
@@ -208,6 +212,8 @@ def optimise_patch(
     i0, i1 = max(ci - half, 0), min(ci + half, g.feat_size)
     j0, j1 = max(cj - half, 0), min(cj + half, g.feat_size)
     w = w[i0:i1, j0:j1]
+    reg_t = torch.from_numpy(_box_targets(target, centre, perception))[:, i0:i1, j0:j1]
+    reg_w = (w > 0.1).float() if kind == "spoof" and cfg.box_weight > 0 else None
     delta = patch.delta.clone().requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr)
     for p in model.parameters():
@@ -215,15 +221,31 @@ def optimise_patch(
     for _ in range(steps):
         shared = own + Patch(delta, cfg).place(target, centre, perception)
         fused = shared if others is None else torch.maximum(shared, others)
-        logit = model.head(fused[None, :, i0:i1, j0:j1])[0, 0]
-        log1mp = F.logsigmoid(-logit)  # log(1 - p), numerically stable
+        out = model.head(fused[None, :, i0:i1, j0:j1])[0]
+        log1mp = F.logsigmoid(-out[0])  # log(1 - p), numerically stable
         loss = (w * log1mp).sum() if kind == "spoof" else -(w * log1mp).sum()
+        if reg_w is not None:  # once the phantom is confident (p >= 0.95), only its footprint is optimised
+            loss = (w * log1mp.clamp(min=float(np.log(0.05)))).sum()
+            loss = loss + cfg.box_weight * (reg_w * (out[1:] - reg_t).abs().sum(0)).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         with torch.no_grad():
             delta.clamp_(-cfg.clip, cfg.clip)
     return Patch(delta.detach(), cfg)
+
+
+def _box_targets(target: np.ndarray, centre: np.ndarray, perception: Perception) -> np.ndarray:
+    """(6, H, W): what each feature cell would regress if the target's centre fell in it."""
+    g = perception.grid
+    fs, fc = g.feat_size, g.feat_cell
+    u = (target[0] - centre[0] + g.half_range) / fc
+    v = (target[1] - centre[1] + g.half_range) / fc
+    ys, xs = np.mgrid[0:fs, 0:fs].astype(np.float32)
+    const = [np.log(target[2]), np.log(target[3]), np.cos(2 * target[4]), np.sin(2 * target[4])]
+    return np.stack([u - xs - 0.5, v - ys - 0.5, *[np.full((fs, fs), c, np.float32) for c in const]]).astype(
+        np.float32
+    )
 
 
 def zero_patch(perception: Perception, cfg: WhiteBoxConfig) -> Patch:

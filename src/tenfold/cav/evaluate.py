@@ -38,7 +38,12 @@ SETTINGS = (
     ("intermediate", "whitebox-async"),
     ("intermediate", "whitebox-online"),
 )
+ONLY = {"naive": "spoof", "shape": "remove"}  # attacks that exist for one kind only
 MATCH_RADIUS = 2.0  # an error counts for an object when its centroid lies this close (the paper's 2 m)
+
+
+def applicable(kind: str, attack: str) -> bool:
+    return ONLY.get(attack, kind) == kind
 
 
 def fabricate(case: Case, scene: Scene, frame: int, scan: Scan) -> Fabrication:

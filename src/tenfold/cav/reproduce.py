@@ -17,7 +17,7 @@ def reproduce(ctx: Context) -> list[Row]:
     succ = s["success"]
     rate = lambda k: succ.get(k, {}).get("rate", float("nan"))  # noqa: E731
     n = lambda k: succ.get(k, {}).get("n", 0)  # noqa: E731
-    cad = s["cad"]["all"]
+    cad, hard = s["cad"]["all"], s["cad"]["unseen/all"]
     ratio = lambda a, b: rate(a) / rate(b) if rate(b) > 0 else float("nan")  # noqa: E731
     return [
         Row(
@@ -35,7 +35,9 @@ def reproduce(ctx: Context) -> list[Row]:
             rate("early/raycast"),
             0.86,
             detail=f"spoof {rate('early/raycast/spoof'):.0%} (n={n('early/raycast/spoof')}), "
-            f"remove {rate('early/raycast/remove'):.0%} (n={n('early/raycast/remove')})",
+            f"remove {rate('early/raycast/remove'):.0%} (n={n('early/raycast/remove')}; adversarial shape "
+            f"{rate('early/shape/remove'):.0%}); remove when no benign CAV sees the target "
+            f"{rate('unseen/early/raycast/remove'):.0%} (n={n('unseen/early/raycast/remove')})",
         ),
         Row(
             "white-box feature attack success, intermediate fusion",
@@ -73,9 +75,9 @@ def reproduce(ctx: Context) -> list[Row]:
             "cad_tpr",
             cad["tpr"],
             0.85,
-            detail=f"{cad['attacks']} attacks; target seen by a benign CAV: {cad['tpr_observed']:.0%} "
-            f"({cad['observed_share']:.0%} of attacks), unseen: {cad['tpr_unobserved']:.0%}; attacker forges "
-            f"its own map: {cad['tpr_forged']:.0%}",
+            detail=f"{cad['attacks']} attacks, {cad['observed_share']:.0%} with the target seen by a benign CAV; "
+            f"attacker forges its own map: {cad['tpr_forged']:.0%}. Targets no benign CAV observes "
+            f"({hard['attacks']} attacks): {hard['tpr']:.0%}, forged map: {hard['tpr_forged']:.0%}",
         ),
         Row(
             "CAD false-positive rate on legitimate objects (held-out scenes)",
