@@ -138,29 +138,33 @@ def test_whitebox_patch_lowers_its_loss_and_stays_clipped():
     t = len(scene.frames) - 1
     scans = observe(scene, t, LidarConfig())
     centre = scene.pose(t, case.victim)
-    cfg = WhiteBoxConfig(clip=0.5)
+    g = perception.grid
+    ci = int((case.box[1] - centre[1] + g.half_range) / g.feat_cell)
+    cj = int((case.box[0] - centre[0] + g.half_range) / g.feat_cell)
 
-    def score(p):
+    def maps_at_target(p):
         with torch.no_grad():
-            maps = perception.maps(
-                scans,
-                case.victim,
-                "intermediate",
-                centre,
-                edit=(case.attacker, lambda f: f + p.place(case.box, centre, perception)),
-            )
-        g = perception.grid
-        i = int((case.box[1] - centre[1] + g.half_range) / g.feat_cell)
-        j = int((case.box[0] - centre[0] + g.half_range) / g.feat_cell)
-        return float(maps[0, i, j])
+            edit = (case.attacker, lambda f: f + p.place(case.box, centre, perception))
+            return perception.maps(scans, case.victim, "intermediate", centre, edit=edit)[:, ci, cj]
 
+    def box_error(p):  # L1 between the centre cell's regression and the fake car's values
+        want = torch.from_numpy(make_targets(case.box[None], centre, g)["reg"][:, ci, cj])
+        return float((maps_at_target(p)[1:] - want).abs().sum())
+
+    cfg = WhiteBoxConfig(clip=0.5, box_weight=0.0)  # the paper's loss
     p0 = zero_patch(perception, cfg)
     p1 = optimise_patch(
         perception, scans, case.attacker, case.victim, centre, "spoof", case.box, p0, 30, 0.05
     )
     assert p1.delta.abs().max() <= 0.5 + 1e-6
-    assert score(p1) > score(p0) + 0.1  # the centre logit at the fake car rises
+    assert maps_at_target(p1)[0] > maps_at_target(p0)[0] + 0.1  # the centre logit at the fake car rises
     p2 = optimise_patch(
         perception, scans, case.attacker, case.victim, centre, "remove", case.box, p0, 30, 0.05
     )
-    assert score(p2) < score(p0)
+    assert maps_at_target(p2)[0] < maps_at_target(p0)[0]
+    # the footprint term (a stronger attacker than the paper's) pulls the regression toward the fake car
+    strong = zero_patch(perception, WhiteBoxConfig(clip=0.5, box_weight=1.0))
+    p3 = optimise_patch(
+        perception, scans, case.attacker, case.victim, centre, "spoof", case.box, strong, 30, 0.05
+    )
+    assert box_error(p3) < box_error(p0)
