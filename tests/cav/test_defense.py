@@ -73,3 +73,22 @@ def test_pick_threshold_by_hand():
     th, tpr, fpr = pick_threshold([5.0, 6.0, 7.0, 0.5], [0.1, 0.2, 1.0, 5.5])
     # flag above 1.0: TPR 3/4, FPR 1/4 -> 0.5625, the best product
     assert th == pytest.approx(1.0) and tpr == pytest.approx(0.75) and fpr == pytest.approx(0.25)
+
+
+def test_unseen_cases_hide_the_target_from_every_benign_vehicle():
+    from tenfold.cav.cases import benign_view
+
+    found = 0
+    for seed in range(3_000_000, 3_000_012):
+        c = make_case(seed, "spoof", unseen=True)
+        if c is None:
+            continue
+        scene = generate_scene(seed)
+        scans = observe(scene, 9)
+        assert benign_view(scene, 9, scans, c.attacker)(c.box) < 0.1
+        # ... while the attacker's own honest map sees the spot (so an unforged map gives it away)
+        m = occupancy_map(scans[c.attacker], scene, scene.pose(9, c.attacker))
+        xs, ys = m.cell_centres()
+        assert m.free[box_mask(c.box[None], xs, ys)].mean() > 0.3
+        found += 1
+    assert found >= 1
