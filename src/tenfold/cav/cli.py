@@ -115,9 +115,11 @@ def detect(
     mode: ModeOpt = "early",
     method: AttackOpt = "raycast",
     spoof_threshold: Annotated[
-        float, typer.Option(help="m^2 of observed free space a detection may hold")
-    ] = 1.0,
-    remove_threshold: Annotated[float, typer.Option(help="m^2 of unexplained occupied space allowed")] = 1.0,
+        float, typer.Option(help="m^2 of observed free space a detection may hold (default: validation pick)")
+    ] = 6.3,
+    remove_threshold: Annotated[
+        float, typer.Option(help="m^2 of unexplained occupied space allowed (default: validation pick)")
+    ] = 4.1,
     forged: Annotated[
         bool, typer.Option(help="the attacker builds its occupancy map from its fabricated scan")
     ] = False,
