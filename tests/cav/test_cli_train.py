@@ -110,3 +110,24 @@ def test_summary_thresholds_come_from_validation_only():
     c = s["cad"]["all"]
     assert c["tpr"] == pytest.approx(0.5) and c["fpr"] == pytest.approx(1 / 3) and c["tpr_forged"] == 0.0
     assert s["success"]["early/raycast"]["rate"] == 1.0
+
+
+def test_bench_pipeline_end_to_end_on_a_tiny_config(tmp_path, monkeypatch, tiny_perception):
+    from tenfold.cav import bench
+
+    monkeypatch.setattr(bench, "load_perception", lambda *a, **k: tiny_perception)
+    cfg = bench.BenchConfig(val_scenes=3, test_scenes=3, unseen_scenes=4, ap_scenes=2)
+    cfg.whitebox = bench.WhiteBoxConfig(steps=3)
+    result = bench.run_bench(cfg, quiet=True)
+    splits = {r["split"] for r in result["records"]}
+    assert splits == {"val", "test", "unseen"} or splits == {"val", "test"}
+    tested = {r["setting"] for r in result["records"] if r["split"] == "test"}
+    assert tested == {f"{m}/{a}" for m, a in bench.SETTINGS}
+    for r in result["records"]:
+        assert r["attackable"] in (True, False)
+        if r["attackable"]:
+            assert isinstance(r["success"], bool)
+    assert set(result["ap"]) == {"single", "early", "intermediate"}
+    md = bench.markdown(result)
+    assert "CAD thresholds" in md and "early/raycast" in md
+    assert bench.plot(result, tmp_path / "p.png").stat().st_size > 10_000

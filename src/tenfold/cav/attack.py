@@ -124,7 +124,7 @@ def apply(scan: Scan, fab: Fabrication) -> Scan:
 
 def success(kind: str, boxes: np.ndarray, target: np.ndarray) -> bool:
     """The paper's rule: spoof -> some box has IoU > 0 with the fake; remove -> none overlaps the target."""
-    overlap = len(boxes) > 0 and box_iou(boxes, target[None]).max() > 0
+    overlap = bool(len(boxes) > 0 and box_iou(boxes, target[None]).max() > 0)
     return overlap if kind == "spoof" else not overlap
 
 
