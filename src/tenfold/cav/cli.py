@@ -88,23 +88,11 @@ def attack(
         f"{'SUCCESS' if a.success else 'failed'} ({len(a.boxes)} detections)"
     )
     if out:
-        from tenfold.cav.render import render
+        from tenfold.cav.render import render_case
         from tenfold.cav.world import generate_scene
 
-        scene = generate_scene(seed)
-        t = len(scene.frames) - 1
-        render(
-            out,
-            scene,
-            t,
-            a.scans,
-            case.victim,
-            case.attacker,
-            a.boxes,
-            case.box,
-            kind,
-            title=f"scene {seed}: {kind} via {mode}/{method}: {'success' if a.success else 'failed'}",
-        )
+        status = "success" if a.success else "failed"
+        render_case(out, generate_scene(seed), case, a, f"scene {seed}: {kind} via {mode}/{method}: {status}")
         print(f"-> {out}")
 
 
@@ -147,24 +135,11 @@ def detect(
         f"{len(d.flagged_regions)} unexplained regions; the attack is {'DETECTED' if caught else 'not detected'}"
     )
     if out:
-        from tenfold.cav.render import render
+        from tenfold.cav.render import render_case
 
-        t = len(scene.frames) - 1
         pts = np.array([c for _, c in d.flagged_regions]) if d.flagged_regions else None
-        render(
-            out,
-            scene,
-            t,
-            a.scans,
-            case.victim,
-            case.attacker,
-            a.boxes,
-            case.box,
-            kind,
-            d.flagged_boxes,
-            pts,
-            title=f"scene {seed}: {kind} via {mode}/{method}; CAD: {'detected' if caught else 'missed'}",
-        )
+        title = f"scene {seed}: {kind} via {mode}/{method}; CAD: {'detected' if caught else 'missed'}"
+        render_case(out, scene, case, a, title, d.flagged_boxes, pts)
         print(f"-> {out}")
 
 

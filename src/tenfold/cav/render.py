@@ -99,3 +99,24 @@ def render(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def render_case(
+    path, scene: Scene, case, attacked, title: str, flagged_boxes=None, flagged_points=None
+) -> Path:
+    """An attacked frame: the attacker's edited returns, the victim's detections, the target."""
+    t = len(scene.frames) - 1
+    return render(
+        path,
+        scene,
+        t,
+        attacked.scans,
+        case.victim,
+        case.attacker,
+        attacked.boxes,
+        case.box,
+        case.kind,
+        flagged_boxes,
+        flagged_points,
+        title,
+    )
