@@ -13,7 +13,7 @@ and width, and (cos 2 yaw, sin 2 yaw) (a box is the same turned by 180 degrees).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -65,9 +65,6 @@ def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequen
 class DetectorConfig:
     width: int = 32
     head_width: int = 48
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class BEVDetector(nn.Module):

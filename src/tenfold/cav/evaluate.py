@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,7 +72,6 @@ class Attacked:
     scores: np.ndarray
     success: bool
     patch: Patch | None = None
-    fabricated_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 def run_attack(
@@ -182,8 +181,7 @@ def run_attack(
         )
     else:
         boxes, scores = perception.detect(scans, case.victim, mode, centre)
-    fab_pts = edited.extra if attack == "naive" else offline.points
-    return Attacked(scans, true_scans, boxes, scores, success(case.kind, boxes, target), patch, fab_pts)
+    return Attacked(scans, true_scans, boxes, scores, success(case.kind, boxes, target), patch)
 
 
 # ------------------------------------------------------------------------------------------------ CAD

@@ -61,10 +61,6 @@ class Frame:
             raise TenfoldError(f"object id {obj_id} is not in this frame")
         return int(hit[0])
 
-    @property
-    def cars(self) -> np.ndarray:
-        return self.boxes[self.kinds == CAR]
-
 
 @dataclass
 class Scene:
