@@ -64,6 +64,15 @@ def test_expert_skeleton_parses_to_the_question_graph():
 def test_bad_mode():
     with pytest.raises(TenfoldError, match="mode"):
         SGDConfig(mode="fast").validate()
+    with pytest.raises(TenfoldError, match="forward"):
+        SGDConfig(forward="summary").validate()
+
+
+def test_both_forward_modes_give_every_part():
+    """Parents' results and parents' whole texts both carry what a dependent point needs."""
+    for forward in ("result", "text"):
+        q, a, _, _ = run("sgd", forward=forward)
+        assert all(score(q, a.text).values()), (forward, a.text)
 
 
 def test_bench_arms_on_the_same_questions():

@@ -1,9 +1,12 @@
 import random
 
+import pytest
+
+from tenfold.core.errors import TenfoldError
 from tenfold.envs.chains import score
 from tenfold.sgd.prompts import POINT_SYSTEM, SKELETON_SYSTEM
 from tenfold.sgd.skeleton import parse_skeleton
-from tenfold.sgd.train import corpus, expert_chats, sample_question
+from tenfold.sgd.train import corpus, expert_chats, recall_example, sample_question
 
 
 def test_expert_chats_are_consistent_with_the_question():
@@ -18,9 +21,29 @@ def test_expert_chats_are_consistent_with_the_question():
         assert all(score(q, "\n".join(lines)).values())
         for chat, part in zip(chats["point"], q.parts, strict=True):
             known = chat[-2]["content"].split("Known: ")[1].split("\n")[0]
-            for d in part.deps:  # each parent's full answer line is forwarded, and only parents'
-                assert q.solution(d) in known
-            assert known == "nothing yet" or known.count("=") >= len(part.deps)
+            values = {p.name: p.value for p in q.parts}
+            # each parent's result (name = final value) is forwarded, and only parents'
+            assert known == ("; ".join(f"{d} = {values[d]}" for d in part.deps) or "none")
+        easy = [c[-1]["content"] for c in chats["easy-point"]]
+        assert easy == [c[-1]["content"] for c, p in zip(chats["point"], q.parts) if p.difficulty == "easy"]
+
+
+def test_result_of_reads_the_final_value_and_forward_modes_differ():
+    from tenfold.core.errors import TenfoldError
+    from tenfold.sgd.prompts import point_messages, result_of
+
+    assert result_of("C = A + 7 = 76 + 7 = 83\nextra") == "C = 83"
+    assert result_of("no equation here") == "no equation here"
+    q = sample_question(random.Random(5))
+    skel = parse_skeleton(chats_plan := expert_chats(q)["skeleton"][0][-1]["content"])
+    assert chats_plan
+    point = skel.points[-1]
+    parents = {1: q.solution(q.parts[0].name)}
+    as_result = point_messages(q.text, skel, point, parents)[-1]["content"]
+    as_text = point_messages(q.text, skel, point, parents, forward="text")[-1]["content"]
+    assert f"Known: {result_of(parents[1])}" in as_result and f"Known: {parents[1]}" in as_text
+    with pytest.raises(TenfoldError, match="forward"):
+        point_messages(q.text, skel, point, parents, forward="summary")
 
 
 def test_corpus_mixes_the_three_jobs_and_is_seeded():
@@ -28,6 +51,10 @@ def test_corpus_mixes_the_three_jobs_and_is_seeded():
     systems = {chat[0]["content"] for chat in c}
     assert SKELETON_SYSTEM in systems and POINT_SYSTEM in systems and len(systems) == 3
     assert c == corpus(20, seed=1) and c != corpus(20, seed=2)
+    easy = corpus(20, seed=1, jobs=("easy-point",))
+    assert easy and {chat[0]["content"] for chat in easy} == {POINT_SYSTEM}
+    with pytest.raises(TenfoldError, match="unknown jobs"):
+        corpus(2, seed=1, jobs=("essay",))
 
 
 def test_train_model_plumbing(tmp_path):
@@ -40,38 +67,29 @@ def test_train_model_plumbing(tmp_path):
     assert tok.vocab_size > 256 and sum(p.numel() for p in model.parameters()) > 0
 
 
-def test_copy_drill_answers_are_in_their_prompts():
-    from tenfold.sgd.train import ModelRecipe, copy_drill
-
-    pairs = copy_drill(40, seed=3)
-    for prompt, answer in pairs:
-        assert answer in prompt  # a pure copy: the string or the part's statement
-    assert sum(p.startswith("Repeat: ") for p, _ in pairs) == 20
-    assert "copy_share" not in ModelRecipe("large").cache_key()  # older cached models stay valid
-    assert ModelRecipe("small", copy_share=0.25).cache_key()["copy_share"] == 0.25
-
-
-def test_reading_drill_trains_only_copied_spans():
-    import random
-
+def test_recall_example_trains_every_statement_once_and_only_them():
     from tenfold.core.models import build_preset
-    from tenfold.core.train import IGNORE, Tokens
-    from tenfold.sgd.train import _copy_part, reading_drill, sample_question
+    from tenfold.core.train import IGNORE
 
-    _, tok = build_preset("tiny")
-    drill = reading_drill(tok, 9, seed=4)
-    assert sum(isinstance(x, tuple) for x in drill) == 3  # a third are plain copy pairs
-    for ex in drill:
-        if isinstance(ex, tuple):
-            assert ex[0] == ex[1] + "|"
-            continue
-        assert isinstance(ex, Tokens) and len(ex.ids) == len(ex.labels)
+    _, tok = build_preset("micro")
+    assert sum(p.numel() for p in build_preset("micro")[0].parameters()) < sum(
+        p.numel() for p in build_preset("tiny")[0].parameters()
+    )
+    rng = random.Random(4)
+    for _ in range(20):
+        state = rng.getstate()
+        ex = recall_example(tok, rng)
+        rng2 = random.Random()
+        rng2.setstate(state)
+        q = sample_question(rng2)
+        assert len(ex.ids) == len(ex.labels)
+        assert all(y in (IGNORE, i) for i, y in zip(ex.ids, ex.labels, strict=True))
+        text = tok.decode(ex.ids)
+        question, restated = text.split("\n", 1)
+        assert question == q.text
+        # each part restated once, in some order; only right-hand sides carry loss
+        lines = sorted(x.strip() + "." for x in restated.split(". ") if x.strip())
+        assert lines == sorted(p.statement() + "." for p in q.parts)
         trained = tok.decode([i for i, y in zip(ex.ids, ex.labels, strict=True) if y != IGNORE])
-        assert trained and all(y in (IGNORE, i) for i, y in zip(ex.ids, ex.labels, strict=True))
-        # every trained span is the copy part of some line: 'X = statement [= substituted]'
-        assert trained[0] in "ABCDEFGH" and " = " in trained
-    rng = random.Random(0)
-    q = next(q for q in (sample_question(rng) for _ in range(100)) if any(p.deps for p in q.parts))
-    dep = next(p for p in q.parts if p.deps)
-    span = _copy_part(q, dep.name)  # a dependent part's copy span ends with its parents' values
-    assert span.count(" = ") == 2 and not any(d in span.split(" = ")[2] for d in dep.deps)
+        rhs = sorted(p.statement().split(" = ", 1)[1] + "." for p in q.parts)
+        assert sorted(x.strip() + "." for x in trained.split(". ") if x.strip()) == rhs

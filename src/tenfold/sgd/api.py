@@ -12,12 +12,13 @@ A skeleton that cannot be parsed falls back to `ar`, with a warning in the resul
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass, field, replace
 
 from tenfold.core.backends import Backend
 from tenfold.core.errors import TenfoldError
 from tenfold.sgd.graph import decode_graph
-from tenfold.sgd.prompts import direct_messages, point_messages, skeleton_messages
+from tenfold.sgd.prompts import FORWARDS, direct_messages, point_messages, skeleton_messages
 from tenfold.sgd.skeleton import Skeleton, parse_skeleton
 
 MODES = ("ar", "sot", "sgd")
@@ -29,12 +30,15 @@ class SGDConfig:
     route: bool = True  # sgd: easy points to the small model (when one is given)
     eager: bool = True  # start a point when its own parents finish (False: the paper's waves)
     skeleton_tokens: int = 160
-    point_tokens: int = 64
-    answer_tokens: int = 320  # ar
+    point_tokens: int = 192
+    answer_tokens: int = 832  # ar
+    forward: str = "result"  # what a parent forwards: "result" (`A = 82`) or "text" (the paper's)
 
     def validate(self) -> SGDConfig:
         if self.mode not in MODES:
             raise TenfoldError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        if self.forward not in FORWARDS:
+            raise TenfoldError(f"forward must be one of {FORWARDS}, got {self.forward!r}")
         if min(self.skeleton_tokens, self.point_tokens, self.answer_tokens) < 1:
             raise TenfoldError("token budgets must be >= 1")
         return self
@@ -74,7 +78,7 @@ async def answer(
     res = await decode_graph(
         question,
         skeleton,
-        point_messages,
+        partial(point_messages, forward=cfg.forward),
         large,
         small if (cfg.mode == "sgd" and cfg.route) else None,
         max_tokens=cfg.point_tokens,

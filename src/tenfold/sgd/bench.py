@@ -35,8 +35,8 @@ ARMS = {  # arm name -> answer() config
 @dataclass
 class BenchConfig:
     questions: int = 24
-    min_parts: int = 6  # many parts, moderate dependencies: the structured answers SGD is for
-    max_parts: int = 8
+    min_parts: int = 5  # many parts, moderate dependencies: the structured answers SGD is for
+    max_parts: int = 6  # the most the tiny models are trained on
     max_depth: int = 2
     seed: int = 50_000  # questions start here (training draws from its own generator)
     arms: list[str] = field(default_factory=lambda: list(ARMS))
