@@ -25,7 +25,9 @@ def test_expert_chats_are_consistent_with_the_question():
             # each parent's result (name = final value) is forwarded, and only parents'
             assert known == ("; ".join(f"{d} = {values[d]}" for d in part.deps) or "none")
         easy = [c[-1]["content"] for c in chats["easy-point"]]
-        assert easy == [c[-1]["content"] for c, p in zip(chats["point"], q.parts) if p.difficulty == "easy"]
+        assert easy == [
+            c[-1]["content"] for c, p in zip(chats["point"], q.parts, strict=True) if p.difficulty == "easy"
+        ]
 
 
 def test_result_of_reads_the_final_value_and_forward_modes_differ():

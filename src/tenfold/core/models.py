@@ -38,7 +38,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(hidden=128, layers=4, heads=4, kv_heads=4, ffn=512, note="~1M params, dense"),
     "micro": Preset(
-        hidden=128, layers=2, heads=4, kv_heads=4, ffn=512, note="~0.6M params, dense; tiny's width, half its depth"
+        hidden=128,
+        layers=2,
+        heads=4,
+        kv_heads=4,
+        ffn=512,
+        note="~0.6M params, dense; tiny's width, half its depth",
     ),
     "small": Preset(hidden=256, layers=6, heads=8, kv_heads=8, ffn=1024, note="~6M params, dense"),
     "base": Preset(hidden=512, layers=8, heads=8, kv_heads=8, ffn=1792, note="~30M params, dense"),

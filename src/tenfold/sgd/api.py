@@ -12,8 +12,8 @@ A skeleton that cannot be parsed falls back to `ar`, with a warning in the resul
 from __future__ import annotations
 
 import time
-from functools import partial
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from tenfold.core.backends import Backend
 from tenfold.core.errors import TenfoldError
