@@ -64,9 +64,12 @@ def test_train_model_plumbing(tmp_path):
     from tenfold.core.models import load_model
     from tenfold.sgd.train import ModelRecipe, train_model
 
-    ckpt = train_model(ModelRecipe("small", questions=8, steps=2, batch_size=2), tmp_path, quiet=True)
+    r = ModelRecipe("small", preset="micro", questions=8, steps=2, batch_size=2, recall_share=0.5)
+    ckpt = train_model(r, tmp_path, quiet=True)
     model, tok = load_model(ckpt)
-    assert tok.vocab_size > 256 and sum(p.numel() for p in model.parameters()) > 0
+    assert tok.vocab_size > 256 and model.config.num_hidden_layers == 2
+    # the option only enters the cache key when set, so models trained before it stay valid
+    assert "recall_share" not in ModelRecipe("large").cache_key() and r.cache_key()["recall_share"] == 0.5
 
 
 def test_recall_example_trains_every_statement_once_and_only_them():

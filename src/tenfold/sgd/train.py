@@ -143,12 +143,15 @@ class ModelRecipe:
     seed: int = 0
     warm_start: DrillRecipe | None = None  # start from this recall warm-up (None: from scratch)
     jobs: tuple[str, ...] = ("skeleton", "point", "direct")  # which expert chats (see JOBS)
+    recall_share: float = 0.0  # recall examples mixed into SFT, as a share of the chats (keeps lookups sharp)
     ckpt_every: int = 500  # also keep step-N checkpoints (to follow learning; not part of the key)
 
     def cache_key(self) -> dict:
         d = asdict(self)
         del d["ckpt_every"]
         d["jobs"] = list(d["jobs"])
+        if not d["recall_share"]:  # models trained before the option keep their cache entries
+            del d["recall_share"]
         return d
 
 
@@ -166,6 +169,7 @@ def recipe(role: str) -> ModelRecipe:
             max_len=512,
             jobs=("easy-point",),
             warm_start=DrillRecipe("micro"),
+            recall_share=0.3,
         )
     if role == "large":
         return ModelRecipe(
@@ -184,6 +188,10 @@ def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
     else:
         model, tok = build_preset(r.preset, seed=r.seed)
     examples: list = [chat_example(tok, c) for c in corpus(r.questions, r.seed, tuple(r.jobs))]
+    if r.recall_share:
+        rng = random.Random(r.seed + 5)
+        examples += [recall_example(tok, rng) for _ in range(int(len(examples) * r.recall_share))]
+        rng.shuffle(examples)
     cfg = TrainConfig(
         steps=r.steps,
         batch_size=r.batch_size,
