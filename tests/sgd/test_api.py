@@ -87,6 +87,11 @@ def test_bench_arms_on_the_same_questions():
         v == 0.0 for d, v in s["sot"]["part_em_by_depth"].items() if d > 0
     )
     assert s["sgd"]["small_token_share"] > 0 and s["sgd-large-only"]["small_token_share"] == 0
+    ar_tokens = sum(r["tokens"] for r in rows if r["arm"] == "ar")
+    serial = sum(r["critical_tokens"] + r["skeleton_tokens"] for r in rows if r["arm"] == "sgd")
+    assert s["ar"]["token_bound_vs_ar"] == 1.0 and s["sgd"]["token_bound_vs_ar"] == pytest.approx(
+        ar_tokens / serial
+    )
     assert all(a["fallbacks"] == 0 for a in s.values()) and s["ar"]["speedup_vs_ar"] == 1.0
     assert s["sgd"]["ideal_speedup"] >= 1.0
 
