@@ -2,8 +2,9 @@
 
 Each example is a chat whose loss is on the reply only: (a) the skeleton of a chains question (with
 dependencies and difficulty), (b) one point, given the question, the plan and the forwarded answers of
-its parents, (c) the whole answer (the autoregressive baseline). Both the small and the large model are
-trained on the same mix; the benchmark routes easy points to the small one.
+its parents' results, (c) the whole answer (the autoregressive baseline). The large model trains on all
+three; the small one only on easy points, which is all the benchmark routes to it. Both start from a
+recall warm-up (`recall_example`) that teaches them to find a part in the question by its name.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def recall_example(tok, rng: random.Random) -> Tokens:
     tiny models never formed from the expert chats alone: finding `C = ...` in the question needs a
     head that matches three tokens back, and such heads form only after a plateau. Dense lookups
     shorten it: a 0.6M model went from 47% to 97% right first characters between steps 500 and 750
-    (batch 32), where SFT alone stayed at 12-35% after 1,000-2,500 steps (docs/sgd.md)."""
+    (batch 32), where SFT alone stayed at 12-30% after 1,000-2,500 steps (docs/sgd.md)."""
     q = sample_question(rng)
     ids = [tok.bos_id, *tok.encode(q.text + "\n")]
     labels = [IGNORE] * len(ids)
@@ -139,7 +140,7 @@ class ModelRecipe:
     steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
-    max_len: int = 1024  # a whole worked answer to 8 parts is ~970 tokens
+    max_len: int = 1024  # the longest chat (a whole worked answer to 6 parts) is ~950 tokens
     seed: int = 0
     warm_start: DrillRecipe | None = None  # start from this recall warm-up (None: from scratch)
     jobs: tuple[str, ...] = ("skeleton", "point", "direct")  # which expert chats (see JOBS)
