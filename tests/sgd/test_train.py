@@ -31,14 +31,12 @@ def test_expert_chats_are_consistent_with_the_question():
 
 
 def test_result_of_reads_the_final_value_and_forward_modes_differ():
-    from tenfold.core.errors import TenfoldError
     from tenfold.sgd.prompts import point_messages, result_of
 
     assert result_of("C = A + 7 = 76 + 7 = 83\nextra") == "C = 83"
     assert result_of("no equation here") == "no equation here"
     q = sample_question(random.Random(5))
-    skel = parse_skeleton(chats_plan := expert_chats(q)["skeleton"][0][-1]["content"])
-    assert chats_plan
+    skel = parse_skeleton(expert_chats(q)["skeleton"][0][-1]["content"])
     point = skel.points[-1]
     parents = {1: q.solution(q.parts[0].name)}
     as_result = point_messages(q.text, skel, point, parents)[-1]["content"]
@@ -76,8 +74,8 @@ def test_recall_example_trains_every_statement_once_and_only_them():
     from tenfold.core.models import build_preset
     from tenfold.core.train import IGNORE
 
-    _, tok = build_preset("micro")
-    assert sum(p.numel() for p in build_preset("micro")[0].parameters()) < sum(
+    micro, tok = build_preset("micro")
+    assert sum(p.numel() for p in micro.parameters()) < sum(
         p.numel() for p in build_preset("tiny")[0].parameters()
     )
     rng = random.Random(4)
