@@ -96,6 +96,22 @@ def test_bench_arms_on_the_same_questions():
     assert s["sgd"]["ideal_speedup"] >= 1.0
 
 
+def test_bench_config_rejects_impossible_shapes():
+    from tenfold.sgd.bench import BenchConfig, questions
+
+    qs = questions(BenchConfig(questions=6, min_parts=7, max_parts=8, max_depth=1))
+    assert [len(q.parts) for q in qs] == [7, 8] * 3 and max(q.depth() for q in qs) <= 1
+    for bad, match in (
+        (dict(min_parts=5, max_parts=4), "min_parts <= max_parts"),
+        (dict(max_parts=9), "<= 8"),
+        (dict(max_depth=-1), "max_depth"),
+        (dict(questions=0), "questions"),
+        (dict(arms=["ar", "fast"]), "unknown arms"),
+    ):
+        with pytest.raises(TenfoldError, match=match):
+            BenchConfig(**bad).validate()
+
+
 def test_bench_table_plot_and_json(tmp_path):
     import json
 
@@ -115,6 +131,9 @@ def test_cli_names_a_bad_model():
 
     r = CliRunner().invoke(app, ["sgd", "run", "--large", "/no/such/model", "--mode", "ar"])
     assert r.exit_code != 0 and "/no/such/model" in (r.output + str(r.exception))
+    # a bad benchmark shape is refused before any model is trained or served
+    r = CliRunner().invoke(app, ["sgd", "bench", "--min-parts", "9", "--max-parts", "9"])
+    assert r.exit_code != 0 and "max_parts <= 8" in (r.output + str(r.exception))
 
 
 def test_judge_scores_are_parsed_and_averaged():

@@ -75,10 +75,12 @@ def test_any_text_gives_a_valid_graph():
         assert all(d in ids and d != p.id for p in sk.points for d in p.deps)
 
 
-def test_compact_and_spelled_out_dependencies_read_the_same():
-    compact = parse_skeleton("1. A | none | easy\n2. B | 1 | easy\n3. C | 1, 2 | hard")
+def test_compact_spaced_and_spelled_out_dependencies_read_the_same():
+    compact = parse_skeleton("1.A|-|easy\n2.B|1|easy\n3.C|1,2|hard")
+    spaced = parse_skeleton("1. A | none | easy\n2. B | 1 | easy\n3. C | 1, 2 | hard")
     spelled = parse_skeleton("1. A | deps: none | easy\n2. B | deps: 1 | easy\n3. C | deps: 1, 2 | hard")
-    assert compact.points == spelled.points
+    assert compact.points == spaced.points == spelled.points
+    assert compact.format() == "1.A|-|easy\n2.B|1|easy\n3.C|1,2|hard"  # the canonical form is compact
     assert [p.deps for p in compact.points] == [[], [1], [1, 2]]
     # a title with digits is not mistaken for dependencies when there is no third field
     assert parse_skeleton("1. add 3 and 4\n2. 12 | easy").points[1].deps == []

@@ -46,6 +46,20 @@ def test_result_of_reads_the_final_value_and_forward_modes_differ():
         point_messages(q.text, skel, point, parents, forward="summary")
 
 
+def test_questions_span_the_chains_task_and_the_drill_keeps_its_six_parts():
+    from tenfold.core.tokenizer import Tokenizer
+    from tenfold.sgd.train import DRILL_PARTS
+
+    rng = random.Random(2)
+    sizes = {len(sample_question(rng).parts) for _ in range(300)}
+    assert sizes == set(range(2, 9))  # up to the 8 parts the benchmark asks
+    tok = Tokenizer.byte_level()
+    for max_parts in (DRILL_PARTS, 8):
+        texts = [tok.decode(recall_example(tok, rng, max_parts).ids) for _ in range(100)]
+        most = max(t.split("\n")[0].count(" = ") for t in texts)
+        assert most == max_parts  # the question line states one `NAME = ...` per part
+
+
 def test_corpus_mixes_the_three_jobs_and_is_seeded():
     c = corpus(20, seed=1)
     systems = {chat[0]["content"] for chat in c}
@@ -68,6 +82,27 @@ def test_train_model_plumbing(tmp_path):
     assert tok.vocab_size > 256 and model.config.num_hidden_layers == 2
     # the option only enters the cache key when set, so models trained before it stay valid
     assert "recall_share" not in ModelRecipe("large").cache_key() and r.cache_key()["recall_share"] == 0.5
+
+
+def test_polish_stage_starts_from_the_cached_first_stage(tmp_path, monkeypatch):
+    """The polished recipe trains its first stage once (cached under its own key), then the second
+    stage from it; a bad polish is refused before anything trains."""
+    from dataclasses import replace
+
+    from tenfold.core.models import load_model
+    from tenfold.sgd.train import ModelRecipe, PolishRecipe, trained_model
+
+    monkeypatch.setenv("TENFOLD_CACHE", str(tmp_path))
+    base = ModelRecipe("large", preset="micro", questions=4, steps=2, batch_size=2, max_len=512)
+    r = replace(base, polish=PolishRecipe(steps=2, questions=6, share=0.5))
+    ckpt = trained_model(r, quiet=True)
+    assert ckpt.parent.name == "polish" and load_model(ckpt)[0].config.num_hidden_layers == 2
+    first = trained_model(base, quiet=True)  # cached by the polished recipe: no second training
+    assert first.parent.name == "train" and (first.parent / "log.jsonl").exists()
+    assert len(list(tmp_path.glob("sgd-large-*"))) == 2
+    assert "polish" not in base.cache_key() and r.cache_key()["polish"]["share"] == 0.5
+    with pytest.raises(TenfoldError, match="share"):
+        trained_model(replace(r, polish=PolishRecipe(share=1.0)), quiet=True)
 
 
 def test_recall_example_trains_every_statement_once_and_only_them():

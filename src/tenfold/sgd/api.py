@@ -31,7 +31,7 @@ class SGDConfig:
     eager: bool = True  # start a point when its own parents finish (False: the paper's waves)
     skeleton_tokens: int = 160
     point_tokens: int = 192
-    answer_tokens: int = 832  # ar
+    answer_tokens: int = 1024  # ar (a worked answer to 8 parts is at most ~900 tokens)
     forward: str = "result"  # what a parent forwards: "result" (`A = 82`) or "text" (the paper's)
 
     def validate(self) -> SGDConfig:

@@ -20,7 +20,7 @@ from tenfold.core.bench import save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.io import atomic_write_text
 from tenfold.core.progress import progress_bar
-from tenfold.envs.chains import ChainConfig, generate, score
+from tenfold.envs.chains import NAMES, ChainConfig, generate, score
 from tenfold.sgd.api import SGDConfig, answer
 from tenfold.sgd.judge import judge_score
 
@@ -35,14 +35,30 @@ ARMS = {  # arm name -> answer() config
 @dataclass
 class BenchConfig:
     questions: int = 24
-    min_parts: int = 5  # many parts, moderate dependencies: the structured answers SGD is for
-    max_parts: int = 6  # the most the tiny models are trained on
-    max_depth: int = 2
+    min_parts: int = 7  # many parts, shallow dependencies: the structured answers SGD is for
+    max_parts: int = 8  # the most the tiny models are trained on (and the chains task has)
+    max_depth: int = 1
     seed: int = 50_000  # questions start here (training draws from its own generator)
     arms: list[str] = field(default_factory=lambda: list(ARMS))
 
+    def validate(self) -> BenchConfig:
+        if self.questions < 1:
+            raise TenfoldError(f"questions must be >= 1, got {self.questions}")
+        if not 1 <= self.min_parts <= self.max_parts <= len(NAMES):
+            raise TenfoldError(
+                f"parts per question must satisfy 1 <= min_parts <= max_parts <= {len(NAMES)}, "
+                f"got {self.min_parts}..{self.max_parts}"
+            )
+        if self.max_depth < 0:
+            raise TenfoldError(f"max_depth must be >= 0, got {self.max_depth}")
+        unknown = set(self.arms) - set(ARMS)
+        if unknown:
+            raise TenfoldError(f"unknown arms {sorted(unknown)}; arms are {list(ARMS)}")
+        return self
+
 
 def questions(cfg: BenchConfig):
+    cfg.validate()
     span = cfg.max_parts - cfg.min_parts + 1
     return [
         generate(ChainConfig(cfg.min_parts + i % span, cfg.max_depth, seed=cfg.seed + i))

@@ -81,6 +81,9 @@ def bench(
     small: SmallOpt = None,
     questions: Annotated[int, typer.Option(help="generated questions (quick: 16)")] = 24,
     quick: bool = False,
+    min_parts: Annotated[int, typer.Option(help="parts per question, at least")] = 7,
+    max_parts: Annotated[int, typer.Option(help="parts per question, at most (8 at most)")] = 8,
+    max_depth: Annotated[int, typer.Option(help="longest dependency chain between parts")] = 1,
     judge: Annotated[str | None, typer.Option(help="OpenAI-compatible URL of an LLM judge")] = None,
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot")] = None,
@@ -90,9 +93,10 @@ def bench(
     match per part and dependency depth, small-model share; optionally an LLM-judge score."""
     from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_bench, write_json
 
+    cfg = BenchConfig(16 if quick else questions, min_parts, max_parts, max_depth).validate()
     if large is None:
         large, small = _default_models(small)
-    result = run_bench(BenchConfig(questions=16 if quick else questions), large, small, quiet, judge=judge)
+    result = run_bench(cfg, large, small, quiet, judge=judge)
     print(markdown_table(result["summary"]))
     if json_path:
         write_json(result, json_path)

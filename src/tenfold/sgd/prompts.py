@@ -19,7 +19,7 @@ from tenfold.core.errors import TenfoldError
 from tenfold.envs.chains import ChainQuestion
 from tenfold.sgd.skeleton import Point, Skeleton
 
-SKELETON_SYSTEM = "Plan: id. part | needs | easy or hard"
+SKELETON_SYSTEM = "Plan: id.part|needs|easy or hard"
 POINT_SYSTEM = "Answer the part."
 DIRECT_SYSTEM = "Answer all parts."
 FORWARDS = ("result", "text")
@@ -55,10 +55,9 @@ def direct_messages(question: str) -> list[dict]:
 
 
 def expert_skeleton(q: ChainQuestion) -> str:
-    """The plan an expert writes for a chains question: one point per part, in order, titled by the
-    part's name (the question states it; the plan stays short, as the paper's skeletons are)."""
+    """The plan an expert writes for a chains question, in the canonical compact form
+    (`Skeleton.format`): one point per part, in order, titled by the part's name (the question states
+    it; the plan stays short, as the paper's skeletons are), e.g. `3.C|1,2|hard`."""
     ids = {p.name: i + 1 for i, p in enumerate(q.parts)}
-    return "\n".join(
-        f"{ids[p.name]}. {p.name} | {','.join(str(ids[d]) for d in p.deps) or 'none'} | {p.difficulty}"
-        for p in q.parts
-    )
+    points = [Point(ids[p.name], p.name, [ids[d] for d in p.deps], p.difficulty) for p in q.parts]
+    return Skeleton(points).format()

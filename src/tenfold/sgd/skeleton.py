@@ -2,13 +2,14 @@
 
 Skeleton Graph Decoding (Jin et al., 2024, "Adaptive Skeleton Graph Decoding") asks the model for a
 numbered list of sub-problems, each naming the earlier sub-problems it needs and whether it is easy or
-hard. The canonical format here, one point per line (title | the ids it needs, or none | difficulty):
+hard. The canonical format here is compact, one point per line (id.title|the ids it needs, or -|difficulty),
+because every plan character is a decoded token on the critical path:
 
-    1. price of 3 pens | none | easy
-    2. total with the book | 1 | hard
+    1.price of 3 pens|-|easy
+    2.total with the book|1|hard
 
-The parser also reads the spelled-out form an instructed LLM tends to write
-("2. total with the book | deps: 1 | hard", "2: total (deps: 1)").
+The parser also reads spaced and spelled-out forms, as an instructed LLM tends to write them
+("2. total with the book | none | hard", "2. total | deps: 1 | hard", "2: total (deps: 1)").
 
 `parse_skeleton` is lenient and repairs what a small model gets wrong, recording every repair as a
 warning: dependencies on unknown ids or on the point itself are dropped, a point repeated (same id or
@@ -46,10 +47,9 @@ class Skeleton:
         return {p.id: p for p in self.points}
 
     def format(self) -> str:
-        """The canonical text of the skeleton (what point prompts quote)."""
+        """The canonical (compact) text of the skeleton: what the expert plans say and point prompts quote."""
         return "\n".join(
-            f"{p.id}. {p.title} | {','.join(map(str, p.deps)) or 'none'} | {p.difficulty}"
-            for p in self.points
+            f"{p.id}.{p.title}|{','.join(map(str, p.deps)) or '-'}|{p.difficulty}" for p in self.points
         )
 
     def depth(self) -> int:
