@@ -94,15 +94,15 @@ def test_polish_stage_starts_from_the_cached_first_stage(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TENFOLD_CACHE", str(tmp_path))
     base = ModelRecipe("large", preset="micro", questions=4, steps=2, batch_size=2, max_len=512)
-    r = replace(base, polish=PolishRecipe(steps=2, questions=6, share=0.5))
+    r = replace(base, polish=PolishRecipe((("skeleton", 0.5),), examples=12, steps=2))
     ckpt = trained_model(r, quiet=True)
     assert ckpt.parent.name == "polish" and load_model(ckpt)[0].config.num_hidden_layers == 2
     first = trained_model(base, quiet=True)  # cached by the polished recipe: no second training
     assert first.parent.name == "train" and (first.parent / "log.jsonl").exists()
     assert len(list(tmp_path.glob("sgd-large-*"))) == 2
-    assert "polish" not in base.cache_key() and r.cache_key()["polish"]["share"] == 0.5
+    assert "polish" not in base.cache_key() and r.cache_key()["polish"]["examples"] == 12
     with pytest.raises(TenfoldError, match="share"):
-        trained_model(replace(r, polish=PolishRecipe(share=1.0)), quiet=True)
+        trained_model(replace(r, polish=PolishRecipe((("skeleton", 0.7), ("direct", 0.3)))), quiet=True)
 
 
 def test_recall_example_trains_every_statement_once_and_only_them():

@@ -136,8 +136,9 @@ def drilled_model(r: DrillRecipe, retrain: bool = False, quiet: bool = False) ->
 
 @dataclass
 class PolishRecipe:
-    """A second SFT stage, on top of a trained model, in which one job's chats are `share` of the data
-    (the rest: a sample of the model's usual mix of jobs, on other fresh questions).
+    """A second SFT stage, on top of a trained model, in which chosen jobs get fixed shares of the data
+    (`shares`: (job, share) pairs; the rest: a sample of the model's usual mix of jobs), all on fresh
+    questions.
 
     Why the large model needs it for its skeletons: in the mixed SFT a skeleton is one chat in seven,
     and writing one takes a lookup per plan line (find part k, see whether it names an earlier part and
@@ -145,14 +146,23 @@ class PolishRecipe:
     difficulty of 60% of plan lines right (about what "easy" everywhere gives) and the dependencies of
     10% of the dependent ones; 1,500 more steps at half skeletons take that to 99% and 63%, and its
     points improve too (70% -> 88% with gold parents), measured greedily on 24 benchmark questions.
-    Skeleton chats alone (600 steps) get as far on skeletons but the model forgets every other job."""
+    Skeleton chats alone (600 steps) get as far on skeletons but the model forgets every other job.
+    Whole answers keep a share of their own: at half skeletons and the usual mix for the rest (whole
+    answers then 7% of the data) one of two seeds wrote whole answers that stop after a few parts."""
 
-    job: str = "skeleton"
-    share: float = 0.5
+    shares: tuple[tuple[str, float], ...] = (("skeleton", 0.4), ("direct", 0.15))
+    examples: int = 16000
     steps: int = 1500
     lr: float = 1e-3
-    questions: int = 8000  # questions for the job's chats; half as many for the rest of the mix
     seed: int = 77
+
+    def validate(self) -> PolishRecipe:
+        jobs = [j for j, _ in self.shares]
+        if not set(jobs) <= set(JOBS) or len(set(jobs)) != len(jobs):
+            raise TenfoldError(f"polish jobs must be distinct jobs of {JOBS}, got {jobs}")
+        if any(s <= 0 for _, s in self.shares) or sum(s for _, s in self.shares) >= 1:
+            raise TenfoldError(f"polish shares must be > 0 and add up to less than 1, got {self.shares}")
+        return self
 
 
 @dataclass
@@ -249,16 +259,17 @@ def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
     """The second stage of `r` (see `PolishRecipe`), from the cached model of its first stage."""
     from tenfold.core.models import load_model
 
-    p = r.polish
-    if p.job not in JOBS or not 0 < p.share < 1:
-        raise TenfoldError(f"polish needs a job of {JOBS} and a share in (0, 1), got {p.job!r}, {p.share}")
+    p = r.polish.validate()
     model, tok = load_model(trained_model(replace(r, polish=None), quiet=quiet))
-    focus = [chat_example(tok, c) for c in corpus(p.questions, p.seed, (p.job,))]
-    rest = [chat_example(tok, c) for c in corpus(p.questions // 2, p.seed + 1, tuple(r.jobs))]
+    chats: list[list[dict]] = []
+    for i, (job, share) in enumerate(p.shares):
+        n = round(p.examples * share)  # every question gives at least one chat of each job but easy-point
+        chats += corpus(n if job != "easy-point" else 2 * n, p.seed + i, (job,))[:n]
+    n_rest = p.examples - len(chats)
     rng = random.Random(p.seed)
-    n_rest = min(len(rest), round(len(focus) * (1 - p.share) / p.share))
-    examples = focus + rng.sample(rest, n_rest)
-    rng.shuffle(examples)
+    chats += rng.sample(corpus(n_rest // 3 + 1, p.seed + len(p.shares), tuple(r.jobs)), n_rest)
+    rng.shuffle(chats)
+    examples = [chat_example(tok, c) for c in chats]
     cfg = TrainConfig(
         steps=p.steps,
         batch_size=r.batch_size,
