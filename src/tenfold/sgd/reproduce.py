@@ -57,7 +57,8 @@ def reproduce(ctx: Context) -> list[Row]:
             "sgd_em_minus_ar",
             sgd["part_em"] - ar["part_em"] if checkable else float("nan"),
             -0.02,
-            detail=unchecked + f"part EM: ar {ar['part_em']:.2f}, sgd {sgd['part_em']:.2f}; "
+            detail=unchecked + f"part EM: ar {ar['part_em']:.2f}, sgd {sgd['part_em']:.2f}, "
+            f"sgd without routing {lo['part_em']:.2f}; "
             f"question EM: ar {ar['question_em']:.2f}, sgd {sgd['question_em']:.2f}; sgd {by_depth(sgd)}",
         ),
         Row(
@@ -66,7 +67,8 @@ def reproduce(ctx: Context) -> list[Row]:
             "sgd_minus_sot_dependent",
             dependent(sgd) - dependent(sot) if checkable else float("nan"),
             0.2,
-            detail=unchecked + f"dependent-part EM: sgd {dependent(sgd):.2f}, sot {dependent(sot):.2f}, "
+            detail=unchecked + f"dependent-part EM: sgd {dependent(sgd):.2f} (without routing "
+            f"{dependent(lo):.2f}), sot {dependent(sot):.2f}, "
             f"ar {dependent(ar):.2f}; sot {by_depth(sot)}",
         ),
         Row(
