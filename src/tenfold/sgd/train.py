@@ -4,7 +4,8 @@ Each example is a chat whose loss is on the reply only: (a) the skeleton of a ch
 dependencies and difficulty), (b) one point, given the question, the plan and the forwarded answers of
 its parents' results, (c) the whole answer (the autoregressive baseline). The large model trains on all
 three; the small one only on easy points, which is all the benchmark routes to it. Both start from a
-recall warm-up (`recall_example`) that teaches them to find a part in the question by its name.
+recall warm-up (`recall_example`) that teaches them to find a part in the question by its name; the
+large one ends with a second stage that gives skeletons and whole answers fixed shares (`PolishRecipe`).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class ModelRecipe:
     jobs: tuple[str, ...] = ("skeleton", "point", "direct")  # which expert chats (see JOBS)
     recall_share: float = 0.0  # recall examples mixed into SFT, as a share of the chats (keeps lookups sharp)
     ckpt_every: int = 500  # also keep step-N checkpoints (to follow learning; not part of the key)
-    polish: PolishRecipe | None = None  # a second stage weighted toward one job (on the cached first)
+    polish: PolishRecipe | None = None  # a second stage with fixed shares for some jobs (from the first)
 
     def cache_key(self) -> dict:
         d = asdict(self)
@@ -268,7 +269,8 @@ def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
         chats += corpus(n if job != "easy-point" else 2 * n, p.seed + i, (job,))[:n]
     n_rest = p.examples - len(chats)
     rng = random.Random(p.seed)
-    chats += rng.sample(corpus(n_rest // 3 + 1, p.seed + len(p.shares), tuple(r.jobs)), n_rest)
+    pool = corpus(n_rest // 3 + 1, p.seed + len(p.shares), tuple(r.jobs))  # several chats per question
+    chats += rng.sample(pool, min(n_rest, len(pool)))
     rng.shuffle(chats)
     examples = [chat_example(tok, c) for c in chats]
     cfg = TrainConfig(
