@@ -242,19 +242,26 @@ def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
         rng = random.Random(r.seed + 5)
         examples += [recall_example(tok, rng) for _ in range(int(len(examples) * r.recall_share))]
         rng.shuffle(examples)
+    return _sft(model, tok, examples, r, out_dir / "train", r.steps, r.lr, r.seed, quiet)
+
+
+def _sft(
+    model, tok, examples, r: ModelRecipe, out: Path, steps: int, lr: float, seed: int, quiet: bool
+) -> Path:
+    """One SFT stage of `r` (its batch size, length limit and checkpoints); returns out/last."""
     cfg = TrainConfig(
-        steps=r.steps,
+        steps=steps,
         batch_size=r.batch_size,
-        lr=r.lr,
+        lr=lr,
         max_len=r.max_len,
-        seed=r.seed,
+        seed=seed,
         bucket_by_length=True,
         ckpt_every=r.ckpt_every,
-        out_dir=str(out_dir / "train"),
+        out_dir=str(out),
         quiet=quiet,
     )
     train_lm(model, tok, examples, cfg)
-    return Path(cfg.out_dir) / "last"
+    return out / "last"
 
 
 def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
@@ -273,19 +280,7 @@ def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
     chats += rng.sample(pool, min(n_rest, len(pool)))
     rng.shuffle(chats)
     examples = [chat_example(tok, c) for c in chats]
-    cfg = TrainConfig(
-        steps=p.steps,
-        batch_size=r.batch_size,
-        lr=p.lr,
-        max_len=r.max_len,
-        seed=p.seed,
-        bucket_by_length=True,
-        ckpt_every=r.ckpt_every,
-        out_dir=str(out_dir / "polish"),
-        quiet=quiet,
-    )
-    train_lm(model, tok, examples, cfg)
-    return Path(cfg.out_dir) / "last"
+    return _sft(model, tok, examples, r, out_dir / "polish", p.steps, p.lr, p.seed, quiet)
 
 
 def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
