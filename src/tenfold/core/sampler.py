@@ -24,6 +24,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from tenfold.core import shared_prefix
 from tenfold.core.errors import ContextLengthError, TenfoldError
 from tenfold.core.models import context_length
 from tenfold.core.tokenizer import IncrementalDecoder
@@ -161,6 +162,63 @@ def _sample(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator | None
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
+class GrowingLayer(DynamicLayer):
+    """One layer's K/V in a buffer with spare room after the valid positions.
+
+    `DynamicLayer` grows by concatenation, which copies the whole cache of every row at every decode
+    step: on a CPU that copy was two thirds of a batched decode step. Here a step writes its column in
+    place; when the room runs out, the buffer grows by half its length (amortised O(1) per token).
+    `keys`/`values` are views of the valid positions, as the model's attention expects.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.device, self.is_initialized = keys.device, True
+        self._allocate(keys, values, self._capacity(keys.shape[-2]))
+
+    @staticmethod
+    def _capacity(length: int) -> int:
+        return length + max(64, length // 2)
+
+    def _allocate(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
+        n = keys.shape[-2]
+        kbuf = keys.new_empty(*keys.shape[:2], capacity, keys.shape[-1])
+        vbuf = values.new_empty(*values.shape[:2], capacity, values.shape[-1])
+        kbuf[:, :, :n], vbuf[:, :, :n] = keys, values
+        self.kbuf, self.vbuf, self.length = kbuf, vbuf, n
+        self.keys, self.values = kbuf[:, :, :n], vbuf[:, :, :n]
+
+    def lazy_initialization(self, key_states, value_states) -> None:  # built from tensors instead
+        pass
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        if end > self.kbuf.shape[-2]:
+            self._allocate(self.keys, self.values, self._capacity(end))
+        self.kbuf[:, :, self.length : end] = key_states
+        self.vbuf[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def crop(self, tokens_to_remove: int) -> None:
+        self.length -= abs(tokens_to_remove)
+        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
+
+    def reset(self) -> None:
+        self.crop(self.length)
+
+
+def _growing(layer):
+    """`layer` as a GrowingLayer (a copy of its valid K/V); other layer kinds are left as they are."""
+    if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
+        return GrowingLayer(layer.keys, layer.values)
+    return layer
+
+
 def _pad_left(t: torch.Tensor, width: int, dim: int, value=0) -> torch.Tensor:
     if width == 0:
         return t
@@ -183,9 +241,15 @@ class DecodeBatch:
         hook: Hook | None = None,
         use_cache: bool = True,
         prefill: Prefill | None = None,
+        share_prefix: bool = True,
     ):
         self.model, self.tok, self.hook, self.use_cache = model, tokenizer, hook, use_cache
         self.prefill = prefill if use_cache else None
+        # One copy of the prompt prefix all rows share (module `shared_prefix`); not with a prefill
+        # plug-in, whose caches cover whole prompts.
+        self.share = share_prefix and use_cache and self.prefill is None and shared_prefix.enable(model)
+        self.prefix_ids: list[int] = []  # tokens of the shared prefix (its K/V in `prefix_kv`)
+        self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.device = next(model.parameters()).device
         self.context = context_length(model)
         self.seqs: list[SeqState] = []
@@ -231,22 +295,103 @@ class DecodeBatch:
             seqs = rest
         if not seqs:
             return
-        width = max(len(s.prompt_ids) for s in seqs)
+        start = self._share([s.prompt_ids for s in seqs]) if self.share else 0
+        width = max(len(s.prompt_ids) for s in seqs) - start
         ids = torch.full((len(seqs), width), self.tok.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for r, s in enumerate(seqs):
-            ids[r, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
-            mask[r, width - len(s.prompt_ids) :] = 1
+            own = s.prompt_ids[start:]
+            ids[r, width - len(own) :] = torch.tensor(own)
+            mask[r, width - len(own) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = DynamicCache(config=self.model.config) if self.use_cache else None
-        logits = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), cache)
-        self._merge(seqs, ids, mask, cache, logits)
+        pos = start + (mask.cumsum(-1) - 1).clamp(min=0)
+        if self.prefix_kv is None:
+            logits = self._forward(ids, mask, pos, cache)
+        else:  # causal within each row's own tokens (left-padded); the prefix is visible to all
+            causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+            logits = self._forward(ids, causal & mask.bool()[:, None, None, :], pos, cache)
+        self._merge(seqs, ids, mask, cache, logits, start + mask.sum(-1))
 
-    def _merge(self, seqs, ids: torch.Tensor, mask: torch.Tensor, cache, logits: torch.Tensor) -> None:
+    # the shared prefix -----------------------------------------------------------------------------
+    MIN_SHARED = 16  # a shorter common prefix is not worth the split attention
+
+    def _share(self, prompts: list[list[int]]) -> int:
+        """Make the shared prefix the longest one that the running rows and `prompts` have in common
+        (each prompt keeps at least its last token to itself: its logits come from the row's forward).
+        Returns its length, the column at which the new prompts' own tokens start.
+
+        A lone sequence shares nothing (plain SDPA is faster for one row); the prefix appears when a
+        second one joins with the same start, and shrinks as rows with other starts join."""
+        heads = [p[:-1] for p in prompts]
+        if self.seqs and self.prefix_ids:
+            keep = shared_prefix.common_prefix([self.prefix_ids, *heads])
+            self._shrink_prefix(keep if keep >= self.MIN_SHARED else 0)
+            return len(self.prefix_ids)
+        if self.seqs:
+            keep = shared_prefix.common_prefix([s.prompt_ids + s.token_ids for s in self.seqs] + heads)
+            if keep >= self.MIN_SHARED:
+                self._grow_prefix(keep)
+            return len(self.prefix_ids)
+        keep = shared_prefix.common_prefix(heads) if len(prompts) > 1 else 0
+        if keep >= self.MIN_SHARED:
+            ids = torch.tensor([prompts[0][:keep]], dtype=torch.long, device=self.device)
+            cache = DynamicCache(config=self.model.config)
+            self._forward(ids, torch.ones_like(ids), torch.arange(keep, device=self.device)[None], cache)
+            self.prefix_ids = list(prompts[0][:keep])
+            self.prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return len(self.prefix_ids)
+
+    def _shrink_prefix(self, keep: int) -> None:
+        """Move the prefix columns from `keep` on into every running row (order of cached columns does
+        not matter to decoding: see `shared_prefix`)."""
+        drop = len(self.prefix_ids) - keep
+        if drop <= 0:
+            return
+        b = len(self.seqs)
+        tail_ids = torch.tensor([self.prefix_ids[keep:]], dtype=torch.long, device=self.device)
+        self.ids = torch.cat([tail_ids.expand(b, -1), self.ids], 1)
+        self.mask = torch.cat([torch.ones_like(self.ids[:, :drop]), self.mask], 1)
+        self.cache.layers = [
+            GrowingLayer(
+                torch.cat([pk[:, :, keep:].expand(b, -1, -1, -1), layer.keys], 2),
+                torch.cat([pv[:, :, keep:].expand(b, -1, -1, -1), layer.values], 2),
+            )
+            for (pk, pv), layer in zip(self.prefix_kv, self.cache.layers, strict=True)
+        ]
+        self.prefix_ids = self.prefix_ids[:keep]
+        self.prefix_kv = [(pk[:, :, :keep], pv[:, :, :keep]) for pk, pv in self.prefix_kv] if keep else None
+
+    def _grow_prefix(self, keep: int) -> None:
+        """Take the first `keep` tokens, which every running row starts with, out of the rows into one
+        shared copy (the batch had no shared prefix)."""
+        real = self.mask.bool()
+        b, w = real.shape
+        taken = real & (real.cumsum(1) <= keep)  # each row's first `keep` real columns
+        cols = (~taken).nonzero()[:, 1].view(b, w - keep)  # the columns each row keeps, in order
+        first = taken[0].nonzero()[:, 0]
+        prefix_kv, layers = [], []
+        for layer in self.cache.layers:
+            k, v = layer.keys, layer.values
+            prefix_kv.append((k[:1, :, first].clone(), v[:1, :, first].clone()))
+            layers.append(
+                GrowingLayer(
+                    k.gather(2, cols[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])),
+                    v.gather(2, cols[:, None, :, None].expand(-1, v.shape[1], -1, v.shape[3])),
+                )
+            )
+        self.cache.layers = layers
+        self.ids, self.mask = self.ids.gather(1, cols), self.mask.gather(1, cols)
+        self.prefix_ids = list(self.seqs[0].prompt_ids[:keep])
+        self.prefix_kv = prefix_kv
+
+    def _merge(self, seqs, ids: torch.Tensor, mask: torch.Tensor, cache, logits: torch.Tensor, next_pos=None):
         """Join prefilled rows (left-padded `ids`/`mask`, their cache and next-token logits) to the batch."""
         width = ids.shape[1]
-        next_pos = mask.sum(-1)
+        next_pos = mask.sum(-1) if next_pos is None else next_pos
         if not self.seqs:
+            if cache is not None:  # a copy, so a prefill plug-in's stored tensors are never written to
+                cache.layers = [_growing(layer) for layer in cache.layers]
             self.seqs, self.ids, self.mask, self.cache = list(seqs), ids, mask, cache
             self.next_pos, self.pending = next_pos, logits
             return
@@ -265,21 +410,26 @@ class DecodeBatch:
         )
         self.mask = torch.cat([_pad_left(self.mask, w - old_w, 1), _pad_left(mask, w - new_w, 1)])
         if self.use_cache:
-            for old, new in zip(self.cache.layers, cache.layers, strict=True):
-                old.keys = torch.cat([_pad_left(old.keys, w - old_w, 2), _pad_left(new.keys, w - new_w, 2)])
-                old.values = torch.cat(
-                    [_pad_left(old.values, w - old_w, 2), _pad_left(new.values, w - new_w, 2)]
+            self.cache.layers = [
+                GrowingLayer(
+                    torch.cat([_pad_left(old.keys, w - old_w, 2), _pad_left(new.keys, w - new_w, 2)]),
+                    torch.cat([_pad_left(old.values, w - old_w, 2), _pad_left(new.values, w - new_w, 2)]),
                 )
+                for old, new in zip(self.cache.layers, cache.layers, strict=True)
+            ]
         self.next_pos = torch.cat([self.next_pos, next_pos])
         self.pending = torch.cat([self.pending, logits])
         self.seqs.extend(seqs)
 
     @property
     def can_merge(self) -> bool:
-        return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
+        return self.cache is None or all(
+            type(layer) in (DynamicLayer, GrowingLayer) for layer in self.cache.layers
+        )
 
     # decoding --------------------------------------------------------------------------------------
     def _forward(self, ids, mask, pos, cache) -> torch.Tensor:
+        extra = {"prefix_kv": self.prefix_kv} if self.prefix_kv is not None else {}
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -287,6 +437,7 @@ class DecodeBatch:
             cache=cache,
             use_cache=cache is not None,
             logits_to_keep=1,
+            **extra,
         )
         return out.logits[:, -1, :].float()
 
@@ -362,6 +513,7 @@ class DecodeBatch:
             self.mask = self.mask[:0]
             self.next_pos = self.next_pos[:0]
             self.cache, self.pending = None, None
+            self.prefix_ids, self.prefix_kv = [], None
             return
         idx = torch.tensor(keep, device=self.device)
         self.ids, self.mask = self.ids[idx], self.mask[idx]
@@ -369,16 +521,20 @@ class DecodeBatch:
         cut = int((self.mask.sum(0) == 0).long().cumprod(0).sum())  # all-pad prefix length
         self.ids, self.mask = self.ids[:, cut:], self.mask[:, cut:]
         if self.cache is not None:
-            for layer in self.cache.layers:
-                layer.keys = layer.keys[idx, :, cut:]
-                layer.values = layer.values[idx, :, cut:]
+            self.cache.layers = [
+                GrowingLayer(layer.keys[idx, :, cut:], layer.values[idx, :, cut:])
+                for layer in self.cache.layers
+            ]
+        if len(keep) == 1 and self.prefix_ids:  # one row left: plain SDPA over one cache is faster
+            self._shrink_prefix(0)
 
     def _advance(self, new: torch.Tensor) -> None:
         ones = torch.ones_like(new)
         self.ids = torch.cat([self.ids, new], 1)
         self.mask = torch.cat([self.mask, ones], 1)
         if self.use_cache:
-            self.pending = self._forward(new, self.mask, self.next_pos[:, None], self.cache)
+            mask = self.mask if self.prefix_kv is None else self.mask.bool()[:, None, None, :]
+            self.pending = self._forward(new, mask, self.next_pos[:, None], self.cache)
         else:  # recompute the whole prefix every step (the no-cache baseline)
             self.pending = self._forward(self.ids, self.mask, (self.mask.cumsum(-1) - 1).clamp(min=0), None)
         self.next_pos = self.next_pos + 1
@@ -428,11 +584,13 @@ def generate(
     hook: Hook | None = None,
     batch_size: int = 64,
     use_cache: bool = True,
+    share_prefix: bool = True,
 ) -> list[Generation]:
     """Generate for each prompt (a string, or token ids used verbatim); results in prompt order.
 
     Prompts are decoded in batches of up to `batch_size`; as sequences finish, waiting prompts join
-    the running batch, so the batch stays full.
+    the running batch, so the batch stays full. A prompt start common to the batch is stored and read
+    once (`share_prefix`, see `tenfold.core.shared_prefix`).
     """
     if isinstance(prompts, str):
         raise TenfoldError("prompts must be a list of strings or token-id lists, not a single string")
@@ -440,7 +598,7 @@ def generate(
     plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
     if len(plist) != len(prompts):
         raise TenfoldError(f"got {len(plist)} SamplingParams for {len(prompts)} prompts")
-    batch = DecodeBatch(model, tokenizer, hook=hook, use_cache=use_cache)
+    batch = DecodeBatch(model, tokenizer, hook=hook, use_cache=use_cache, share_prefix=share_prefix)
     waiting = [batch.new_sequence(i, encode_prompt(tokenizer, p), plist[i]) for i, p in enumerate(prompts)]
     waiting.reverse()
     results: list[Generation | None] = [None] * len(prompts)

@@ -1,0 +1,126 @@
+"""Shared-prefix decoding: the split attention equals SDPA over the concatenated keys, and a batch that
+shares, grows and shrinks its prefix gives, at every step, the logits of a plain forward pass."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from tenfold.core import shared_prefix
+from tenfold.core.models import build_preset
+from tenfold.core.sampler import DecodeBatch, SamplingParams, encode_prompt, generate
+from tenfold.core.tokenizer import Tokenizer
+
+SYSTEM = "You are a careful assistant. Answer in one short line, then stop. "
+
+
+class _Layer:
+    layer_idx = 0
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("q_len", [1, 5])
+def test_attention_equals_sdpa_over_concatenation(groups, q_len):
+    torch.manual_seed(0)
+    b, h, d, p, s = 3, 4, 8, 11, 7
+    kv = h // groups
+    q = torch.randn(b, h, q_len, d)
+    pk, pv = torch.randn(1, kv, p, d), torch.randn(1, kv, p, d)
+    k, v = torch.randn(b, kv, s, d), torch.randn(b, kv, s, d)
+    own = torch.ones(b, 1, q_len, s, dtype=torch.bool)
+    own[1, :, :, :3] = False  # left padding of row 1
+    own &= torch.ones(q_len, s, dtype=torch.bool).tril(s - q_len)  # causal over the new tokens
+    out, _ = shared_prefix.attention(_Layer(), q, k, v, own, scaling=0.3, prefix_kv=[(pk, pv)])
+
+    full_k = torch.cat([pk.expand(b, -1, -1, -1), k], 2).repeat_interleave(groups, 1)
+    full_v = torch.cat([pv.expand(b, -1, -1, -1), v], 2).repeat_interleave(groups, 1)
+    mask = torch.cat([torch.ones(b, 1, q_len, p, dtype=torch.bool), own], -1)
+    ref = F.scaled_dot_product_attention(q, full_k, full_v, attn_mask=mask, scale=0.3).transpose(1, 2)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_common_prefix():
+    assert shared_prefix.common_prefix([]) == 0
+    assert shared_prefix.common_prefix([[1, 2, 3]]) == 3
+    assert shared_prefix.common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert shared_prefix.common_prefix([[1], [2]]) == 0
+
+
+def _gqa_llama():
+    tok = Tokenizer.byte_level()
+    cfg = LlamaConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=tok.pad_id,
+    )
+    torch.manual_seed(1)
+    return AutoModelForCausalLM.from_config(cfg).eval(), tok
+
+
+def _model(name):
+    if name == "gqa":
+        return _gqa_llama()
+    model, tok = build_preset(name)
+    return model.eval(), tok
+
+
+@pytest.mark.parametrize("name", ["tiny", "moe-tiny", "gqa"])
+def test_shared_batch_equals_full_forward(name):
+    """Rows join one at a time: the second grows a shared prefix out of the first, a third with a
+    shorter common start shrinks it, an unrelated one ends sharing; the last row left decodes alone.
+    Every pending logit vector equals a fresh forward pass of that row's tokens."""
+    model, tok = _model(name)
+    batch = DecodeBatch(model, tok)
+    prompts = [
+        SYSTEM + "Question: what is 2 + 2?",
+        SYSTEM + "Question: name a colour.",
+        SYSTEM[:-20] + "Different ending here.",
+        "Unrelated prompt.",
+    ]
+    seqs = [
+        batch.new_sequence(i, encode_prompt(tok, p), SamplingParams(14 - 3 * i, ignore_eos=True))
+        for i, p in enumerate(prompts)
+    ]
+    joins = {0: [seqs[0]], 1: [seqs[1]], 3: [seqs[2]], 5: [seqs[3]]}
+    shared, worst = [], 0.0
+    for step in range(14):
+        if step in joins:
+            batch.add(joins[step])
+            shared.append(len(batch.prefix_ids))
+        for row, s in enumerate(batch.seqs):
+            with torch.no_grad():
+                ref = model(torch.tensor([s.prompt_ids + s.token_ids])).logits[0, -1].float()
+            worst = max(worst, float((batch.pending[row] - ref).abs().max()))
+        batch.step()
+    assert not batch.seqs
+    n_system = len(tok.encode(SYSTEM))
+    assert shared[0] == 0  # a lone row shares nothing
+    assert shared[1] >= n_system  # the second row shares the system prompt (and more)
+    assert 0 < shared[2] < n_system  # the third shares less
+    assert shared[3] == 0  # the unrelated prompt ends sharing
+    assert worst < 1e-4
+
+
+def test_generate_with_and_without_sharing_agree(tiny):
+    """Group rollouts (one prompt n times, as GRPO samples them) are shared from the first step."""
+    model, tok = tiny
+    prompts = [SYSTEM + "Go."] * 4 + [SYSTEM + "Again."]
+    params = [SamplingParams(max_new_tokens=10, temperature=1.0, seed=i) for i in range(len(prompts))]
+    plain = generate(model, tok, prompts, params, share_prefix=False)
+    shared = generate(model, tok, prompts, params)
+    for a, b in zip(plain, shared, strict=True):
+        assert a.token_ids == b.token_ids
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-4
+
+
+def test_models_without_the_interface_decode_unshared():
+    model, tok = build_preset("tiny")
+    model.config._attn_implementation = "eager"
+    assert not shared_prefix.enable(model)
+    batch = DecodeBatch(model, tok)
+    assert not batch.share
