@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from tenfold.cli import app
 from tenfold.core import reproduce as rp
-from tenfold.core.bench import bench_batched_decode, bench_kv_cache, plot_results
+from tenfold.core.bench import bench_batched_decode, bench_kv_cache, bench_shared_prefix, plot_results
 from tenfold.core.errors import TenfoldError
 
 
@@ -74,10 +74,11 @@ def test_core_is_discovered():
 def test_benchmarks_run_and_plot(tmp_path):
     kv = bench_kv_cache("tiny", prompt_len=16, new_tokens=8)
     dec = bench_batched_decode("tiny", n=4, prompt_len=16, new_tokens=8)
-    for r in (kv, dec):
+    pre = bench_shared_prefix("tiny", n=3, prefix_len=64, new_tokens=8)
+    for r in (kv, dec, pre):
         assert [a.tokens for a in r.arms] == [r.arms[0].tokens] * 2
         assert r.ratio == pytest.approx(r.arms[0].tokens_per_s / r.arms[1].tokens_per_s)
-    assert plot_results([kv, dec], tmp_path / "p.png").stat().st_size > 1000
+    assert plot_results([kv, dec, pre], tmp_path / "p.png").stat().st_size > 1000
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):

@@ -124,3 +124,30 @@ def test_models_without_the_interface_decode_unshared():
     assert not shared_prefix.enable(model)
     batch = DecodeBatch(model, tok)
     assert not batch.share
+
+
+def test_engine_shares_a_system_prompt_across_concurrent_chats(tiny):
+    """Concurrent chats with one system prompt decode on one shared copy of it, with the results each
+    chat gets alone."""
+    import asyncio
+
+    from tenfold.core.backends import LocalBackend
+
+    chats = [
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q in ("hi", "yo", "ok")
+    ]
+
+    async def run():
+        b = LocalBackend("tiny", loaded=tiny)
+        try:
+            together = await asyncio.gather(*(b.chat(c, max_tokens=10, logprobs=True) for c in chats))
+            alone = [await b.chat(c, max_tokens=10, logprobs=True) for c in chats]
+            return together, alone, b.engine.stats["shared_prefix_max"]
+        finally:
+            await b.aclose()
+
+    together, alone, shared = asyncio.run(run())
+    assert shared >= len(SYSTEM)  # byte-level tokens: the whole system prompt was shared
+    for t, a in zip(together, alone, strict=True):
+        assert t.text == a.text
+        assert max(abs(x - y) for x, y in zip(t.logprobs, a.logprobs, strict=True)) < 1e-4

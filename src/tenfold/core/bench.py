@@ -137,6 +137,36 @@ def bench_batched_decode(
     return BenchResult("batched_decode", arms, arms[0].tokens_per_s / arms[1].tokens_per_s, setup)
 
 
+def bench_shared_prefix(
+    model: str = "small", n: int = 8, prefix_len: int = 512, new_tokens: int = 48, repeats: int = 2
+) -> BenchResult:
+    """A batch of n prompts that start with the same `prefix_len` bytes (a system prompt, or SGD's
+    question and plan) and end differently: one shared copy of the prefix's K/V vs a copy per row.
+    Prefill and decode together, as a caller waits for them."""
+    lm, tok = load_model(model)
+    prefix = _prompts(1, prefix_len, seed=1)[0]
+    prompts = [prefix + own for own in _prompts(n, 24, seed=2)]
+    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
+    generate(lm, tok, prompts, SamplingParams(max_new_tokens=4, ignore_eos=True))  # warm-up
+    best = _best_of(
+        {
+            "shared": lambda: generate(lm, tok, prompts, params, share_prefix=True),
+            "per_row": lambda: generate(lm, tok, prompts, params, share_prefix=False),
+        },
+        repeats,
+    )
+    arms = [ArmResult(arm, n * new_tokens, secs) for arm, secs in best.items()]
+    setup = {
+        "model": model,
+        "requests": n,
+        "prefix_bytes": prefix_len,
+        "new_tokens": new_tokens,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+    }
+    return BenchResult("shared_prefix", arms, arms[0].tokens_per_s / arms[1].tokens_per_s, setup)
+
+
 def bench_serving(
     model: str = "small", n: int = 16, prompt_len: int = 64, max_tokens: int = 64, repeats: int = 2
 ) -> BenchResult:

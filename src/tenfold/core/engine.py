@@ -90,7 +90,16 @@ class Engine:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.stats = {"steps": 0, "max_batch_seen": 0, "tokens": 0, "aborted": 0, "running": 0, "waiting": 0}
+        self.stats = {
+            "steps": 0,
+            "max_batch_seen": 0,
+            "tokens": 0,
+            "aborted": 0,
+            "running": 0,
+            "waiting": 0,
+            "shared_prefix": 0,  # tokens of the prompt prefix the running rows share (one K/V copy)
+            "shared_prefix_max": 0,
+        }
 
     def start(self) -> Engine:
         """Start the decode thread (again, after `stop()`); a no-op while it runs."""
@@ -164,6 +173,8 @@ class Engine:
             self.stats["steps"] += 1
             self.stats["running"], self.stats["waiting"] = len(batch.seqs), len(self._waiting)
             self.stats["tokens"] += len(batch.seqs) + len(done)
+            self.stats["shared_prefix"] = len(batch.prefix_ids)
+            self.stats["shared_prefix_max"] = max(self.stats["shared_prefix_max"], len(batch.prefix_ids))
             events: dict[asyncio.AbstractEventLoop, list] = {}
             for s in batch.seqs:
                 if s.user.wants_deltas and (delta := s.take_delta()):

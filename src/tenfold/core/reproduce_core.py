@@ -6,6 +6,7 @@ from tenfold.core.bench import (
     bench_batched_decode,
     bench_kv_cache,
     bench_serving,
+    bench_shared_prefix,
     isolated,
     plot_results,
     write_json,
@@ -13,18 +14,23 @@ from tenfold.core.bench import (
 from tenfold.core.reproduce import Context, Row, register
 
 
-@register("core", "shared LM core: KV-cached decoding, batched decoding, batched OpenAI-compatible serving")
+@register(
+    "core",
+    "shared LM core: KV-cached decoding, batched decoding, one copy of a shared prefix, batched serving",
+)
 def reproduce(ctx: Context) -> list[Row]:
     # each benchmark in a fresh process, so none inherits another's thread-pool state (see bench.py)
     if ctx.quick:
         kv = isolated(bench_kv_cache, "small", prompt_len=64, new_tokens=96)
         dec = isolated(bench_batched_decode, "small", n=16, prompt_len=64, new_tokens=48)
         srv = isolated(bench_serving, "small", n=16, prompt_len=64, max_tokens=64)
+        pre = isolated(bench_shared_prefix, "small", n=8, prefix_len=512, new_tokens=48)
     else:
         kv = isolated(bench_kv_cache, "base", prompt_len=256, new_tokens=256)
         dec = isolated(bench_batched_decode, "base", n=16, prompt_len=128, new_tokens=128)
         srv = isolated(bench_serving, "small", n=16, prompt_len=128, max_tokens=128)
-    results = [kv, dec, srv]
+        pre = isolated(bench_shared_prefix, "base", n=16, prefix_len=1024, new_tokens=128)
+    results = [kv, dec, srv, pre]
     write_json(results, ctx.out_dir / "core_bench.json")
     plot_results(results, ctx.plot_path("throughput"))
 
@@ -58,5 +64,17 @@ def reproduce(ctx: Context) -> list[Row]:
             srv.ratio,
             3.0,
             detail=detail(srv, f"; peak batch {srv.setup['peak_batch']}"),
+        ),
+        Row(
+            "a batch whose prompts share a prefix keeps one copy of its K/V",
+            "shared-prefix attention (Hydragen-style split softmax)",
+            "shared_prefix_speedup",
+            pre.ratio,
+            1.5,
+            detail=detail(
+                pre,
+                f"; {pre.setup['requests']} prompts sharing {pre.setup['prefix_bytes']} bytes, "
+                f"{pre.setup['new_tokens']} new tokens each, prefill included",
+            ),
         ),
     ]
