@@ -76,11 +76,11 @@ def test_both_forward_modes_give_every_part():
 
 
 def test_bench_arms_on_the_same_questions():
-    from tenfold.sgd.bench import BenchConfig, run_arms, summarize
+    from tenfold.sgd.bench import ARMS, BenchConfig, run_arms, summarize
 
     cfg = BenchConfig(questions=8, max_depth=2)
     rows = asyncio.run(run_arms(cfg, Reader("large"), Reader("small")))
-    assert len(rows) == 8 * 4 and {r["question"] for r in rows} == set(range(8))
+    assert len(rows) == 8 * len(ARMS) and {r["question"] for r in rows} == set(range(8))
     s = summarize(rows)["arms"]
     assert s["ar"]["part_em"] == s["sgd"]["part_em"] == s["sgd-large-only"]["part_em"] == 1.0
     assert s["sot"]["part_em_by_depth"][0] == 1.0 and all(
@@ -115,11 +115,11 @@ def test_bench_config_rejects_impossible_shapes():
 def test_bench_table_plot_and_json(tmp_path):
     import json
 
-    from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_arms, summarize, write_json
+    from tenfold.sgd.bench import ARMS, BenchConfig, markdown_table, plot, run_arms, summarize, write_json
 
     summary = summarize(asyncio.run(run_arms(BenchConfig(questions=4), Reader("large"), Reader("small"))))
     table = markdown_table(summary)
-    assert table.count("\n") == 1 + 4 and "| sot |" in table
+    assert table.count("\n") == 1 + len(ARMS) and "| sot |" in table
     assert plot(summary, tmp_path / "p.png").stat().st_size > 1000
     assert json.loads(write_json({"summary": summary}, tmp_path / "r.json").read_text())["summary"]["arms"]
 

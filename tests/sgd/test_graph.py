@@ -66,3 +66,32 @@ def test_critical_tokens_by_hand():
     # chains: 1->4 = 5+1, 2->3->4 = 2+3+1; the longest is 6
     assert critical_tokens(sk, {1: 5, 2: 2, 3: 3, 4: 1}) == 6
     assert critical_tokens(sk, {1: 1, 2: 4, 3: 4, 4: 2}) == 10
+
+
+class Unsure(Scripted):
+    """Answers with one token of logprob `lp` per point title in `unsure`, else sure tokens."""
+
+    def __init__(self, name, unsure):
+        super().__init__(name)
+        self.unsure = unsure
+
+    async def chat(self, messages, max_tokens=64, logprobs=False, **kw):
+        c = await super().chat(messages, max_tokens, **kw)
+        title = messages[-1]["content"].split("POINT: ")[1].split("\n")[0]
+        c.logprobs = [-0.01, -3.0 if title in self.unsure else -0.02] if logprobs else None
+        c.text = f"{self.model}:{c.text}"
+        return c
+
+
+def test_escalation_reanswers_unsure_small_points_on_the_large_model():
+    sk = "1. a | deps: none | easy\n2. b | deps: none | easy\n3. c | deps: 1, 2 | hard"
+    large, small = Scripted("large"), Unsure("small", unsure={"b"})
+    res = asyncio.run(decode_graph("q", parse_skeleton(sk), prompt, large, small, escalate_below=-1.0))
+    by = {r.id: r for r in res.points}
+    assert by[1].model == "small" and by[1].text == "small:a"
+    assert by[2].model == "small>large" and by[2].text == "b"  # the large model's answer is kept
+    assert by[3].text == "c <small:a> <b>"  # children see the kept answer
+    assert by[2].tokens == 2 and by[2].small_tokens == 1  # both decodes count (one word each here)
+    assert res.trace["escalated"] == 1 and res.trace["tokens_small"] == 2
+    off = asyncio.run(decode_graph("q", parse_skeleton(sk), prompt, large, Unsure("small", {"b"})))
+    assert [r.model for r in off.points] == ["small", "small", "large"]  # off by default

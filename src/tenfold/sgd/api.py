@@ -33,6 +33,9 @@ class SGDConfig:
     point_tokens: int = 192
     answer_tokens: int = 1024  # ar (a worked answer to 8 parts is at most ~900 tokens)
     forward: str = "result"  # what a parent forwards: "result" (`A = 82`) or "text" (the paper's)
+    # sgd with routing: a small-model point with a token logprob below this is answered again by the
+    # large model (a cascade; None: off, as in the paper). See `tenfold.sgd.graph`.
+    escalate_below: float | None = None
 
     def validate(self) -> SGDConfig:
         if self.mode not in MODES:
@@ -41,6 +44,8 @@ class SGDConfig:
             raise TenfoldError(f"forward must be one of {FORWARDS}, got {self.forward!r}")
         if min(self.skeleton_tokens, self.point_tokens, self.answer_tokens) < 1:
             raise TenfoldError("token budgets must be >= 1")
+        if self.escalate_below is not None and not self.escalate_below < 0:
+            raise TenfoldError(f"escalate_below is a log-probability, so < 0; got {self.escalate_below}")
         return self
 
 
@@ -84,6 +89,7 @@ async def answer(
         max_tokens=cfg.point_tokens,
         forward=cfg.mode == "sgd",
         eager=cfg.eager,
+        escalate_below=cfg.escalate_below,
     )
     trace = {**res.trace, "skeleton_tokens": plan.completion_tokens}
     text = "\n".join(r.text for r in res.points)

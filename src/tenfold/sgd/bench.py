@@ -24,11 +24,13 @@ from tenfold.envs.chains import NAMES, ChainConfig, generate, score
 from tenfold.sgd.api import SGDConfig, answer
 from tenfold.sgd.judge import judge_score
 
+ESCALATE_BELOW = -1.0  # the cascade arm's threshold (token logprob), chosen on training questions
 ARMS = {  # arm name -> answer() config
     "ar": SGDConfig(mode="ar"),
     "sot": SGDConfig(mode="sot"),
     "sgd": SGDConfig(mode="sgd"),
     "sgd-large-only": SGDConfig(mode="sgd", route=False),
+    "sgd-escalate": SGDConfig(mode="sgd", escalate_below=ESCALATE_BELOW),
 }
 
 
@@ -95,6 +97,7 @@ async def run_arms(
                     "all_right": all(s.values()),
                     "tokens": t.get("tokens_total", 0),
                     "tokens_small": t.get("tokens_small", 0),
+                    "escalated": t.get("escalated", 0),
                     "critical_tokens": t.get("critical_tokens", 0),
                     "skeleton_tokens": t.get("skeleton_tokens", 0),
                     "warnings": a.warnings,
@@ -142,6 +145,7 @@ def summarize(rows: list[dict]) -> dict:
                 sum(c[0] for d, c in by_depth.items() if d > 0) / dep_total if dep_total else float("nan")
             ),
             "small_token_share": sum(r["tokens_small"] for r in rs) / tokens if tokens else 0.0,
+            "escalated": sum(r.get("escalated", 0) for r in rs),
             "fallbacks": sum(r["mode_used"] != arm.split("-")[0] for r in rs),
             "ideal_speedup": statistics.fmean(
                 (r["tokens"] + r["skeleton_tokens"]) / (r["critical_tokens"] + r["skeleton_tokens"])
@@ -248,6 +252,7 @@ def plot(summary: dict, path: str | Path) -> Path:
     ax[0].bar(names, [arms[n].get("speedup_vs_ar", float("nan")) for n in names], color="C0")
     ax[0].axhline(1.0, color="k", lw=0.8)
     ax[0].set_ylabel("speed-up vs autoregressive")
+    ax[0].tick_params(axis="x", labelrotation=20)
     for i, n in enumerate(names):
         by = arms[n]["part_em_by_depth"]
         ax[1].plot(list(by), list(by.values()), "o-", label=n, color=f"C{i}")

@@ -38,6 +38,10 @@ def run(
     mode: Annotated[str, typer.Option(help="ar, sot or sgd")] = "sgd",
     seed: Annotated[int, typer.Option(help="seed of the generated question")] = 0,
     parts: int = 4,
+    escalate_below: Annotated[
+        float | None,
+        typer.Option(help="re-answer on the large model a small-model point with a token logprob below this"),
+    ] = None,
 ) -> None:
     """Answer one question and print the answer, the skeleton, the schedule trace and, for a generated
     question, which parts are right."""
@@ -47,7 +51,7 @@ def run(
     from tenfold.envs.chains import ChainConfig, generate, score
     from tenfold.sgd.api import SGDConfig, answer
 
-    cfg = SGDConfig(mode=mode).validate()
+    cfg = SGDConfig(mode=mode, escalate_below=escalate_below).validate()
     if large is None:
         large, small = _default_models(small)
     q = None if question else generate(ChainConfig(parts, seed=seed))

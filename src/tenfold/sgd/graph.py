@@ -7,6 +7,11 @@ in waves (all ready points, then the next ready set); here a point is dispatched
 parent finishes (`eager=True`, the default), which never starts a point later than the wave schedule
 does. `eager=False` gives the waves. With `forward=False` and no dependencies this is Skeleton-of-Thought.
 
+Escalation (`escalate_below`, off by default; not in the paper): a cascade on top of the difficulty
+router. A point the small model answered with some token less likely than exp(escalate_below) is answered
+again by the large model, whose answer is kept. The small model's slips are mostly unsure tokens, so this
+buys back quality at the price of a second, serial decode for the points it catches.
+
 The trace records, per point, the model, start and end times and tokens, from which `critical_tokens`
 (the most tokens on one dependency chain) and the ideal speed-up bound follow.
 """
@@ -25,12 +30,13 @@ from tenfold.sgd.skeleton import Point, Skeleton
 @dataclass
 class PointResult:
     id: int
-    model: str  # "large" or "small"
+    model: str  # "large", "small", or "small>large" (escalated: tokens count both decodes)
     text: str
     tokens: int
     start: float  # seconds since decoding began
     end: float
     wave: int  # dependency depth (0: no parents)
+    small_tokens: int = 0  # of `tokens`, those the small model decoded
 
 
 @dataclass
@@ -66,6 +72,7 @@ async def decode_graph(
     max_tokens: int = 64,
     forward: bool = True,
     eager: bool = True,
+    escalate_below: float | None = None,
 ) -> GraphResult:
     """Expand every point of `skeleton`; `prompt(question, skeleton, point, parent_texts)` builds the chat
     messages of one point. Easy points go to `small` when given. Returns texts in skeleton order + trace."""
@@ -87,18 +94,20 @@ async def decode_graph(
         parents = {d: done[d].text for d in p.deps} if forward else {}
         use_small = small is not None and p.difficulty == "easy"
         start = time.perf_counter() - t0
+        messages = prompt(question, skeleton, p, parents)
+        check = use_small and escalate_below is not None
         c = await (small if use_small else large).chat(
-            prompt(question, skeleton, p, parents), max_tokens=max_tokens, temperature=0.0
+            messages, max_tokens=max_tokens, temperature=0.0, logprobs=check
         )
-        r = PointResult(
-            p.id,
-            "small" if use_small else "large",
-            c.text.strip(),
-            c.completion_tokens,
-            start,
-            time.perf_counter() - t0,
-            depth[p.id],
-        )
+        model, tokens, small_tokens = ("small" if use_small else "large"), c.completion_tokens, 0
+        if check and min(c.logprobs or [0.0], default=0.0) < escalate_below:
+            small_tokens = c.completion_tokens
+            c = await large.chat(messages, max_tokens=max_tokens, temperature=0.0)
+            model, tokens = "small>large", small_tokens + c.completion_tokens
+        elif use_small:
+            small_tokens = tokens
+        end = time.perf_counter() - t0
+        r = PointResult(p.id, model, c.text.strip(), tokens, start, end, depth[p.id], small_tokens)
         done[p.id] = r
         return r
 
@@ -127,7 +136,8 @@ async def decode_graph(
             (sum(1 for d in depth.values() if d == w) for w in set(depth.values())), default=0
         ),
         "tokens_total": total,
-        "tokens_small": sum(r.tokens for r in done.values() if r.model == "small"),
+        "tokens_small": sum(r.small_tokens for r in done.values()),
+        "escalated": sum(r.model == "small>large" for r in done.values()),
         "critical_tokens": crit,
         "ideal_speedup": total / crit if crit else 1.0,
         "warnings": list(skeleton.warnings),

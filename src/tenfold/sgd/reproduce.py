@@ -1,4 +1,5 @@
-"""The SGD reproduction: autoregressive vs Skeleton-of-Thought vs SGD (with and without routing)."""
+"""The SGD reproduction: autoregressive vs Skeleton-of-Thought vs SGD (with routing, without it, and
+with routing plus escalation of unsure small-model points)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def reproduce(ctx: Context) -> list[Row]:
     s = result["summary"]["arms"]
     write_json(result, ctx.out_dir / "sgd_bench.json")
     plot(result["summary"], ctx.plot_path("speed_quality"))
-    sgd, ar, sot, lo = s["sgd"], s["ar"], s["sot"], s["sgd-large-only"]
+    sgd, ar, sot, lo, esc = s["sgd"], s["ar"], s["sot"], s["sgd-large-only"], s["sgd-escalate"]
 
     # Quality comparisons mean nothing when the models do not solve the task: below this part exact
     # match of the autoregressive baseline the quality rows report NaN (a failed, "not checkable" row).
@@ -49,7 +50,8 @@ def reproduce(ctx: Context) -> list[Row]:
             1.5,
             detail=f"ideal (tokens / critical-path tokens): {sgd['ideal_speedup']:.2f}x; token bound against "
             f"the ar answers (ar tokens / skeleton + critical-path tokens): {sgd['token_bound_vs_ar']:.2f}x; "
-            f"SoT {sot['speedup_vs_ar']:.2f}x, SGD without routing {lo['speedup_vs_ar']:.2f}x",
+            f"SoT {sot['speedup_vs_ar']:.2f}x, SGD without routing {lo['speedup_vs_ar']:.2f}x, "
+            f"with escalation {esc['speedup_vs_ar']:.2f}x",
         ),
         Row(
             "quality kept: SGD part exact match minus autoregressive",
@@ -58,7 +60,7 @@ def reproduce(ctx: Context) -> list[Row]:
             sgd["part_em"] - ar["part_em"] if checkable else float("nan"),
             -0.02,
             detail=unchecked + f"part EM: ar {ar['part_em']:.2f}, sgd {sgd['part_em']:.2f}, "
-            f"sgd without routing {lo['part_em']:.2f}; "
+            f"sgd without routing {lo['part_em']:.2f}, with escalation {esc['part_em']:.2f}; "
             f"question EM: ar {ar['question_em']:.2f}, sgd {sgd['question_em']:.2f}; sgd {by_depth(sgd)}",
         ),
         Row(
@@ -68,7 +70,7 @@ def reproduce(ctx: Context) -> list[Row]:
             dependent(sgd) - dependent(sot) if checkable else float("nan"),
             0.2,
             detail=unchecked + f"dependent-part EM: sgd {dependent(sgd):.2f} (without routing "
-            f"{dependent(lo):.2f}), sot {dependent(sot):.2f}, "
+            f"{dependent(lo):.2f}, with escalation {dependent(esc):.2f}), sot {dependent(sot):.2f}, "
             f"ar {dependent(ar):.2f}; sot {by_depth(sot)}",
         ),
         Row(
@@ -78,6 +80,8 @@ def reproduce(ctx: Context) -> list[Row]:
             lo["seconds"] / sgd["seconds"],
             1.0,
             detail=f"{sgd['small_token_share']:.0%} of point tokens on the small model; part EM "
-            f"{sgd['part_em']:.2f} routed vs {lo['part_em']:.2f} large-only",
+            f"{sgd['part_em']:.2f} routed vs {lo['part_em']:.2f} large-only; escalation re-answers "
+            f"{esc['escalated']} small-model points on the large model: part EM {esc['part_em']:.2f}, "
+            f"{lo['seconds'] / esc['seconds']:.2f}x the speed of large-only",
         ),
     ]
