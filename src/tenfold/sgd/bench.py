@@ -256,6 +256,7 @@ def plot(summary: dict, path: str | Path) -> Path:
     for i, n in enumerate(names):
         by = arms[n]["part_em_by_depth"]
         ax[1].plot(list(by), list(by.values()), "o-", label=n, color=f"C{i}")
+    ax[1].set_xticks(sorted({int(d) for n in names for d in arms[n]["part_em_by_depth"]}))
     ax[1].set_xlabel("dependency depth of the part")
     ax[1].set_ylabel("exact match")
     ax[1].set_ylim(0, 1.05)
