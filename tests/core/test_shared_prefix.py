@@ -71,27 +71,32 @@ def _model(name):
 
 @pytest.mark.parametrize("name", ["tiny", "moe-tiny", "gqa"])
 def test_shared_batch_equals_full_forward(name):
-    """Rows join one at a time: the second grows a shared prefix out of the first, a third with a
-    shorter common start shrinks it, an unrelated one ends sharing; the last row left decodes alone.
-    Every pending logit vector equals a fresh forward pass of that row's tokens."""
+    """Rows join one at a time: two rows share nothing (too few), the third grows a shared prefix out
+    of the running rows, a fourth with a shorter common start shrinks it, and when fewer than three
+    rows are left it goes back into the rows. Every pending logit vector equals a fresh forward pass of
+    that row's tokens."""
     model, tok = _model(name)
     batch = DecodeBatch(model, tok)
+    assert batch.MIN_ROWS == 3
     prompts = [
         SYSTEM + "Question: what is 2 + 2?",
         SYSTEM + "Question: name a colour.",
+        SYSTEM + "Question: and a number?",
         SYSTEM[:-20] + "Different ending here.",
         "Unrelated prompt.",
     ]
+    budgets = [5, 9, 16, 16, 6]
     seqs = [
-        batch.new_sequence(i, encode_prompt(tok, p), SamplingParams(14 - 3 * i, ignore_eos=True))
-        for i, p in enumerate(prompts)
+        batch.new_sequence(i, encode_prompt(tok, p), SamplingParams(n, ignore_eos=True))
+        for i, (p, n) in enumerate(zip(prompts, budgets, strict=True))
     ]
-    joins = {0: [seqs[0]], 1: [seqs[1]], 3: [seqs[2]], 5: [seqs[3]]}
-    shared, worst = [], 0.0
-    for step in range(14):
+    joins = {0: [seqs[0]], 1: [seqs[1]], 2: [seqs[2]], 3: [seqs[3]], 12: [seqs[4]]}
+    shared, rows, worst = [], [], 0.0
+    for step in range(20):
         if step in joins:
             batch.add(joins[step])
-            shared.append(len(batch.prefix_ids))
+        shared.append(len(batch.prefix_ids))
+        rows.append(len(batch.seqs))
         for row, s in enumerate(batch.seqs):
             with torch.no_grad():
                 ref = model(torch.tensor([s.prompt_ids + s.token_ids])).logits[0, -1].float()
@@ -99,10 +104,11 @@ def test_shared_batch_equals_full_forward(name):
         batch.step()
     assert not batch.seqs
     n_system = len(tok.encode(SYSTEM))
-    assert shared[0] == 0  # a lone row shares nothing
-    assert shared[1] >= n_system  # the second row shares the system prompt (and more)
-    assert 0 < shared[2] < n_system  # the third shares less
-    assert shared[3] == 0  # the unrelated prompt ends sharing
+    assert shared[0] == shared[1] == 0  # one or two rows share nothing
+    assert shared[2] >= n_system  # the third row: the system prompt (and more) is shared
+    assert 0 < shared[3] < n_system  # the fourth shares less
+    assert rows[11] == 2 and shared[11] == 0  # two rows left: back to per-row copies
+    assert rows[12] == 3 and shared[12] == 0  # the unrelated third row shares nothing with them
     assert worst < 1e-4
 
 
