@@ -100,7 +100,7 @@ async def decode_graph(
             messages, max_tokens=max_tokens, temperature=0.0, logprobs=check
         )
         model, tokens, small_tokens = ("small" if use_small else "large"), c.completion_tokens, 0
-        if check and min(c.logprobs or [0.0], default=0.0) < escalate_below:
+        if check and min(c.logprobs or [0.0]) < escalate_below:
             small_tokens = c.completion_tokens
             c = await large.chat(messages, max_tokens=max_tokens, temperature=0.0)
             model, tokens = "small>large", small_tokens + c.completion_tokens
