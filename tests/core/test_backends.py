@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from tenfold.core.backends import Backend, LocalBackend, OpenAIBackend, make_backend
+from tenfold.core.backends import Backend, Completion, LocalBackend, OpenAIBackend, make_backend, stream_chat
 from tenfold.core.errors import TenfoldError
 from tenfold.core.sampler import SamplingParams, generate
 from tenfold.core.server import ServerThread, create_app
@@ -119,6 +119,69 @@ def test_openai_backend_matches_local_backend(tiny):
         assert len(remote[name].logprobs) == remote[name].completion_tokens
         assert near(remote[name].logprobs, local[name].logprobs), name
     assert remote["stop"].logprobs is None  # not asked for
+
+
+def test_streamed_chat_equals_chat_piece_by_piece(tiny):
+    """`chat_stream` hands over the text as it is decoded (several pieces, in order) and returns what
+    `chat` returns, in process and through a server; `stream_chat` on a backend that cannot stream
+    hands over the whole text once."""
+    model, tok = tiny
+    ref = reference(tiny, tok.apply_chat_template(CHAT), 12)
+    assert len(ref.text) >= 3  # precondition: several pieces to hand over
+
+    class Plain:  # a backend without chat_stream
+        async def chat(self, messages, **kw):
+            return Completion("whole text", "stop", 3, 2)
+
+    async def run(base_url):
+        local, remote = LocalBackend("tiny", loaded=tiny), OpenAIBackend(base_url)
+        out = {}
+        try:
+            for name, b in (("local", local), ("remote", remote)):
+                pieces: list[str] = []
+                c = await stream_chat(b, CHAT, pieces.append, max_tokens=12)
+                out[name] = (c, pieces, await b.chat(CHAT, max_tokens=12))
+            pieces = []
+            out["plain"] = (await stream_chat(Plain(), CHAT, pieces.append), pieces, None)
+            return out
+        finally:
+            await local.aclose()
+            await remote.aclose()
+
+    with ServerThread(create_app(model, tok, "tiny")) as srv:
+        out = asyncio.run(run(srv.base_url))
+    for name in ("local", "remote"):
+        streamed, pieces, whole = out[name]
+        assert len(pieces) > 1 and "".join(pieces) == streamed.text == whole.text == ref.text, name
+        assert (streamed.finish_reason, streamed.completion_tokens) == (
+            whole.finish_reason,
+            whole.completion_tokens,
+        )
+    c, pieces, _ = out["plain"]
+    assert pieces == ["whole text"] and c.text == "whole text"
+
+
+def test_stream_interval_hands_text_over_less_often(tiny):
+    """With a stream interval longer than the whole decode, the first text comes at once (time to first
+    token is kept) and the rest in one piece at the end; the text itself is unchanged. A negative
+    interval is refused."""
+    from tenfold.core.engine import Engine
+
+    async def run():
+        b = LocalBackend("tiny", loaded=tiny)
+        b.engine = Engine(*tiny, stream_interval=60.0)
+        pieces: list[str] = []
+        try:
+            c = await b.chat_stream(CHAT, pieces.append, max_tokens=12)
+        finally:
+            await b.aclose()
+        return c, pieces
+
+    c, pieces = asyncio.run(run())
+    assert c.text == reference(tiny, tiny[1].apply_chat_template(CHAT), 12).text
+    assert len(pieces) == 2 and "".join(pieces) == c.text
+    with pytest.raises(TenfoldError, match="stream_interval"):
+        Engine(*tiny, stream_interval=-1)
 
 
 def test_make_backend_dispatch():

@@ -1,5 +1,6 @@
 """A scripted model for SGD tests: it reads its prompt and knows nothing else."""
 
+import asyncio
 import re
 
 from tenfold.core.backends import Completion
@@ -54,3 +55,25 @@ class Reader:
 
     async def aclose(self):
         pass
+
+
+class StreamingReader(Reader):
+    """A `Reader` that streams its answers a character at a time, yielding to other tasks in between,
+    and writes what happens, in order, to a `log` it may share with another model."""
+
+    def __init__(self, name, plan=None, log=None):
+        super().__init__(name, plan)
+        self.log = log if log is not None else []
+
+    async def chat(self, messages, max_tokens=64, **kw):
+        if messages[0]["content"] == POINT_SYSTEM:
+            self.log.append(("point", self.model, messages[-1]["content"]))
+        return await super().chat(messages, max_tokens, **kw)
+
+    async def chat_stream(self, messages, on_delta, max_tokens=64, **kw):
+        c = await Reader.chat(self, messages, max_tokens, **kw)
+        for ch in c.text:
+            on_delta(ch)
+            await asyncio.sleep(0)
+        self.log.append(("done", self.model, messages[0]["content"]))
+        return c

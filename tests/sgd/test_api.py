@@ -1,14 +1,15 @@
 import asyncio
+import re
 
 import pytest
 
 from tenfold.core.errors import TenfoldError
 from tenfold.envs.chains import ChainConfig, generate, score
 from tenfold.sgd.api import SGDConfig, answer
-from tenfold.sgd.prompts import POINT_SYSTEM, expert_skeleton
+from tenfold.sgd.prompts import POINT_SYSTEM, SKELETON_SYSTEM, expert_skeleton
 from tenfold.sgd.skeleton import parse_skeleton
 
-from .fakes import Reader
+from .fakes import Reader, StreamingReader
 
 
 def question():
@@ -79,7 +80,7 @@ def test_bench_arms_on_the_same_questions():
     from tenfold.sgd.bench import ARMS, BenchConfig, run_arms, summarize
 
     cfg = BenchConfig(questions=8, max_depth=2)
-    rows = asyncio.run(run_arms(cfg, Reader("large"), Reader("small")))
+    rows = asyncio.run(run_arms(cfg, StreamingReader("large"), StreamingReader("small")))
     assert len(rows) == 8 * len(ARMS) and {r["question"] for r in rows} == set(range(8))
     s = summarize(rows)["arms"]
     assert s["ar"]["part_em"] == s["sgd"]["part_em"] == s["sgd-large-only"]["part_em"] == 1.0
@@ -88,10 +89,14 @@ def test_bench_arms_on_the_same_questions():
     )
     assert s["sgd"]["small_token_share"] > 0 and s["sgd-large-only"]["small_token_share"] == 0
     ar_tokens = sum(r["tokens"] for r in rows if r["arm"] == "ar")
-    serial = sum(r["critical_tokens"] + r["skeleton_tokens"] for r in rows if r["arm"] == "sgd")
-    assert s["ar"]["token_bound_vs_ar"] == 1.0 and s["sgd"]["token_bound_vs_ar"] == pytest.approx(
+    serial = sum(r["critical_tokens"] + r["skeleton_tokens"] for r in rows if r["arm"] == "sgd-plan-first")
+    assert s["ar"]["token_bound_vs_ar"] == 1.0 and s["sgd-plan-first"]["token_bound_vs_ar"] == pytest.approx(
         ar_tokens / serial
     )
+    # streaming starts points early and decodes fewer tokens one after another
+    assert s["sgd"]["started_early"] > 0 and s["sgd-plan-first"]["started_early"] == 0
+    assert s["sgd"]["token_bound_vs_ar"] > s["sgd-plan-first"]["token_bound_vs_ar"]
+    assert s["sgd"]["part_em"] == s["sgd-plan-first"]["part_em"] and s["sgd"]["redone"] == 0
     assert all(a["fallbacks"] == 0 for a in s.values()) and s["ar"]["speedup_vs_ar"] == 1.0
     assert s["sgd"]["ideal_speedup"] >= 1.0
 
@@ -165,3 +170,45 @@ def test_judge_scores_are_parsed_and_averaged():
         assert arm["judge_missing"] == 0 and 0 <= arm["judge_score"] <= 1
     assert s["ar"]["judge_score"] == 1.0 and s["sot"]["judge_score"] < 1.0
     assert "judge score" in markdown_table(summarize(rows))
+
+
+def run_streamed(plan=None, **kw):
+    q, log = question(), []
+    large, small = StreamingReader("large", plan, log), StreamingReader("small", log=log)
+    a = asyncio.run(answer(q.text, large, small, SGDConfig(mode="sgd", **kw)))
+    return q, a, log
+
+
+def test_streaming_starts_points_while_the_plan_is_written():
+    q, a, log = run_streamed()
+    plan_done = log.index(("done", "large", SKELETON_SYSTEM))
+    assert any(e[0] == "point" for e in log[:plan_done])  # points started before the plan ended
+    assert all(score(q, a.text).values()) and a.trace["redone"] == 0
+    assert 1 <= a.trace["started_early"] <= len(q.parts) - 1  # the last line ends without a newline
+    # every point is shown the plan through its own line, whenever it started
+    for _, _, user in (e for e in log if e[0] == "point"):
+        shown = user.split("Plan:\n")[1].split("\nKnown:")[0].splitlines()
+        part = int(re.search(r"Part (\d+):", user).group(1))
+        assert [int(line.split(".")[0]) for line in shown] == list(range(1, part + 1))
+    # the same answer without streaming; and less decoded one after another with it
+    _, b, _ = run_streamed(stream=False)
+    assert b.text == a.text and b.trace["started_early"] == 0
+    assert a.trace["serial_tokens"] < b.trace["serial_tokens"]
+    assert b.trace["serial_tokens"] == b.trace["skeleton_tokens"] + b.trace["critical_tokens"]
+
+
+def test_a_point_a_later_plan_line_changes_is_decoded_again():
+    q = question()
+    first = next(p for p in parse_skeleton(expert_skeleton(q)).points if p.difficulty == "easy")
+    plan = expert_skeleton(q) + f"\n{first.id}.{first.title}|-|hard"  # a repeat: merged, now hard
+    _, a, log = run_streamed(plan=plan)
+    assert a.trace["redone"] >= 1 and all(score(q, a.text).values())
+    started_small = [e for e in log if e[0] == "point" and f"Part {first.id}:" in e[2]]
+    assert started_small[0][1] == "small" and started_small[-1][1] == "large"  # redone, on the large model
+    assert a.skeleton.by_id()[first.id].difficulty == "hard"
+
+
+def test_stream_needs_eager():
+    with pytest.raises(TenfoldError, match="eager"):
+        SGDConfig(stream=True, eager=False).validate()
+    SGDConfig(stream=False, eager=False).validate()

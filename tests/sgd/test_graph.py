@@ -66,6 +66,11 @@ def test_critical_tokens_by_hand():
     # chains: 1->4 = 5+1, 2->3->4 = 2+3+1; the longest is 6
     assert critical_tokens(sk, {1: 5, 2: 2, 3: 3, 4: 1}) == 6
     assert critical_tokens(sk, {1: 1, 2: 4, 3: 4, 4: 2}) == 10
+    # points that could start only after some plan tokens: 1 at 7, 2 at 1, 3 at 9 (3 waits for its
+    # line, not for 2), 4 at 12 -> chains 7+5=12 -> 4: max(12, 12, 9+3=12) + 1 = 13
+    ready = {1: 7, 2: 1, 3: 9, 4: 12}
+    assert critical_tokens(sk, {1: 5, 2: 2, 3: 3, 4: 1}, ready) == 13
+    assert critical_tokens(sk, {1: 5, 2: 2, 3: 3, 4: 1}, {i: 0 for i in ready}) == 6
 
 
 class Unsure(Scripted):

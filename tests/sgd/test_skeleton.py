@@ -1,6 +1,6 @@
 import random
 
-from tenfold.sgd.skeleton import parse_skeleton
+from tenfold.sgd.skeleton import PlanReader, parse_skeleton
 
 
 def acyclic(sk) -> bool:
@@ -84,3 +84,29 @@ def test_compact_spaced_and_spelled_out_dependencies_read_the_same():
     assert [p.deps for p in compact.points] == [[], [1], [1, 2]]
     # a title with digits is not mistaken for dependencies when there is no third field
     assert parse_skeleton("1. add 3 and 4\n2. 12 | easy").points[1].deps == []
+
+
+def test_plan_reader_releases_points_that_later_lines_cannot_change():
+    plan = (
+        "1.A|-|easy\n"
+        "2.B|1|hard\n"  # needs a started point: released
+        "3.C|-\n"  # no difficulty (the parse will say hard): waits for the whole plan
+        "4.D|3|easy\n"  # needs a point that has not started
+        "5.B|-|easy\n"  # repeats the title of 2
+        "6.F|9|easy\n"  # needs an unknown point
+        "2.G|4|easy\n"  # repeats the id of 2, adding a dependency
+        "8.H|2,1,2|easy"  # no newline yet: not complete
+    )
+    reader, released, at, shown = PlanReader(), [], {}, {}
+    for i, ch in enumerate(plan):
+        for p in reader.feed(ch):
+            released.append(p)
+            at[p.id], shown[p.id] = i, reader.shown(p).format()
+    assert [(p.id, p.deps, p.difficulty) for p in released] == [(1, [], "easy"), (2, [1], "hard")]
+    assert at == {1: plan.index("\n"), 2: plan.index("\n", plan.index("\n") + 1)}  # at the newline
+    assert shown == {1: "1.A|-|easy", 2: "1.A|-|easy\n2.B|1|hard"}  # the plan through the point
+    assert reader.ends[1] == len("1.A|-|easy\n")
+    assert [p.id for p in reader.feed("\n")] == [8]  # its line is complete; duplicate deps merged
+    final = parse_skeleton(plan).by_id()
+    assert final[1] == released[0]  # the parse of the whole plan agrees on what it released
+    assert final[2] != released[1]  # but a repeat merged into 2 later: the caller must redo it

@@ -4,11 +4,15 @@ Systems talk only to a `Backend`: `LocalBackend` runs a tenfold model (preset or
 this process with continuous batching, so concurrent `await backend.complete(...)` calls are decoded
 together; `OpenAIBackend` talks to any OpenAI-compatible server (`tenfold serve`, vLLM, SGLang,
 llama.cpp's server) through the official `openai` client.
+
+Both also stream a chat (`chat_stream`: text deltas to a callback as they are decoded, then the whole
+`Completion`); `stream_chat(backend, ...)` does that with any backend, falling back to one delta at the end
+for a backend that cannot stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -108,6 +112,34 @@ class LocalBackend:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         return await self._run(ids, max_tokens, temperature, top_p, stop, seed, logprobs)
 
+    async def chat_stream(
+        self,
+        messages,
+        on_delta: Callable[[str], None],
+        *,
+        max_tokens=64,
+        temperature=0.0,
+        top_p=1.0,
+        stop=None,
+        seed=None,
+        logprobs=False,
+    ) -> Completion:
+        """`chat`, calling `on_delta(text)` with each piece of text as it is decoded."""
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        params = SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed=seed)
+        handle = self.engine.start().submit(ids, params, stream=True)
+        async for delta in handle.stream():
+            on_delta(delta)
+        gen = handle.generation
+        return Completion(
+            gen.text,
+            gen.finish_reason,
+            len(ids),
+            len(gen.token_ids),
+            gen.token_ids,
+            gen.logprobs if logprobs else None,
+        )
+
     async def aclose(self) -> None:
         self.engine.stop()
 
@@ -177,8 +209,69 @@ class OpenAIBackend:
             lps,
         )
 
+    async def chat_stream(
+        self,
+        messages,
+        on_delta: Callable[[str], None],
+        *,
+        max_tokens=64,
+        temperature=0.0,
+        top_p=1.0,
+        stop=None,
+        seed=None,
+        logprobs=False,
+    ) -> Completion:
+        """`chat` as server-sent events, calling `on_delta(text)` per chunk. The token count comes from
+        the server's usage chunk when it sends one (`stream_options.include_usage`), else from the
+        number of chunks with text (one per decode step on most servers)."""
+        stream = await self.client.chat.completions.create(
+            model=await self._model(),
+            messages=[],
+            extra_body={"messages": [dict(m) for m in messages]},  # see chat()
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stream=True,
+            stream_options={"include_usage": True},
+            **_given(stop=list(stop) if stop else None, seed=seed, logprobs=True if logprobs else None),
+        )
+        parts: list[str] = []
+        lps: list[float] = []
+        finish, usage, chunks = "stop", None, 0
+        async for chunk in stream:
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for c in chunk.choices:
+                if c.delta is not None and c.delta.content:
+                    parts.append(c.delta.content)
+                    chunks += 1
+                    on_delta(c.delta.content)
+                if logprobs and c.logprobs is not None and c.logprobs.content:
+                    lps.extend(t.logprob for t in c.logprobs.content)
+                if c.finish_reason:
+                    finish = c.finish_reason
+        return Completion(
+            "".join(parts),
+            finish,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else chunks,
+            None,
+            lps if logprobs and lps else None,
+        )
+
     async def aclose(self) -> None:
         await self.client.close()
+
+
+async def stream_chat(backend, messages, on_delta: Callable[[str], None], **kw) -> Completion:
+    """`backend.chat(messages, **kw)`, calling `on_delta(text)` as text arrives: per decoded piece when
+    the backend can stream (`chat_stream`), else once with the whole text when it is done."""
+    if hasattr(backend, "chat_stream"):
+        return await backend.chat_stream(messages, on_delta, **kw)
+    c = await backend.chat(messages, **kw)
+    if c.text:
+        on_delta(c.text)
+    return c
 
 
 def _given(**kw) -> dict:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from tenfold.core.errors import TenfoldError
 from tenfold.core.sampler import DecodeBatch, Generation, Prefill, SamplingParams, SeqState, new_sequence
 
 log = logging.getLogger("tenfold.engine")
@@ -33,6 +35,7 @@ class Handle:
 
     def __init__(self, seq: SeqState, loop: asyncio.AbstractEventLoop, stream: bool):
         self.seq, self.loop, self.wants_deltas = seq, loop, stream
+        self.posted_at = 0.0  # when text was last handed to the caller (perf_counter)
         self.queue: asyncio.Queue[_Event] = asyncio.Queue()
         self.cancelled = False
 
@@ -84,8 +87,21 @@ def _post_all(loop: asyncio.AbstractEventLoop, events: list[tuple[Handle, _Event
 class Engine:
     """Owns a model and a thread that decodes all submitted requests together."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64, prefill: Prefill | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_batch: int = 64,
+        prefill: Prefill | None = None,
+        stream_interval: float = 0.0,
+    ):
+        """`stream_interval` (seconds): a streamed sequence's new text is handed over at most this often
+        (its first text at once, the rest at the interval and when it ends); 0 hands it over every step. Each hand-over wakes the caller's event loop,
+        which on a one-core server takes time from decoding."""
+        if stream_interval < 0:
+            raise TenfoldError(f"stream_interval must be >= 0 seconds, got {stream_interval}")
         self.model, self.tok, self.max_batch, self.prefill = model, tokenizer, max_batch, prefill
+        self.stream_interval = stream_interval
         self._waiting: deque[Handle] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -176,9 +192,12 @@ class Engine:
             self.stats["shared_prefix"] = len(batch.prefix_ids)
             self.stats["shared_prefix_max"] = max(self.stats["shared_prefix_max"], len(batch.prefix_ids))
             events: dict[asyncio.AbstractEventLoop, list] = {}
+            now = time.perf_counter()
             for s in batch.seqs:
-                if s.user.wants_deltas and (delta := s.take_delta()):
-                    events.setdefault(s.user.loop, []).append((s.user, _Event(delta)))
+                h = s.user
+                if h.wants_deltas and now - h.posted_at >= self.stream_interval and (delta := s.take_delta()):
+                    h.posted_at = now
+                    events.setdefault(h.loop, []).append((h, _Event(delta)))
             for s in done:
                 events.setdefault(s.user.loop, []).append((s.user, _Event(s.take_delta(), final=s.result())))
             for loop, evs in events.items():

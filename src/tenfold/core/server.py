@@ -91,14 +91,19 @@ def _include_usage(req: _Common) -> bool:
 
 
 def create_app(
-    model, tokenizer, served_name: str, max_batch: int = 64, prefill: Prefill | None = None
+    model,
+    tokenizer,
+    served_name: str,
+    max_batch: int = 64,
+    prefill: Prefill | None = None,
+    stream_interval: float = 0.0,
 ) -> FastAPI:
     """The FastAPI app; its `Engine` starts with the app and stops at shutdown.
 
     `prefill` is an optional plug-in that fills prompts' KV caches itself (see `sampler.Prefill`), e.g.
-    from a prefix KV store.
+    from a prefix KV store. `stream_interval`: see `Engine` (streamed text is sent at most this often).
     """
-    engine = Engine(model, tokenizer, max_batch=max_batch, prefill=prefill)
+    engine = Engine(model, tokenizer, max_batch=max_batch, prefill=prefill, stream_interval=stream_interval)
     ctx = context_length(model)
 
     @asynccontextmanager
@@ -438,6 +443,7 @@ def serve(
     max_batch: int = 64,
     served_name: str | None = None,
     make_prefill: Callable | None = None,
+    stream_interval: float = 0.0,
 ) -> None:
     """Load `model` (preset or local checkpoint) and serve it until interrupted.
 
@@ -449,7 +455,14 @@ def serve(
 
     lm, tok = load_model(model, device)
     prefill = make_prefill(lm) if make_prefill is not None else None
-    app = create_app(lm, tok, served_name or model_name(model), max_batch=max_batch, prefill=prefill)
+    app = create_app(
+        lm,
+        tok,
+        served_name or model_name(model),
+        max_batch=max_batch,
+        prefill=prefill,
+        stream_interval=stream_interval,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

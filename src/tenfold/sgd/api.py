@@ -7,6 +7,12 @@
   forwarded, easy points on the small model when one is given (Jin et al., 2024).
 
 A skeleton that cannot be parsed falls back to `ar`, with a warning in the result.
+
+Streaming (`SGDConfig(stream=True)`, the default for `sgd`; beyond the paper): the plan is read while it
+is being written, and a point starts as soon as its line is complete and its parents are done, instead
+of after the whole plan. Every point is then shown the plan through its own line (so its prompt does not
+depend on timing); a point that a later line changes (a repeat merged into it) is decoded again. With a
+backend that cannot stream, points start after the plan, as without the option.
 """
 
 from __future__ import annotations
@@ -15,11 +21,11 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from tenfold.core.backends import Backend
+from tenfold.core.backends import Backend, stream_chat
 from tenfold.core.errors import TenfoldError
-from tenfold.sgd.graph import decode_graph
+from tenfold.sgd.graph import GraphDecoder, critical_tokens
 from tenfold.sgd.prompts import FORWARDS, direct_messages, point_messages, skeleton_messages
-from tenfold.sgd.skeleton import Skeleton, parse_skeleton
+from tenfold.sgd.skeleton import PlanReader, Skeleton, parse_skeleton
 
 MODES = ("ar", "sot", "sgd")
 
@@ -29,6 +35,7 @@ class SGDConfig:
     mode: str = "sgd"
     route: bool = True  # sgd: easy points to the small model (when one is given)
     eager: bool = True  # start a point when its own parents finish (False: the paper's waves)
+    stream: bool = True  # start points while the plan is being written (needs eager; module docstring)
     skeleton_tokens: int = 160
     point_tokens: int = 192
     answer_tokens: int = 1024  # ar (a worked answer to 8 parts is at most ~900 tokens)
@@ -36,6 +43,9 @@ class SGDConfig:
     # sgd with routing: a small-model point with a token logprob below this is answered again by the
     # large model (a cascade; None: off, as in the paper). See `tenfold.sgd.graph`.
     escalate_below: float | None = None
+    # strings that end a point's answer, e.g. ("\n",) where a point is answered in one line (the chains
+    # task's format); () lets the model decide, as for the paragraphs a real LLM expands a point into
+    point_stop: tuple[str, ...] = ()
 
     def validate(self) -> SGDConfig:
         if self.mode not in MODES:
@@ -44,6 +54,8 @@ class SGDConfig:
             raise TenfoldError(f"forward must be one of {FORWARDS}, got {self.forward!r}")
         if min(self.skeleton_tokens, self.point_tokens, self.answer_tokens) < 1:
             raise TenfoldError("token budgets must be >= 1")
+        if self.stream and not self.eager:
+            raise TenfoldError("stream=True starts points as the plan is written and needs eager=True")
         if self.escalate_below is not None and not self.escalate_below < 0:
             raise TenfoldError(f"escalate_below is a log-probability, so < 0; got {self.escalate_below}")
         return self
@@ -64,33 +76,68 @@ async def answer(
 ) -> Answer:
     cfg = (cfg or SGDConfig()).validate()
     t0 = time.perf_counter()
+    plan_kw = {"max_tokens": cfg.skeleton_tokens, "temperature": 0.0}
     if cfg.mode == "ar":
         c = await large.chat(direct_messages(question), max_tokens=cfg.answer_tokens, temperature=0.0)
         return Answer(
             c.text.strip(), "ar", time.perf_counter() - t0, trace={"tokens_total": c.completion_tokens}
         )
-    plan = await large.chat(skeleton_messages(question), max_tokens=cfg.skeleton_tokens, temperature=0.0)
+    sot = cfg.mode == "sot"  # SoT's skeleton has no dependencies, nothing is forwarded, no routing
+    graph = GraphDecoder(
+        question,
+        partial(point_messages, forward=cfg.forward),
+        large,
+        small if (cfg.mode == "sgd" and cfg.route) else None,
+        max_tokens=cfg.point_tokens,
+        forward=not sot,
+        escalate_below=cfg.escalate_below,
+        stop=tuple(cfg.point_stop),
+    )
+
+    def as_planned(sk: Skeleton) -> Skeleton:
+        return Skeleton([replace(p, deps=[]) for p in sk.points], sk.warnings) if sot else sk
+
+    streaming = cfg.stream and hasattr(large, "chat_stream")  # else points start after the plan
+    reader = PlanReader()
+
+    def on_delta(delta: str) -> None:  # points whose line is complete start now
+        for p in reader.feed(delta):
+            shown = as_planned(reader.shown(p))
+            graph.start(shown.points[-1], shown)
+
+    plan = await (
+        stream_chat(large, skeleton_messages(question), on_delta, **plan_kw)
+        if streaming
+        else large.chat(skeleton_messages(question), **plan_kw)
+    )
     skeleton = parse_skeleton(plan.text)
     if skeleton is None:
+        graph.cancel()
         fallback = await answer(question, large, small, replace(cfg, mode="ar"))
         fallback.seconds = time.perf_counter() - t0
         fallback.warnings.append(
             f"{cfg.mode}: no usable skeleton in {plan.text[:80]!r}; answered autoregressively"
         )
         return fallback
-    if cfg.mode == "sot":  # SoT's skeleton has no dependencies and no routing
-        skeleton = Skeleton([replace(p, deps=[]) for p in skeleton.points], skeleton.warnings)
-    res = await decode_graph(
-        question,
-        skeleton,
-        partial(point_messages, forward=cfg.forward),
-        large,
-        small if (cfg.mode == "sgd" and cfg.route) else None,
-        max_tokens=cfg.point_tokens,
-        forward=cfg.mode == "sgd",
-        eager=cfg.eager,
-        escalate_below=cfg.escalate_below,
-    )
-    trace = {**res.trace, "skeleton_tokens": plan.completion_tokens}
+    skeleton = as_planned(skeleton)
+    res = await graph.finish(skeleton, (lambda p: skeleton.through(p.id)) if streaming else None)
+    # tokens of the plan written before each point could start: its line's end when it started early
+    # and was kept (estimated from characters), else the whole plan
+    early = graph.kept
+    chars = max(len(plan.text), 1)
+    ready = {
+        p.id: min(plan.completion_tokens, round(plan.completion_tokens * reader.ends[p.id] / chars))
+        if p.id in early
+        else plan.completion_tokens
+        for p in skeleton.points
+    }
+    tokens = {r.id: r.tokens for r in res.points}
+    trace = {
+        **res.trace,
+        "skeleton_tokens": plan.completion_tokens,
+        "started_early": len(early),
+        # tokens decoded one after another: the plan, overlapped with the points' chains when streaming
+        "serial_tokens": max(plan.completion_tokens, critical_tokens(skeleton, tokens, ready)),
+    }
     text = "\n".join(r.text for r in res.points)
     return Answer(text, cfg.mode, time.perf_counter() - t0, skeleton, trace, list(skeleton.warnings))

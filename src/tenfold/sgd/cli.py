@@ -42,6 +42,16 @@ def run(
         float | None,
         typer.Option(help="re-answer on the large model a small-model point with a token logprob below this"),
     ] = None,
+    stream: Annotated[
+        bool, typer.Option(help="start points while the plan is being written (--no-stream: after it)")
+    ] = True,
+    one_line_points: Annotated[
+        bool | None,
+        typer.Option(
+            help="end each point at its first newline (default: on for the tiny models and generated "
+            "questions, whose parts are answered in one line; off for your own model and question)"
+        ),
+    ] = None,
 ) -> None:
     """Answer one question and print the answer, the skeleton, the schedule trace and, for a generated
     question, which parts are right."""
@@ -51,7 +61,14 @@ def run(
     from tenfold.envs.chains import ChainConfig, generate, score
     from tenfold.sgd.api import SGDConfig, answer
 
-    cfg = SGDConfig(mode=mode, escalate_below=escalate_below).validate()
+    if one_line_points is None:
+        one_line_points = large is None or question is None
+    cfg = SGDConfig(
+        mode=mode,
+        escalate_below=escalate_below,
+        stream=stream,
+        point_stop=("\n",) if one_line_points else (),
+    ).validate()
     if large is None:
         large, small = _default_models(small)
     q = None if question else generate(ChainConfig(parts, seed=seed))

@@ -16,6 +16,9 @@ warning: dependencies on unknown ids or on the point itself are dropped, a point
 same title) is merged into its first occurrence, a dependency that closes a cycle is dropped, and a
 missing difficulty counts as hard (the large model: the safe side). Text with no numbered point gives
 no skeleton (None), so the caller falls back to plain decoding.
+
+`PlanReader` reads a plan while it is being written and hands out the points that may start before it
+ends (SGD's streaming option, `tenfold.sgd.api`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ class Skeleton:
             f"{p.id}.{p.title}|{','.join(map(str, p.deps)) or '-'}|{p.difficulty}" for p in self.points
         )
 
+    def through(self, point_id: int) -> Skeleton:
+        """The plan up to and including point `point_id` (what a point is shown when points start while
+        the plan is still being written)."""
+        ids = [p.id for p in self.points]
+        return Skeleton(self.points[: ids.index(point_id) + 1])
+
     def depth(self) -> int:
         """Points on the longest dependency chain."""
         memo: dict[int, int] = {}
@@ -69,27 +78,29 @@ def _title_key(title: str) -> str:
     return re.sub(r"\W+", " ", title).strip().lower()
 
 
+def _parse_line(line: str) -> tuple[int, str, list[str], str | None] | None:
+    """(id, title, dependency ids as written, difficulty or None) of one plan line; None if unnumbered."""
+    m = _POINT.match(line)
+    if not m:
+        return None
+    body = m.group(2)
+    fields = body.split("|")
+    title = fields[0].strip()
+    deps_m = _DEPS.search(body)
+    if deps_m:
+        dep_tokens = re.findall(r"\d+", deps_m.group(1))
+    elif len(fields) > 2 and _BARE_DEPS.fullmatch(fields[1]):  # "title | 1,2 | hard"
+        dep_tokens = re.findall(r"\d+", fields[1])
+    else:
+        dep_tokens = []
+    diff_m = _DIFF.search(body[len(fields[0]) :])
+    return int(m.group(1)), title, dep_tokens, diff_m.group(1).lower() if diff_m else None
+
+
 def parse_skeleton(text: str) -> Skeleton | None:
     """Parse and repair a skeleton; None when the text holds no numbered point (see module docstring)."""
     warnings: list[str] = []
-    raw: list[tuple[int, str, list[str], str | None]] = []
-    for line in text.splitlines():
-        m = _POINT.match(line)
-        if not m:
-            continue
-        body = m.group(2)
-        title = body.split("|")[0].strip()
-        fields = body.split("|")
-        deps_m = _DEPS.search(body)
-        if deps_m:
-            dep_tokens = re.findall(r"\d+", deps_m.group(1))
-        elif len(fields) > 2 and _BARE_DEPS.fullmatch(fields[1]):  # "title | 1,2 | hard"
-            dep_tokens = re.findall(r"\d+", fields[1])
-        else:
-            dep_tokens = []
-        rest = body[len(body.split("|")[0]) :]
-        diff_m = _DIFF.search(rest)
-        raw.append((int(m.group(1)), title, dep_tokens, diff_m.group(1).lower() if diff_m else None))
+    raw = [r for r in map(_parse_line, text.splitlines()) if r is not None]
     if not raw:
         return None
 
@@ -151,3 +162,49 @@ def _break_cycles(points: dict[int, Point], warnings: list[str]) -> None:
     for i in points:
         if i not in state:
             visit(i)
+
+
+class PlanReader:
+    """Reads a plan as it is written; `feed(text)` returns the points of newly completed lines that may
+    start now.
+
+    A line is complete at its newline. Its point may start when the repairs of `parse_skeleton` leave it
+    as it is, as far as the plan so far tells: a new id and a new title, an explicit difficulty, and
+    dependencies only on points that have started already. A later line can still change it (a repeat
+    merges into it), so the caller compares the started points with the parse of the whole plan and
+    redoes those that differ. `shown(point)` is the plan through that point's line, as parsed so far
+    (what a point that starts early is shown); `ends[id]` is the number of plan characters up to the
+    end of that point's line.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._pos = 0  # start of the first incomplete line
+        self._seen_ids: set[int] = set()
+        self._seen_titles: set[str] = set()
+        self.started: set[int] = set()
+        self.ends: dict[int, int] = {}
+
+    def feed(self, delta: str) -> list[Point]:
+        self.text += delta
+        ready: list[Point] = []
+        while (nl := self.text.find("\n", self._pos)) >= 0:
+            line, self._pos = self.text[self._pos : nl], nl + 1
+            raw = _parse_line(line)
+            if raw is None:
+                continue
+            pid, title, dep_tokens, diff = raw
+            key = _title_key(title)
+            fresh = bool(title) and pid not in self._seen_ids and key not in self._seen_titles
+            deps = list(dict.fromkeys(int(d) for d in dep_tokens))
+            self._seen_ids.add(pid)
+            self._seen_titles.add(key)
+            self.ends.setdefault(pid, self._pos)
+            if fresh and diff is not None and all(d in self.started and d != pid for d in deps):
+                self.started.add(pid)
+                ready.append(Point(pid, title, deps, diff))
+        return ready
+
+    def shown(self, point: Point) -> Skeleton:
+        """The plan parsed so far, through `point` (which must have been read)."""
+        return parse_skeleton(self.text[: self._pos]).through(point.id)
