@@ -100,7 +100,9 @@ def run(
 def bench(
     large: LargeOpt = None,
     small: SmallOpt = None,
-    questions: Annotated[int, typer.Option(help="generated questions (quick: 16)")] = 24,
+    questions: Annotated[
+        int, typer.Option(help="generated questions (--quick: as many as the quick reproduction)")
+    ] = 24,
     quick: bool = False,
     min_parts: Annotated[int, typer.Option(help="parts per question, at least")] = 7,
     max_parts: Annotated[int, typer.Option(help="parts per question, at most (8 at most)")] = 8,
@@ -113,8 +115,9 @@ def bench(
     """ar vs SoT vs SGD (with and without routing) on the same generated questions: latency, exact
     match per part and dependency depth, small-model share; optionally an LLM-judge score."""
     from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_bench, write_json
+    from tenfold.sgd.reproduce import QUICK_QUESTIONS
 
-    cfg = BenchConfig(16 if quick else questions, min_parts, max_parts, max_depth).validate()
+    cfg = BenchConfig(QUICK_QUESTIONS if quick else questions, min_parts, max_parts, max_depth).validate()
     if large is None:
         large, small = _default_models(small)
     result = run_bench(cfg, large, small, quiet, judge=judge)
