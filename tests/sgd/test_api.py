@@ -180,20 +180,39 @@ def run_streamed(plan=None, **kw):
 
 
 def test_streaming_starts_points_while_the_plan_is_written():
-    q, a, log = run_streamed()
+    q, a, log = run_streamed(early_small=False)
     plan_done = log.index(("done", "large", SKELETON_SYSTEM))
     assert any(e[0] == "point" for e in log[:plan_done])  # points started before the plan ended
     assert all(score(q, a.text).values()) and a.trace["redone"] == 0
     assert 1 <= a.trace["started_early"] <= len(q.parts) - 1  # the last line ends without a newline
-    # every point is shown the plan through its own line, whenever it started
-    for _, _, user in (e for e in log if e[0] == "point"):
-        shown = user.split("Plan:\n")[1].split("\nKnown:")[0].splitlines()
+    # a point that started early is shown the plan through its own line; the small model's points
+    # (early_small=False) and those that need them wait for the whole plan and see all of it
+    sk = a.skeleton.by_id()
+
+    def waits(i):
+        return sk[i].difficulty == "easy" or any(waits(d) for d in sk[i].deps)
+
+    assert any(waits(i) for i in sk) and not all(waits(i) for i in sk)  # precondition: both kinds
+    for _, model, user in (e for e in log if e[0] == "point"):
+        shown = [
+            int(line.split(".")[0]) for line in user.split("Plan:\n")[1].split("\nKnown:")[0].splitlines()
+        ]
         part = int(re.search(r"Part (\d+):", user).group(1))
-        assert [int(line.split(".")[0]) for line in shown] == list(range(1, part + 1))
+        assert shown == (list(sk) if waits(part) else list(range(1, part + 1))), (part, model)
+        assert model == ("small" if sk[part].difficulty == "easy" else "large")
+    # by default (early_small), every point is shown the plan through its own line, whenever it started
+    _, c, log = run_streamed()
+    assert c.trace["started_early"] == len(q.parts) - 1 and c.text == a.text
+    for _, _, user in (e for e in log if e[0] == "point"):
+        shown = [
+            int(line.split(".")[0]) for line in user.split("Plan:\n")[1].split("\nKnown:")[0].splitlines()
+        ]
+        assert shown == list(range(1, int(re.search(r"Part (\d+):", user).group(1)) + 1))
     # the same answer without streaming; and less decoded one after another with it
-    _, b, _ = run_streamed(stream=False)
+    _, b, _ = run_streamed(stream=False, early_small=False)
     assert b.text == a.text and b.trace["started_early"] == 0
-    assert a.trace["serial_tokens"] < b.trace["serial_tokens"]
+    assert c.trace["serial_tokens"] < b.trace["serial_tokens"]
+    assert a.trace["serial_tokens"] <= b.trace["serial_tokens"]
     assert b.trace["serial_tokens"] == b.trace["skeleton_tokens"] + b.trace["critical_tokens"]
 
 
@@ -212,3 +231,32 @@ def test_stream_needs_eager():
     with pytest.raises(TenfoldError, match="eager"):
         SGDConfig(stream=True, eager=False).validate()
     SGDConfig(stream=False, eager=False).validate()
+
+
+def test_a_failing_plan_stops_the_points_it_started():
+    q = question()
+
+    class Slow(StreamingReader):  # points take long: still running when the plan fails
+        async def chat(self, messages, max_tokens=64, **kw):
+            self.log.append(("point", self.model, messages[-1]["content"]))
+            await asyncio.sleep(30)
+
+    class Breaks(Slow):
+        async def chat_stream(self, messages, on_delta, max_tokens=64, **kw):
+            c = await Reader.chat(self, messages, max_tokens, **kw)
+            for ch in c.text[: len(c.text) // 2]:  # half the plan: some points start
+                on_delta(ch)
+                await asyncio.sleep(0)
+            raise ConnectionError("server went away")
+
+    async def run():
+        log = []
+        with pytest.raises(ConnectionError):
+            await answer(q.text, Breaks("large", log=log), Slow("small", log=log), SGDConfig(route=True))
+        # checked here, as asyncio.run cancels whatever is left when run() returns
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        return log, [t for t in others if not (t.done() or t.cancelling())]
+
+    log, running = asyncio.run(run())
+    assert any(e[0] == "point" for e in log)  # points had started
+    assert running == []  # and none is left running

@@ -10,9 +10,11 @@ A skeleton that cannot be parsed falls back to `ar`, with a warning in the resul
 
 Streaming (`SGDConfig(stream=True)`, the default for `sgd`; beyond the paper): the plan is read while it
 is being written, and a point starts as soon as its line is complete and its parents are done, instead
-of after the whole plan. Every point is then shown the plan through its own line (so its prompt does not
-depend on timing); a point that a later line changes (a repeat merged into it) is decoded again. With a
-backend that cannot stream, points start after the plan, as without the option.
+of after the whole plan. A point that starts early is shown the plan through its own line, the others
+all of it; which points start early depends only on the plan's text, never on timing. With
+`early_small=False` points for the small model wait for the whole plan. A point that a later line changes (a
+repeat merged into it) is decoded again. With a backend that cannot stream, points start after the plan,
+as without the option.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class SGDConfig:
     route: bool = True  # sgd: easy points to the small model (when one is given)
     eager: bool = True  # start a point when its own parents finish (False: the paper's waves)
     stream: bool = True  # start points while the plan is being written (needs eager; module docstring)
+    # with stream: points routed to the small model start early too. They then see the plan only through
+    # their own line, which costs the tiny small model trained here quality on deeper questions; False
+    # holds them (and the points that need them) back until the whole plan, which they then see. On this
+    # machine that also gives back the time streaming saves (docs/sgd.md)
+    early_small: bool = True
     skeleton_tokens: int = 160
     point_tokens: int = 192
     answer_tokens: int = 1024  # ar (a worked answer to 8 parts is at most ~900 tokens)
@@ -98,18 +105,23 @@ async def answer(
         return Skeleton([replace(p, deps=[]) for p in sk.points], sk.warnings) if sot else sk
 
     streaming = cfg.stream and hasattr(large, "chat_stream")  # else points start after the plan
-    reader = PlanReader()
+    routed = cfg.mode == "sgd" and cfg.route and small is not None
+    reader = PlanReader(None if cfg.early_small or not routed else (lambda p: p.difficulty != "easy"))
 
     def on_delta(delta: str) -> None:  # points whose line is complete start now
         for p in reader.feed(delta):
             shown = as_planned(reader.shown(p))
             graph.start(shown.points[-1], shown)
 
-    plan = await (
-        stream_chat(large, skeleton_messages(question), on_delta, **plan_kw)
-        if streaming
-        else large.chat(skeleton_messages(question), **plan_kw)
-    )
+    try:
+        plan = await (
+            stream_chat(large, skeleton_messages(question), on_delta, **plan_kw)
+            if streaming
+            else large.chat(skeleton_messages(question), **plan_kw)
+        )
+    except BaseException:  # the plan failed: points already started must not run on
+        graph.cancel()
+        raise
     skeleton = parse_skeleton(plan.text)
     if skeleton is None:
         graph.cancel()
@@ -120,7 +132,11 @@ async def answer(
         )
         return fallback
     skeleton = as_planned(skeleton)
-    res = await graph.finish(skeleton, (lambda p: skeleton.through(p.id)) if streaming else None)
+
+    def shown(p):  # the plan a point sees: through its own line if it started early, else all of it
+        return skeleton.through(p.id) if p.id in reader.started else skeleton
+
+    res = await graph.finish(skeleton, shown if streaming else None)
     # tokens of the plan written before each point could start: its line's end when it started early
     # and was kept (estimated from characters), else the whole plan
     early = graph.kept

@@ -164,7 +164,11 @@ class GraphDecoder:
                     self.redone += 1
                 self.start(p, plan)
         self.kept = {i for i, k in kept.items() if k}
-        results = await asyncio.gather(*(self.tasks[p.id] for p in skeleton.points))
+        try:
+            results = await asyncio.gather(*(self.tasks[p.id] for p in skeleton.points))
+        except BaseException:  # a failed point (or a cancelled caller): stop the others too
+            self.cancel()
+            raise
         for r in results:
             r.wave = depth[r.id]
         return self._result(skeleton, list(results), depth)

@@ -24,6 +24,7 @@ ends (SGD's streaming option, `tenfold.sgd.api`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DIFFICULTIES = ("easy", "hard")
@@ -177,7 +178,10 @@ class PlanReader:
     end of that point's line.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, may_start: Callable[[Point], bool] | None = None) -> None:
+        """`may_start(point)`: whether a point that qualifies may start early at all (default: all);
+        one held back waits for the whole plan, and so do the points that need it."""
+        self.may_start = may_start or (lambda p: True)
         self.text = ""
         self._pos = 0  # start of the first incomplete line
         self._seen_ids: set[int] = set()
@@ -201,8 +205,10 @@ class PlanReader:
             self._seen_titles.add(key)
             self.ends.setdefault(pid, self._pos)
             if fresh and diff is not None and all(d in self.started and d != pid for d in deps):
-                self.started.add(pid)
-                ready.append(Point(pid, title, deps, diff))
+                point = Point(pid, title, deps, diff)
+                if self.may_start(point):
+                    self.started.add(pid)
+                    ready.append(point)
         return ready
 
     def shown(self, point: Point) -> Skeleton:
