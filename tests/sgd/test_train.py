@@ -103,6 +103,30 @@ def test_polish_stage_starts_from_the_cached_first_stage(tmp_path, monkeypatch):
     assert "polish" not in base.cache_key() and r.cache_key()["polish"]["examples"] == 12
     with pytest.raises(TenfoldError, match="share"):
         trained_model(replace(r, polish=PolishRecipe((("skeleton", 0.7), ("direct", 0.3)))), quiet=True)
+    with pytest.raises(TenfoldError, match="cut_plans"):
+        trained_model(replace(r, polish=PolishRecipe(cut_plans=1.5)), quiet=True)
+    # cut_plans enters the key only when set: the models trained before it keep their cache entries
+    assert "cut_plans" not in r.cache_key()["polish"]
+    assert replace(r, polish=PolishRecipe(cut_plans=0.5)).cache_key()["polish"]["cut_plans"] == 0.5
+
+
+def test_cut_plan_gives_the_prompt_of_a_point_started_while_the_plan_streams():
+    from tenfold.envs.chains import ChainConfig, generate
+    from tenfold.sgd.prompts import expert_skeleton, point_messages
+    from tenfold.sgd.train import cut_plan
+
+    q = generate(ChainConfig(7, 2, seed=3))
+    sk = parse_skeleton(expert_skeleton(q))
+    chats = expert_chats(q)
+    assert len(sk.points) >= 4  # precondition: plans worth cutting
+    for chat, p in zip(chats["point"], sk.points, strict=True):
+        parents = {d: q.solution(q.parts[d - 1].name) for d in p.deps}
+        assert cut_plan(chat)[:2] == point_messages(q.text, sk.through(p.id), p, parents)
+        assert cut_plan(chat)[2:] == chat[2:]  # the reply is unchanged
+    assert cut_plan(chats["skeleton"][0]) == chats["skeleton"][0]  # other jobs pass through
+    with pytest.raises(TenfoldError, match="own plan line"):
+        bad = chats["point"][1]
+        cut_plan([bad[0], {**bad[1], "content": bad[1]["content"].replace("\n2.", "\n9.")}, bad[2]])
 
 
 def test_recall_example_trains_every_statement_once_and_only_them():

@@ -96,8 +96,9 @@ class Engine:
         stream_interval: float = 0.0,
     ):
         """`stream_interval` (seconds): a streamed sequence's new text is handed over at most this often
-        (its first text at once, the rest at the interval and when it ends); 0 hands it over every step. Each hand-over wakes the caller's event loop,
-        which on a one-core server takes time from decoding."""
+        (its first text at once, the rest at the interval and when it ends); 0 hands it over every
+        step. Each hand-over wakes the caller's event loop, which on a one-core server takes time from
+        decoding."""
         if stream_interval < 0:
             raise TenfoldError(f"stream_interval must be >= 0 seconds, got {stream_interval}")
         self.model, self.tok, self.max_batch, self.prefill = model, tokenizer, max_batch, prefill

@@ -11,6 +11,7 @@ large one ends with a second stage that gives skeletons and whole answers fixed 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from tenfold.core.cache import cached_artefact
 from tenfold.core.errors import TenfoldError
 from tenfold.core.train import IGNORE, Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
-from tenfold.sgd.prompts import direct_messages, expert_skeleton, point_messages, skeleton_messages
+from tenfold.sgd.prompts import (
+    POINT_SYSTEM,
+    direct_messages,
+    expert_skeleton,
+    point_messages,
+    skeleton_messages,
+)
 from tenfold.sgd.skeleton import parse_skeleton
 
 # v2: worked answers, compact plans; v3: short prompts, results forwarded; v4: up to 8 parts, plan
@@ -157,6 +164,9 @@ class PolishRecipe:
     steps: int = 1500
     lr: float = 1e-3
     seed: int = 77
+    # share of point chats shown the plan only through their own line: what a point sees when it starts
+    # while the plan is still being written (`SGDConfig(stream=True)`)
+    cut_plans: float = 0.0
 
     def validate(self) -> PolishRecipe:
         jobs = [j for j, _ in self.shares]
@@ -164,6 +174,8 @@ class PolishRecipe:
             raise TenfoldError(f"polish jobs must be distinct jobs of {JOBS}, got {jobs}")
         if any(s <= 0 for _, s in self.shares) or sum(s for _, s in self.shares) >= 1:
             raise TenfoldError(f"polish shares must be > 0 and add up to less than 1, got {self.shares}")
+        if not 0 <= self.cut_plans <= 1:
+            raise TenfoldError(f"cut_plans is a share in [0, 1], got {self.cut_plans}")
         return self
 
 
@@ -192,6 +204,8 @@ class ModelRecipe:
         for opt in ("recall_share", "polish"):  # models trained before an option keep their cache entries
             if not d[opt]:
                 del d[opt]
+        if d.get("polish") and not d["polish"]["cut_plans"]:
+            del d["polish"]["cut_plans"]
         return d
 
 
@@ -218,7 +232,9 @@ def recipe(role: str) -> ModelRecipe:
             jobs=("easy-point",),
             warm_start=DrillRecipe("micro"),
             recall_share=0.3,
-            polish=PolishRecipe(shares=(("easy-point", 0.5),), examples=48000, steps=3000, lr=1e-3, seed=78),
+            polish=PolishRecipe(
+                shares=(("easy-point", 0.5),), examples=48000, steps=3000, lr=1e-3, seed=78, cut_plans=0.5
+            ),
         )
     if role == "large":
         return ModelRecipe(
@@ -286,8 +302,28 @@ def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
     pool = corpus(n_rest // 3 + 1, p.seed + len(p.shares), tuple(r.jobs))  # several chats per question
     chats += rng.sample(pool, min(n_rest, len(pool)))
     rng.shuffle(chats)
+    if p.cut_plans:
+        cut_rng = random.Random(p.seed + 99)
+        chats = [cut_plan(c) if cut_rng.random() < p.cut_plans else c for c in chats]
     examples = [chat_example(tok, c) for c in chats]
     return _sft(model, tok, examples, r, out_dir / "polish", p.steps, p.lr, p.seed, quiet)
+
+
+def cut_plan(chat: list[dict]) -> list[dict]:
+    """A point chat whose plan ends at the point's own line (other chats unchanged): the prompt of a
+    point that starts while the plan is being written (`tenfold.sgd.api`)."""
+    if chat[0]["content"] != POINT_SYSTEM:
+        return chat
+    user = chat[1]["content"]
+    head, _, rest = user.partition("\nPlan:\n")
+    plan, _, tail = rest.partition("\nKnown: ")
+    own = re.search(r"\nPart (\d+): ", "\n" + tail.rsplit("\n", 1)[-1])
+    lines = plan.split("\n")
+    ids = [line.split(".", 1)[0] for line in lines]
+    if own is None or own.group(1) not in ids:
+        raise TenfoldError(f"not a point prompt with its own plan line: {user[-120:]!r}")
+    kept = "\n".join(lines[: ids.index(own.group(1)) + 1])
+    return [chat[0], {**chat[1], "content": f"{head}\nPlan:\n{kept}\nKnown: {tail}"}, *chat[2:]]
 
 
 def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
