@@ -3,7 +3,8 @@ same generated chains questions, one question at a time (latency as a user sees 
 
 Per arm: end-to-end seconds, exact match per part and per question, by dependency depth; for SGD the
 share of point tokens on the small model and the ideal speed-up bound of the brief,
-(total tokens + skeleton tokens) / (critical-path tokens + skeleton tokens).
+(total tokens + skeleton tokens) / (tokens decoded one after another: skeleton + critical-path tokens,
+or less where points start while the skeleton is written).
 """
 
 from __future__ import annotations
