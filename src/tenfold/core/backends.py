@@ -223,7 +223,7 @@ class OpenAIBackend:
     ) -> Completion:
         """`chat` as server-sent events, calling `on_delta(text)` per chunk. The token count comes from
         the server's usage chunk when it sends one (`stream_options.include_usage`), else from the
-        number of chunks with text (one per decode step on most servers)."""
+        number of chunks with text (one per decoded token on servers that stream every token)."""
         stream = await self.client.chat.completions.create(
             model=await self._model(),
             messages=[],
@@ -238,18 +238,19 @@ class OpenAIBackend:
         parts: list[str] = []
         lps: list[float] = []
         finish, usage, chunks = "stop", None, 0
-        async for chunk in stream:
-            if chunk.usage is not None:
-                usage = chunk.usage
-            for c in chunk.choices:
-                if c.delta is not None and c.delta.content:
-                    parts.append(c.delta.content)
-                    chunks += 1
-                    on_delta(c.delta.content)
-                if logprobs and c.logprobs is not None and c.logprobs.content:
-                    lps.extend(t.logprob for t in c.logprobs.content)
-                if c.finish_reason:
-                    finish = c.finish_reason
+        async with stream:  # closes the connection if the caller is cancelled (the server frees the slot)
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for c in chunk.choices:
+                    if c.delta is not None and c.delta.content:
+                        parts.append(c.delta.content)
+                        chunks += 1
+                        on_delta(c.delta.content)
+                    if logprobs and c.logprobs is not None and c.logprobs.content:
+                        lps.extend(t.logprob for t in c.logprobs.content)
+                    if c.finish_reason:
+                        finish = c.finish_reason
         return Completion(
             "".join(parts),
             finish,
