@@ -87,10 +87,17 @@ class LocalBackend:
         self.engine = Engine(self.lm, self.tokenizer, max_batch=max_batch, prefill=prefill)
 
     async def _run(
-        self, prompt_ids: list[int], max_tokens, temperature, top_p, stop, seed, logprobs
+        self, prompt_ids: list[int], max_tokens, temperature, top_p, stop, seed, logprobs, on_delta=None
     ) -> Completion:
+        """Decode one prompt; with `on_delta`, hand it each piece of text as it is decoded."""
         params = SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed=seed)
-        gen = await self.engine.start().submit(prompt_ids, params).result()
+        handle = self.engine.start().submit(prompt_ids, params, stream=on_delta is not None)
+        if on_delta is None:
+            gen = await handle.result()
+        else:
+            async for delta in handle.stream():
+                on_delta(delta)
+            gen = handle.generation
         return Completion(
             gen.text,
             gen.finish_reason,
@@ -126,19 +133,7 @@ class LocalBackend:
     ) -> Completion:
         """`chat`, calling `on_delta(text)` with each piece of text as it is decoded."""
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        params = SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed=seed)
-        handle = self.engine.start().submit(ids, params, stream=True)
-        async for delta in handle.stream():
-            on_delta(delta)
-        gen = handle.generation
-        return Completion(
-            gen.text,
-            gen.finish_reason,
-            len(ids),
-            len(gen.token_ids),
-            gen.token_ids,
-            gen.logprobs if logprobs else None,
-        )
+        return await self._run(ids, max_tokens, temperature, top_p, stop, seed, logprobs, on_delta)
 
     async def aclose(self) -> None:
         self.engine.stop()

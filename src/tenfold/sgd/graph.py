@@ -101,12 +101,8 @@ class GraphDecoder:
         stop: tuple[str, ...] = (),
     ):
         self.question, self.prompt, self.large, self.small = question, prompt, large, small
-        self.max_tokens, self.forward, self.escalate_below, self.stop = (
-            max_tokens,
-            forward,
-            escalate_below,
-            stop,
-        )
+        self.max_tokens, self.forward = max_tokens, forward
+        self.escalate_below, self.stop = escalate_below, stop
         self.t0 = time.perf_counter()
         self.tasks: dict[int, asyncio.Task] = {}
         self.started: dict[int, tuple[Point, str]] = {}  # id -> (point, shown plan) it started with
