@@ -15,7 +15,7 @@ runner = CliRunner()
 def _patch_warm(monkeypatch, tmp_path):
     model, tok = build_preset("tiny", seed=0)
     path = save_model(model, tok, tmp_path / "policy")
-    monkeypatch.setattr("tenfold.heapa.train.warm_policy", lambda **kw: path)
+    monkeypatch.setattr("tenfold.heapa.train.warm_policy", lambda *a, **kw: path)
 
 
 def test_train_writes_metrics_and_resumes(tmp_path, monkeypatch):

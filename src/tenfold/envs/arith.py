@@ -7,9 +7,12 @@
     L5  a * b + c          two digits times one digit, plus two digits
     L6  (a + b) * c - d    parentheses; result >= 0
 
-A problem is a short prompt ("Q: 37+45\\nA:") whose answer is an integer; a completion is right when the
-first integer it contains equals the answer exactly (so "82", " 82" and "82 is it" are right, "820"
-and "81" are not). Problems are determined by (level, seed); held-out test sets come from a seed range
+A problem is a short prompt ("Q: 37+45\\nA:") whose answer is an integer. The policy answers either with
+the bare number (" 82") or with worked steps (" 37+45=77+5=82", see `worked_steps`): the task is the
+same, the worked form splits it into one-digit-sized steps a tiny model can learn and RL can improve.
+A completion is right when the value after the last "=" of its first line is exactly the answer, or,
+for a line without "=", when the first integer is (so "82", " 82" and "82 is it" are right, "820",
+"81" and "37+45=77+5" are not). Problems are determined by (level, seed); held-out test sets come from a seed range
 training never uses, and a problem's text identifies it, so train/test overlap can be checked.
 """
 
@@ -22,6 +25,9 @@ from dataclasses import dataclass
 from tenfold.core.errors import TenfoldError
 
 LEVELS = (1, 2, 3, 4, 5, 6)
+ANSWER_FORMATS = ("bare", "worked")
+# generation lengths that fit every level's longest answer (worked L6: about 45 characters)
+MAX_ANSWER_TOKENS = {"bare": 8, "worked": 56}
 TEST_SEED_BASE = 10**9  # test problems use seeds from here on; training samplers stay below
 
 
@@ -37,8 +43,18 @@ class Problem:
 
     @property
     def solution(self) -> str:
-        """The expert completion (SFT target)."""
+        """The expert completion with the bare answer (SFT target)."""
         return f" {self.answer}\n"
+
+    @property
+    def worked_solution(self) -> str:
+        """The expert completion with worked steps (SFT target of the worked answer format)."""
+        return f" {worked_steps(self.expr)}\n"
+
+    def target(self, answers: str = "bare") -> str:
+        if answers not in ANSWER_FORMATS:
+            raise TenfoldError(f"answers must be one of {ANSWER_FORMATS}, got {answers!r}")
+        return self.worked_solution if answers == "worked" else self.solution
 
 
 def make_problem(level: int, rng: random.Random) -> Problem:
@@ -123,13 +139,71 @@ def evaluate(expr: str) -> int:
     return v
 
 
+def _parts(n: int) -> list[int]:
+    """The place parts of n with a non-zero digit, highest first: 405 -> [400, 5]; 0 -> [0]."""
+    digits = str(n)
+    out = [int(d) * 10 ** (len(digits) - 1 - i) for i, d in enumerate(digits) if d != "0"]
+    return out or [0]
+
+
+def _op_states(v: int, op: str, y: int) -> list[str]:
+    """States after "v op y" until a single value: each step is one digit's worth of work.
+    + and -: apply the operand's highest part ("37+45" -> "77+5" -> "82"). *, by a one-digit y: the
+    products of v's parts, then their sum ("37*7" -> "210+49" -> "250+9" -> "259")."""
+    if op == "*":
+        vp = _parts(v)
+        if y >= 10 or len(vp) == 1:
+            return [str(v * y)]
+        hi = vp[0] * y
+        return [f"{hi}+{(v - vp[0]) * y}", *_op_states(hi, "+", (v - vp[0]) * y)]
+    yp = _parts(y)
+    states = []
+    for i, part in enumerate(yp):
+        v = v + part if op == "+" else v - part
+        rest = sum(yp[i + 1 :])
+        states.append(f"{v}{op}{rest}" if rest else str(v))
+    return states
+
+
+def worked_steps(expr: str) -> str:
+    """The worked answer of an expression evaluated left to right (the L1-L6 shapes, whose one
+    parenthesised group comes first): states joined by "=", each the running value and the operation
+    in progress, ending at the value. "37+45-19" -> "37+45=77+5=82-19=72-9=63"."""
+    tokens = _TOKEN.findall(expr)
+    flat = [t for t in tokens if t not in "()"]
+    if len(flat) < 3 or len(flat) % 2 == 0 or not all(t.isdigit() for t in flat[::2]):
+        raise TenfoldError(f"cannot write worked steps for {expr!r}: need numbers joined by + - *")
+    if "(" in tokens and (tokens[0] != "(" or tokens.count("(") != 1 or tokens[4:5] != [")"]):
+        raise TenfoldError(f"worked steps allow one parenthesised pair at the front, got {expr!r}")
+    v, states = int(flat[0]), []
+    for i in range(1, len(flat), 2):
+        op, y = flat[i], int(flat[i + 1])
+        states.append(f"{v}{op}{y}")
+        states.extend(_op_states(v, op, y)[:-1])
+        v = v + y if op == "+" else v - y if op == "-" else v * y
+    if v != evaluate(expr):
+        raise TenfoldError(f"worked steps evaluate left to right; {expr!r} needs precedence")
+    return "=".join([*states, str(v)])
+
+
 _FIRST_INT = re.compile(r"-?\d+")
+_INT = re.compile(r"-?\d+")
+
+
+def final_answer(completion: str) -> int | None:
+    """The answer a completion gives: the value after the last "=" of its first line (worked answers),
+    or its first integer when the line has no "=" (bare answers); None when there is none."""
+    line = completion.lstrip().split("\n", 1)[0]
+    if "=" in line:
+        last = line.rsplit("=", 1)[1].strip()
+        return int(last) if _INT.fullmatch(last) else None
+    m = _FIRST_INT.search(line)
+    return int(m.group()) if m else None
 
 
 def is_correct(problem: Problem, completion: str) -> bool:
-    """Exact check: the first integer in the completion equals the answer."""
-    m = _FIRST_INT.search(completion)
-    return m is not None and int(m.group()) == problem.answer
+    """Exact check of the answer `final_answer` reads."""
+    return final_answer(completion) == problem.answer
 
 
 def reward(problem: Problem, completion: str) -> float:
@@ -168,6 +242,7 @@ def accuracy(
     top_p: float = 1.0,
     seed: int = 0,
     batch_size: int = 128,
+    max_new_tokens: int = MAX_ANSWER_TOKENS["bare"],
 ) -> float:
     """Pass rate of a policy on `problems`: greedy by default, else avg@`samples` (the mean correctness
     of `samples` sampled answers per problem, as HeaPA's avg@16 at temperature 1.0, top-p 0.7)."""
@@ -177,7 +252,11 @@ def accuracy(
         raise TenfoldError("greedy decoding gives one answer per problem: use samples=1")
     params = [
         SamplingParams(
-            max_new_tokens=8, temperature=temperature, top_p=top_p, stop=("\n",), seed=seed * 7717 + i
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=("\n",),
+            seed=seed * 7717 + i,
         )
         for i in range(len(problems) * samples)
     ]
@@ -195,10 +274,20 @@ def level_accuracy(
     samples: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    max_new_tokens: int = MAX_ANSWER_TOKENS["bare"],
 ) -> dict[str, float]:
     """{"L1": acc, ..., "mean": acc}: accuracy on each level's held-out test set (see `accuracy`)."""
     out = {
-        f"L{lv}": accuracy(model, tokenizer, test_set(lv, n), samples, temperature, top_p, seed=lv)
+        f"L{lv}": accuracy(
+            model,
+            tokenizer,
+            test_set(lv, n),
+            samples,
+            temperature,
+            top_p,
+            seed=lv,
+            max_new_tokens=max_new_tokens,
+        )
         for lv in levels
     }
     out["mean"] = sum(out.values()) / len(levels)

@@ -19,7 +19,14 @@ from pathlib import Path
 from tenfold.core.bench import save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
-from tenfold.envs.arith import LEVELS, level_accuracy, reward, sample_problems
+from tenfold.envs.arith import (
+    ANSWER_FORMATS,
+    LEVELS,
+    MAX_ANSWER_TOKENS,
+    level_accuracy,
+    reward,
+    sample_problems,
+)
 from tenfold.heapa.pool import PoolConfig
 from tenfold.heapa.sources import HeaPAConfig, HeaPASource, PrioritizedSource
 from tenfold.rl.grpo import Config
@@ -45,6 +52,7 @@ class BenchConfig:
     eval_samples: int = 2  # avg@2 at temperature 1.0, top-p 0.7 (the paper: avg@16, same sampling)
     pool_size: int = 30000
     split_at: float | None = None  # the HeaPA arms' boundary (None: the median, as the paper)
+    answers: str = "worked"  # the policy's answer format: "worked" steps or the "bare" number
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -54,6 +62,8 @@ class BenchConfig:
         bad = [a for a in self.arms if a not in ARMS]
         if bad:
             raise TenfoldError(f"unknown arms {bad}; arms are {ARMS}")
+        if self.answers not in ANSWER_FORMATS:
+            raise TenfoldError(f"answers must be one of {ANSWER_FORMATS}, got {self.answers!r}")
         if len(self.seeds) < 1 or self.budget < self.group_size * self.prompts_per_step:
             raise TenfoldError("need at least one seed and a budget of at least one step")
         return self
@@ -87,6 +97,7 @@ def train_arm(
         lr=cfg.lr,
         dynamic_sampling=arm == "dapo",
         eval_every=cfg.eval_every,
+        max_new_tokens=MAX_ANSWER_TOKENS[cfg.answers],
         ckpt_every=ckpt_every,
         seed=seed,
     )
@@ -113,9 +124,9 @@ def run_arm(arm: str, seed: int, cfg: BenchConfig, warm_dir: Path) -> dict:
     problems = sample_problems(cfg.problems, seed)
     source = make_source(arm, problems, seed, cfg, policy, tok)
     t = time.perf_counter()
-    res = train_arm(policy, tok, source, arm, seed, cfg, evaluate=lambda m: _evaluate(m, tok, cfg))
+    res = train_arm(policy, tok, source, arm, seed, cfg, evaluate=lambda m: evaluate_policy(m, tok, cfg))
     seconds = time.perf_counter() - t
-    start = _evaluate(load_model(warm_dir)[0].eval(), tok, cfg)
+    start = evaluate_policy(load_model(warm_dir)[0].eval(), tok, cfg)
     steps = res.history
     step_s = [sum(h["seconds"].values()) for h in steps]
     src_s = [h["seconds"]["source"] for h in steps]
@@ -142,8 +153,17 @@ def run_arm(arm: str, seed: int, cfg: BenchConfig, warm_dir: Path) -> dict:
     return out
 
 
-def _evaluate(model, tok, cfg: BenchConfig) -> dict:
-    return level_accuracy(model, tok, cfg.eval_n, samples=cfg.eval_samples, temperature=1.0, top_p=0.7)
+def evaluate_policy(model, tok, cfg: BenchConfig) -> dict:
+    """Held-out accuracy per level: avg@`eval_samples` at temperature 1.0, top-p 0.7 (HeaPA's protocol)."""
+    return level_accuracy(
+        model,
+        tok,
+        cfg.eval_n,
+        samples=cfg.eval_samples,
+        temperature=1.0,
+        top_p=0.7,
+        max_new_tokens=MAX_ANSWER_TOKENS[cfg.answers],
+    )
 
 
 def rollouts_to_reach(curve: list[dict], target: float) -> float | None:
@@ -159,10 +179,10 @@ def rollouts_to_reach(curve: list[dict], target: float) -> float | None:
 
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
-    from tenfold.heapa.train import warm_policy
+    from tenfold.heapa.train import WarmStart, warm_policy
 
     cfg.validate()
-    warm = warm_policy(quiet=quiet)
+    warm = warm_policy(WarmStart.for_answers(cfg.answers), quiet=quiet)
     runs = []
     with progress_bar("heapa bench", total=len(cfg.arms) * len(cfg.seeds), quiet=quiet) as bar:
         for seed in cfg.seeds:

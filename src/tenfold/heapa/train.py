@@ -24,8 +24,22 @@ class WarmStart:
     steps: int = 1500
     batch_size: int = 64
     lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # the cosine schedule's floor (1.0: constant learning rate)
     levels: tuple[int, ...] = LEVELS
     seed: int = 0
+    answers: str = "bare"  # "worked": answers with their steps (envs.arith.worked_steps)
+    max_len: int = 64
+    ckpt_every: int = 0
+
+    @classmethod
+    def for_answers(cls, answers: str) -> WarmStart:
+        """The warm start used for an answer format. Worked answers are longer (up to 48 tokens), so
+        their examples need a longer context; and they are learnt much faster: 800 steps leave held-out
+        pass rates from about 0.8 (L2) down to 0.05 (L6), where 1,500 already solve 0.9 of all levels,
+        leaving RL little to do."""
+        if answers == "bare":
+            return cls()
+        return cls(answers=answers, max_len=96, steps=800)
 
 
 def warm_corpus(w: WarmStart) -> list[tuple[str, str]]:
@@ -36,7 +50,7 @@ def warm_corpus(w: WarmStart) -> list[tuple[str, str]]:
             expr, d = expert_variant(p, rng)
             out.append((variant_prompt(p.expr), variant_completion(expr, d)))
         else:
-            out.append((p.prompt, p.solution))
+            out.append((p.prompt, p.target(w.answers)))
     return out
 
 
@@ -53,7 +67,9 @@ def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool =
             steps=w.steps,
             batch_size=w.batch_size,
             lr=w.lr,
-            max_len=64,
+            min_lr_ratio=w.min_lr_ratio,
+            max_len=w.max_len,
+            ckpt_every=w.ckpt_every,
             seed=w.seed,
             out_dir=str(d / "train"),
             quiet=quiet,
