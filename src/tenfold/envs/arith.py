@@ -233,6 +233,36 @@ def test_set(level: int, n: int = 100) -> list[Problem]:
     return list(seen.values())
 
 
+def _graded(
+    model,
+    tokenizer,
+    sets: list[tuple[list[Problem], int]],
+    samples: int,
+    temperature: float,
+    top_p: float,
+    batch_size: int,
+    max_new_tokens: int,
+) -> list[float]:
+    """Pass rate on each (problems, seed) set, all generated in one batched call (one long generation
+    then holds back one batch, not one per set)."""
+    from tenfold.core.sampler import SamplingParams, generate
+
+    if temperature == 0 and samples != 1:
+        raise TenfoldError("greedy decoding gives one answer per problem: use samples=1")
+    prompts, params, owners = [], [], []
+    for k, (problems, seed) in enumerate(sets):
+        for i in range(len(problems) * samples):
+            prompts.append(problems[i // samples].prompt)
+            params.append(SamplingParams(max_new_tokens, temperature, top_p, ("\n",), seed=seed * 7717 + i))
+            owners.append((k, problems[i // samples]))
+    gens = generate(model, tokenizer, prompts, params, batch_size=batch_size)
+    right, total = [0] * len(sets), [0] * len(sets)
+    for (k, problem), g in zip(owners, gens, strict=True):
+        right[k] += is_correct(problem, g.text)
+        total[k] += 1
+    return [r / t for r, t in zip(right, total, strict=True)]
+
+
 def accuracy(
     model,
     tokenizer,
@@ -246,24 +276,9 @@ def accuracy(
 ) -> float:
     """Pass rate of a policy on `problems`: greedy by default, else avg@`samples` (the mean correctness
     of `samples` sampled answers per problem, as HeaPA's avg@16 at temperature 1.0, top-p 0.7)."""
-    from tenfold.core.sampler import SamplingParams, generate
-
-    if temperature == 0 and samples != 1:
-        raise TenfoldError("greedy decoding gives one answer per problem: use samples=1")
-    params = [
-        SamplingParams(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=("\n",),
-            seed=seed * 7717 + i,
-        )
-        for i in range(len(problems) * samples)
-    ]
-    prompts = [p.prompt for p in problems for _ in range(samples)]
-    gens = generate(model, tokenizer, prompts, params, batch_size=batch_size)
-    right = [is_correct(problems[i // samples], g.text) for i, g in enumerate(gens)]
-    return sum(right) / len(right)
+    return _graded(
+        model, tokenizer, [(problems, seed)], samples, temperature, top_p, batch_size, max_new_tokens
+    )[0]
 
 
 def level_accuracy(
@@ -275,20 +290,11 @@ def level_accuracy(
     temperature: float = 0.0,
     top_p: float = 1.0,
     max_new_tokens: int = MAX_ANSWER_TOKENS["bare"],
+    batch_size: int = 128,
 ) -> dict[str, float]:
     """{"L1": acc, ..., "mean": acc}: accuracy on each level's held-out test set (see `accuracy`)."""
-    out = {
-        f"L{lv}": accuracy(
-            model,
-            tokenizer,
-            test_set(lv, n),
-            samples,
-            temperature,
-            top_p,
-            seed=lv,
-            max_new_tokens=max_new_tokens,
-        )
-        for lv in levels
-    }
-    out["mean"] = sum(out.values()) / len(levels)
+    sets = [(test_set(lv, n), lv) for lv in levels]
+    accs = _graded(model, tokenizer, sets, samples, temperature, top_p, batch_size, max_new_tokens)
+    out = {f"L{lv}": a for lv, a in zip(levels, accs, strict=True)}
+    out["mean"] = sum(accs) / len(levels)
     return out
