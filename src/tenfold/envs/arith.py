@@ -11,9 +11,10 @@ A problem is a short prompt ("Q: 37+45\\nA:") whose answer is an integer. The po
 the bare number (" 82") or with worked steps (" 37+45=77+5=82", see `worked_steps`): the task is the
 same, the worked form splits it into one-digit-sized steps a tiny model can learn and RL can improve.
 A completion is right when the value after the last "=" of its first line is exactly the answer, or,
-for a line without "=", when the first integer is (so "82", " 82" and "82 is it" are right, "820",
-"81" and "37+45=77+5" are not). Problems are determined by (level, seed); held-out test sets come from a seed range
-training never uses, and a problem's text identifies it, so train/test overlap can be checked.
+for a line without "=", when the first integer is (so "82", " 82" and "82 is it" are right; "820",
+"81" and "37+45=77+5" are not). Problems are determined by (level, seed); held-out test sets come
+from a seed range training never uses, and a problem's text identifies it, so train/test overlap can
+be checked.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def worked_steps(expr: str) -> str:
     flat = [t for t in tokens if t not in "()"]
     if len(flat) < 3 or len(flat) % 2 == 0 or not all(t.isdigit() for t in flat[::2]):
         raise TenfoldError(f"cannot write worked steps for {expr!r}: need numbers joined by + - *")
-    if "(" in tokens and (tokens[0] != "(" or tokens.count("(") != 1 or tokens[4:5] != [")"]):
+    brackets = tokens.count("(") + tokens.count(")")
+    if brackets and (brackets != 2 or tokens[0] != "(" or tokens.count("(") != 1):
         raise TenfoldError(f"worked steps allow one parenthesised pair at the front, got {expr!r}")
     v, states = int(flat[0]), []
     for i in range(1, len(flat), 2):
@@ -186,7 +188,6 @@ def worked_steps(expr: str) -> str:
     return "=".join([*states, str(v)])
 
 
-_FIRST_INT = re.compile(r"-?\d+")
 _INT = re.compile(r"-?\d+")
 
 
@@ -197,7 +198,7 @@ def final_answer(completion: str) -> int | None:
     if "=" in line:
         last = line.rsplit("=", 1)[1].strip()
         return int(last) if _INT.fullmatch(last) else None
-    m = _FIRST_INT.search(line)
+    m = _INT.search(line)
     return int(m.group()) if m else None
 
 

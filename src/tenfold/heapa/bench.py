@@ -2,9 +2,10 @@
 
 Arms: uniform; DAPO filtering (uniform + dynamic sampling, every generated rollout counted);
 prioritized (p proportional to (1 - s + eps)^(1/T)); HeaPA heap only; HeaPA + augmentation; HeaPA +
-augmentation + PathAgg; and, beyond the paper, the heap split at pass rate 0.5 instead of the median. Each arm trains a copy of the warm-started tiny policy on the same seed
-problems (L1-L6) until the rollout budget is spent, evaluating greedy held-out accuracy per level along
-the way. Reported: final accuracy (mean and spread over seeds), rollouts to reach uniform's final
+augmentation + PathAgg; and, beyond the paper, the heap split at pass rate 0.5 instead of the median.
+Each arm trains a copy of the warm-started tiny policy on the same seed problems (L1-L6) until the
+rollout budget is spent, evaluating held-out accuracy per level along the way (avg@2 at temperature
+1.0, top-p 0.7). Reported: final accuracy (mean and spread over seeds), rollouts to reach uniform's final
 accuracy, wall-clock per step and the share of it spent in the prompt source (pool + validator).
 """
 
@@ -37,16 +38,16 @@ ARMS = ("uniform", "dapo", "prioritized", "heap", "heap+aug", "heap+aug+path", "
 
 @dataclass
 class BenchConfig:
-    """Defaults are the full sweep; `quick()` is a few-minute smoke run (too short for RL to move the
-    tiny policy: see docs/heapa.md)."""
+    """Defaults are the full sweep (hours on one CPU core with worked answers); `quick()` is the
+    reproduction's few-minute run of uniform against full HeaPA."""
 
     arms: tuple[str, ...] = ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
     problems: int = 600  # seed prompts, levels in turn (the cold first pass takes problems / P steps)
     budget: int = 49152  # rollouts per arm and seed
     group_size: int = 8
-    prompts_per_step: int = 32  # P; with 8, gradient noise left held-out accuracy flat
-    lr: float = 1e-4  # 3e-4 and 1e-3 made the tiny policy worse; 3e-5 left it where it was
+    prompts_per_step: int = 32  # P; bare answers: with 8, gradient noise left held-out accuracy flat
+    lr: float = 1e-4  # bare answers: 3e-4 and 1e-3 made the policy worse (docs/heapa.md for worked)
     eval_every: int = 48
     eval_n: int = 40  # held-out problems per level
     eval_samples: int = 2  # avg@2 at temperature 1.0, top-p 0.7 (the paper: avg@16, same sampling)

@@ -36,7 +36,7 @@ def train(
     arm: Annotated[
         str, typer.Option(help="uniform, dapo, prioritized, heap, heap+aug, heap+aug+path, heap@p=0.5")
     ] = "heap+aug+path",
-    budget: Annotated[int, typer.Option(help="rollouts to spend")] = 49152,
+    budget: Annotated[int, typer.Option(help="rollouts to spend")] = 6144,
     out: Annotated[Path, typer.Option(help="run directory: metrics.jsonl, checkpoints")] = Path("runs/heapa"),
     seed: int = 0,
     answers: Answers = "worked",
