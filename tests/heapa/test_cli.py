@@ -36,3 +36,9 @@ def test_unknown_arm_is_a_user_error(tmp_path, monkeypatch):
     _patch_warm(monkeypatch, tmp_path)
     r = runner.invoke(app, ["heapa", "train", "--arm", "best", "--out", str(tmp_path / "x")])
     assert isinstance(r.exception, TenfoldError)
+
+
+def test_unknown_answer_format_is_a_user_error(tmp_path, monkeypatch):
+    _patch_warm(monkeypatch, tmp_path)
+    r = runner.invoke(app, ["heapa", "train", "--answers", "essay", "--out", str(tmp_path / "x")])
+    assert isinstance(r.exception, TenfoldError) and "answers" in str(r.exception)

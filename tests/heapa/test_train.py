@@ -3,6 +3,7 @@ pass the task's own checker."""
 
 import pytest
 
+from tenfold.core.errors import TenfoldError
 from tenfold.core.models import build_preset
 from tenfold.envs.arith import Problem, evaluate, is_correct
 from tenfold.heapa.train import WarmStart, warm_corpus
@@ -25,3 +26,8 @@ def test_warm_corpus_fits_the_context_and_is_right(answers):
             assert ("=" in completion) == (answers == "worked")
             answers_seen += 1
     assert 0.6 < answers_seen / len(corpus) < 0.9  # the rest teach variant writing (share 0.25)
+
+
+def test_unknown_answer_format_is_refused():
+    with pytest.raises(TenfoldError, match="answers"):
+        WarmStart.for_answers("essay")

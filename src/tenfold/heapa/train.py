@@ -1,5 +1,5 @@
-"""The warm-started policy for the HeaPA experiments: SFT of a tiny model on arithmetic answers and on
-writing variants, stopped early on purpose. RLVR needs a policy with mixed pass rates (easy levels
+"""The warm-started policy for the HeaPA experiments: SFT of a tiny model on arithmetic answers (worked
+steps by default, or bare numbers) and on writing variants, stopped early on purpose. RLVR needs a policy with mixed pass rates (easy levels
 partly right, hard ones mostly wrong), not a solved task; and HeaPA's augmentation needs a policy that
 can write a variant of a problem in the expected format."""
 
@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tenfold.core.cache import cached_artefact
-from tenfold.envs.arith import LEVELS, sample_problems
+from tenfold.core.errors import TenfoldError
+from tenfold.envs.arith import ANSWER_FORMATS, LEVELS, sample_problems
 from tenfold.heapa.augment import expert_variant, variant_completion, variant_prompt
 
 DATA_VERSION = "heapa-warm-v1"
@@ -40,6 +41,8 @@ class WarmStart:
         leaving RL little to do; 800 steps with the decay (mean 0.44) got *worse* under RL at lr 1e-4
         and 3e-5 and stayed flat at 1e-5: a policy annealed to a low learning rate sits where RL's
         noisy steps mostly do harm."""
+        if answers not in ANSWER_FORMATS:
+            raise TenfoldError(f"answers must be one of {ANSWER_FORMATS}, got {answers!r}")
         if answers == "bare":
             return cls()
         return cls(answers=answers, max_len=96, steps=1000, problems=60000, min_lr_ratio=1.0)
@@ -58,11 +61,12 @@ def warm_corpus(w: WarmStart) -> list[tuple[str, str]]:
 
 
 def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool = False) -> Path:
-    """Checkpoint directory of the warm-started policy (trained once, then cached)."""
+    """Checkpoint directory of the warm-started policy (trained once, then cached); by default the
+    worked-answer one."""
     from tenfold.core.models import build_preset
     from tenfold.core.train import TrainConfig, train_lm
 
-    w = w or WarmStart()
+    w = w or WarmStart.for_answers("worked")
 
     def build(d: Path) -> Path:
         model, tok = build_preset(w.preset, seed=w.seed)
