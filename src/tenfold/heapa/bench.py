@@ -202,8 +202,14 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
 
 
 def summarize(runs: list[dict], cfg: BenchConfig) -> dict:
+    """Per arm: final accuracy over seeds, and the rollouts it takes to reach uniform's final accuracy
+    (same seed) as two shares: of the rollouts uniform itself took to first reach that accuracy
+    (`rollout_ratio_to_uniform`, strict: on a flat, noisy curve uniform reaches its final value early),
+    and of uniform's whole budget (`rollout_share_of_uniform_budget`, the plain reading of "reaches
+    uniform's final accuracy with x% of its rollouts")."""
     out: dict = {}
     uniform_final = {r["seed"]: r["final"] for r in runs if r["arm"] == "uniform"}
+    uniform_spent = {r["seed"]: r["rollouts"] for r in runs if r["arm"] == "uniform"}
     for arm in cfg.arms:
         rs = [r for r in runs if r["arm"] == arm]
         finals = [r["final"] for r in rs]
@@ -219,6 +225,9 @@ def summarize(runs: list[dict], cfg: BenchConfig) -> dict:
             (x / uni_reach[r["seed"]]) if x is not None and uni_reach.get(r["seed"]) else None
             for r, x in zip(rs, reach, strict=True)
         ]
+        share = [
+            x / uniform_spent[r["seed"]] if x is not None else None for r, x in zip(rs, reach, strict=True)
+        ]
         out[arm] = {
             "final_mean": statistics.mean(finals),
             "final_sd": statistics.pstdev(finals),
@@ -228,6 +237,7 @@ def summarize(runs: list[dict], cfg: BenchConfig) -> dict:
             },
             "rollouts_to_uniform_final": reach,
             "rollout_ratio_to_uniform": ratio,
+            "rollout_share_of_uniform_budget": share,
             "step_seconds": statistics.mean(r["step_seconds"] for r in rs),
             "source_share": statistics.mean(r["source_share"] for r in rs),
             "informative_share": statistics.mean(r["informative_share"] for r in rs),
@@ -245,17 +255,19 @@ def markdown(result: dict) -> str:
         f"Budget {c['budget']} rollouts per arm and seed; {len(c['seeds'])} seeds; group size {c['group_size']}, "
         f"{c['prompts_per_step']} prompts per step; held-out accuracy = mean over L1-L6 ({c['eval_n']} problems each).",
         "",
-        "| arm | final accuracy (mean ± sd) | per seed | rollouts to uniform's final / uniform's | informative groups | s per step | source share of step |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | final accuracy (mean ± sd) | per seed | rollouts to uniform's final / uniform's | "
+        "the same / uniform's budget | informative groups | s per step | source share of step |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for arm, x in s.items():
         ratios = ["-" if v is None else f"{v:.2f}" for v in x["rollout_ratio_to_uniform"]]
+        shares = ["-" if v is None else f"{v:.2f}" for v in x.get("rollout_share_of_uniform_budget", [])]
         share = f"{x['source_share']:.1%}"
         if "pool_share" in x:
             share += f" (pool+validator {x['pool_share']:.1%}, variant generation {x['augment_generate_share']:.1%})"
         lines.append(
             f"| {arm} | {x['final_mean']:.3f} ± {x['final_sd']:.3f} | {' / '.join(f'{v:.3f}' for v in x['final_per_seed'])} | "
-            f"{' / '.join(ratios)} | {x['informative_share']:.2f} | {x['step_seconds']:.2f} | {share} |"
+            f"{' / '.join(ratios)} | {' / '.join(shares)} | {x['informative_share']:.2f} | {x['step_seconds']:.2f} | {share} |"
         )
     lines += ["", "| arm | " + " | ".join(f"L{lv}" for lv in LEVELS) + " |", "|---|" + "---|" * len(LEVELS)]
     for arm, x in s.items():

@@ -33,7 +33,12 @@ def reproduce(ctx: Context) -> list[Row]:
             ratio,
             0.85,
             higher_is_better=False,
-            detail="per seed: " + ", ".join("never" if r is None else f"{r:.2f}" for r in ratios),
+            detail="per seed: "
+            + ", ".join("never" if r is None else f"{r:.2f}" for r in ratios)
+            + "; as a share of uniform's whole budget instead: "
+            + ", ".join(
+                "never" if r is None else f"{r:.2f}" for r in full["rollout_share_of_uniform_budget"]
+            ),
         ),
         Row(
             "full HeaPA ends above uniform at equal budget, in units of the larger seed spread",
