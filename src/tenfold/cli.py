@@ -113,6 +113,26 @@ def serve(
             "fewer wake-ups leave more of a small server's CPU to decoding"
         ),
     ] = 0.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="TENFOLD_API_KEY", help="require `Authorization: Bearer KEY` on /v1/*"),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host header to answer (repeatable); default: loopback names when bound to loopback"
+        ),
+    ] = None,
+    max_body_mb: Annotated[float, typer.Option(help="largest request body, MiB")] = 8.0,
+    max_seqs_per_request: Annotated[
+        int, typer.Option(help="most sequences (prompts x n) in one request")
+    ] = 256,
+    default_max_tokens: Annotated[
+        int, typer.Option(help="max_tokens of a chat request that gives none (capped by the context)")
+    ] = 1024,
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="on SIGTERM, seconds running requests get before they are cut")
+    ] = 10.0,
 ) -> None:
     """Serve MODEL at http://HOST:PORT/v1 (completions, chat completions, streaming)."""
     if ctx.invoked_subcommand is not None:
@@ -147,6 +167,18 @@ def serve(
             cap = int(kv_max_gb * 2**30) if kv_max_gb else None
             return StorePrefill(lm, kv_store, kv_chunk_tokens, cap, bandwidth_gbps=kv_bandwidth_gbps)
 
+    from tenfold.core.server import ServerConfig
+
+    if max_body_mb <= 0:
+        raise typer.BadParameter(f"--max-body-mb must be > 0, got {max_body_mb}")
+    config = ServerConfig(
+        api_key=api_key,
+        allowed_hosts=tuple(h.lower() for h in allowed_host) if allowed_host else None,
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_seqs_per_request=max_seqs_per_request,
+        default_max_tokens=default_max_tokens,
+        shutdown_timeout=shutdown_timeout,
+    )
     run_server(
         model,
         host,
@@ -156,6 +188,7 @@ def serve(
         served_model_name,
         make_prefill=make_prefill,
         stream_interval=stream_interval_ms / 1000,
+        config=config,
     )
 
 

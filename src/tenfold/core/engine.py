@@ -2,9 +2,10 @@
 
 Requests are submitted from any thread or event loop; the engine thread adds waiting requests to the
 running `DecodeBatch` before every decode step (so a request never waits for another to finish), and
-streams each request's text deltas back to the caller's event loop. A failing request fails alone:
-bad input is rejected at `submit`, and an error inside a step fails the requests of that batch but
-not the engine.
+streams each request's text deltas back to the caller's event loop. A failing sequence fails alone:
+bad input is rejected at `submit`; an error while choosing one sequence's token ends that sequence
+(`DecodeBatch.step`); an error in the shared forward pass rebuilds the batch from every sequence's
+tokens so far, and a sequence that cannot be prefilled even alone is the one that fails.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Engine:
             "max_batch_seen": 0,
             "tokens": 0,
             "aborted": 0,
+            "failed": 0,  # sequences ended by an error (each alone; the others went on)
             "running": 0,
             "waiting": 0,
             "shared_prefix": 0,  # tokens of the prompt prefix the running rows share (one K/V copy)
@@ -159,11 +161,44 @@ class Engine:
             h.cancelled = True
 
     # the engine thread -------------------------------------------------------------------------------
+    def _fail(self, seqs, exc: BaseException) -> None:
+        for s in seqs:
+            s.finish_reason, s.error = "error", exc
+            s.user._post(_Event("", error=exc))
+        self.stats["failed"] += len(seqs)
+
+    def _isolate(self, batch: DecodeBatch, seqs: list, exc: BaseException) -> DecodeBatch:
+        """After a failed step: a fresh batch with every sequence of `seqs` that can still run; a sequence
+        that cannot be prefilled even alone fails alone, with its own error."""
+        log.warning(
+            "decode step failed (%s: %s); rebuilding %d sequences", type(exc).__name__, exc, len(seqs)
+        )
+        try:
+            return batch.rebuild(seqs)
+        except Exception:  # noqa: BLE001 - find the culprit below
+            pass
+        ok = []
+        for s in seqs:
+            try:
+                batch.rebuild([s])
+                ok.append(s)
+            except Exception as own:  # noqa: BLE001
+                log.warning("sequence %d fails alone (%s: %s); ending it", s.index, type(own).__name__, own)
+                self._fail([s], own)
+        try:
+            return batch.rebuild(ok)
+        except Exception as together:  # noqa: BLE001 - each runs alone but not together: give up on them
+            log.exception("sequences fail only together; ending %d", len(ok))
+            self._fail(ok, together)
+            return batch.rebuild([])
+
     def _run(self) -> None:
         batch = DecodeBatch(self.model, self.tok, prefill=self.prefill)
+        failed_steps = 0  # consecutive: a step that fails again after a rebuild fails its sequences
         while True:
             with self._cond:
                 while not self._stopping and not self._waiting and not batch.seqs:
+                    self.stats["running"], self.stats["waiting"] = 0, 0
                     self._cond.wait()
                 if self._stopping:
                     break
@@ -172,23 +207,32 @@ class Engine:
                 while self._waiting and room > 0 and (batch.can_merge or not batch.seqs):
                     h = self._waiting.popleft()
                     if not h.cancelled:
-                        joining.append(h)
+                        joining.append(h.seq)
                         room -= 1
+                self.stats["waiting"] = len(self._waiting)
+            gone = [s for s in batch.seqs if s.user.cancelled]
+            running = [s for s in batch.seqs if not s.user.cancelled]
+            before: list = []  # the batch as the step began (who finished if the step fails midway)
             try:
-                gone = [s for s in batch.seqs if s.user.cancelled]
                 batch.abort(gone)
                 self.stats["aborted"] += len(gone)
-                batch.add([h.seq for h in joining])
+                batch.add(joining)
                 self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch.seqs))
+                before = list(batch.seqs)
                 done = batch.step()
-            except Exception as exc:  # noqa: BLE001 - fail this batch's requests, keep serving
-                log.exception("decode step failed; failing %d requests", len(batch.seqs) + len(joining))
-                for s in {id(s): s for s in [*batch.seqs, *(h.seq for h in joining)]}.values():
-                    s.user._post(_Event("", error=exc))
-                batch = DecodeBatch(self.model, self.tok, prefill=self.prefill)
-                continue
+                failed_steps = 0
+            except Exception as exc:  # noqa: BLE001 - the requests that can go on, go on
+                if failed_steps and not joining:
+                    log.exception("decode step failed again after a rebuild; failing %d", len(running))
+                    self._fail(running, exc)
+                    batch, failed_steps = batch.rebuild([]), 0
+                    continue
+                failed_steps += 1
+                done = [s for s in before if s.finish_reason is not None]
+                alive = [s for s in [*running, *joining] if s.finish_reason is None]
+                batch = self._isolate(batch, alive, exc)
             self.stats["steps"] += 1
-            self.stats["running"], self.stats["waiting"] = len(batch.seqs), len(self._waiting)
+            self.stats["running"] = len(batch.seqs)
             self.stats["tokens"] += len(batch.seqs) + len(done)
             self.stats["shared_prefix"] = len(batch.prefix_ids)
             self.stats["shared_prefix_max"] = max(self.stats["shared_prefix_max"], len(batch.prefix_ids))
@@ -200,8 +244,15 @@ class Engine:
                     h.posted_at = now
                     events.setdefault(h.loop, []).append((h, _Event(delta)))
             for s in done:
-                events.setdefault(s.user.loop, []).append((s.user, _Event(s.take_delta(), final=s.result())))
+                if s.finish_reason == "error":  # this sequence failed alone (see DecodeBatch.step)
+                    self.stats["failed"] += 1
+                    ev = _Event("", error=s.error)
+                else:
+                    ev = _Event(s.take_delta(), final=s.result())
+                events.setdefault(s.user.loop, []).append((s.user, ev))
             for loop, evs in events.items():
                 _post_all(loop, evs)
         for h in [*self._waiting, *(s.user for s in batch.seqs)]:
             h._post(_Event("", error=RuntimeError("engine stopped")))
+        self._waiting.clear()
+        self.stats["running"] = self.stats["waiting"] = 0

@@ -11,8 +11,13 @@ out of attention, so a real token never sees a pad token; RoPE is applied before
 so padding a cache on the left does not move any real key. A sequence's output therefore does not
 depend on what it is batched with (up to float round-off in the matmuls).
 
-Logprobs and entropy are those of the model's raw next-token distribution (before temperature and
-top-p), the quantities RL losses and uncertainty hooks need.
+Logprobs and entropy are those of the model's raw next-token distribution (before temperature,
+top-p, penalties and logit bias), the quantities RL losses and uncertainty hooks need.
+
+A sequence fails alone: an error while choosing its token (say, a distribution that cannot be sampled)
+ends that sequence with `finish_reason == "error"` and `error` set, and the batch goes on. An error in
+the batch's shared forward pass is the caller's to handle; `DecodeBatch.rebuild` re-prefills a set of
+running sequences from their tokens so far, which lets the engine find and drop the one that fails.
 """
 
 from __future__ import annotations
@@ -29,10 +34,20 @@ from tenfold.core.errors import ContextLengthError, TenfoldError
 from tenfold.core.models import context_length
 from tenfold.core.tokenizer import IncrementalDecoder
 
+# Temperatures below this are greedy: dividing logits by 1e-300 overflows to inf and the softmax to NaN
+# (vLLM uses the same floor). Top-p always keeps the most likely token, so a tiny top-p is greedy too.
+MIN_TEMPERATURE = 1e-5
+MAX_TOP_LOGPROBS = 20  # as the OpenAI chat API
+
 
 @dataclass
 class SamplingParams:
-    """How to pick tokens for one sequence. `temperature == 0` means greedy."""
+    """How to pick tokens for one sequence. `temperature < MIN_TEMPERATURE` means greedy.
+
+    `frequency_penalty` / `presence_penalty` (OpenAI's, in [-2, 2]) lower the logit of a token by
+    `frequency_penalty * count + presence_penalty * (count > 0)`, count = times it was generated so far;
+    `logit_bias` adds a value in [-100, 100] to a token's logit. `top_logprobs`: also report the k most
+    likely tokens at every step (raw logprobs, like `Generation.logprobs`)."""
 
     max_new_tokens: int = 64
     temperature: float = 0.0
@@ -41,13 +56,24 @@ class SamplingParams:
     stop_token_ids: Sequence[int] | None = None  # None: the tokenizer's end-of-text/end-of-turn ids
     seed: int | None = None
     ignore_eos: bool = False
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: dict[int, float] | None = None
+    top_logprobs: int = 0
 
-    def validate(self) -> SamplingParams:
+    def validate(self, vocab_size: int | None = None) -> SamplingParams:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise TenfoldError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 100.0:
-            raise TenfoldError(f"temperature must be in [0, 100], got {self.temperature!r}")
-        if not 0.0 < float(self.top_p) <= 1.0:
+        for name, lo, hi in (
+            ("temperature", 0.0, 100.0),
+            ("top_p", 0.0, 1.0),
+            ("frequency_penalty", -2.0, 2.0),
+            ("presence_penalty", -2.0, 2.0),
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+                raise TenfoldError(f"{name} must be a number in [{lo:g}, {hi:g}], got {v!r}")
+        if self.top_p <= 0.0:
             raise TenfoldError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
             raise TenfoldError(f"seed must be in [-2**63, 2**64), got {self.seed}")
@@ -55,7 +81,24 @@ class SamplingParams:
             self.stop = (self.stop,)
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise TenfoldError(f"stop must be non-empty strings, got {list(self.stop)!r}")
+        if not isinstance(self.top_logprobs, int) or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise TenfoldError(
+                f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs!r}"
+            )
+        for tok, bias in (self.logit_bias or {}).items():
+            if not isinstance(tok, int) or tok < 0 or (vocab_size is not None and tok >= vocab_size):
+                raise TenfoldError(f"logit_bias token ids must be in [0, {vocab_size}), got {tok!r}")
+            if not isinstance(bias, (int, float)) or not -100.0 <= bias <= 100.0:
+                raise TenfoldError(f"logit_bias values must be in [-100, 100], got {bias!r} for token {tok}")
         return self
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < MIN_TEMPERATURE
+
+    @property
+    def adjusts_logits(self) -> bool:
+        return bool(self.frequency_penalty or self.presence_penalty or self.logit_bias)
 
 
 @dataclass
@@ -67,7 +110,9 @@ class Generation:
     token_ids: list[int]
     text: str
     logprobs: list[float]
-    finish_reason: str  # "stop" (stop token or string), "length", or "hook"
+    finish_reason: str  # "stop" (stop token or string), "length", "hook", or "error"
+    top_logprobs: list[list[tuple[int, float]]] | None = None  # per token: k (token id, logprob), best first
+    error: BaseException | None = None  # why the sequence failed (finish_reason "error")
 
     @property
     def num_tokens(self) -> int:
@@ -91,6 +136,9 @@ class SeqState:
     cut_at_stop: bool = False  # text was cut at a stop string
     emitted: int = 0  # chars of `text` already handed out by `take_delta`
     user: object = None  # owner's handle (the server's request), untouched here
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    counts: dict[int, int] = field(default_factory=dict)  # generated token -> times (for penalties)
+    error: BaseException | None = None
 
     def take_delta(self) -> str:
         """New visible text since the last call, holding back a possible stop-string prefix."""
@@ -111,6 +159,8 @@ class SeqState:
             self.text,
             self.logprobs,
             self.finish_reason or "length",
+            self.top_logprobs if self.params.top_logprobs else None,
+            self.error,
         )
 
 
@@ -151,14 +201,30 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def _adjust(logits: torch.Tensor, s: SeqState) -> torch.Tensor:
+    """One sequence's logits after OpenAI's frequency/presence penalties and its logit bias."""
+    p, out = s.params, logits.clone()
+    if s.counts and (p.frequency_penalty or p.presence_penalty):
+        ids = torch.tensor(list(s.counts), device=logits.device)
+        n = torch.tensor(list(s.counts.values()), dtype=logits.dtype, device=logits.device)
+        out[ids] -= p.frequency_penalty * n + p.presence_penalty
+    if p.logit_bias:
+        ids = torch.tensor(list(p.logit_bias), device=logits.device)
+        out[ids] += torch.tensor(list(p.logit_bias.values()), dtype=logits.dtype, device=logits.device)
+    return out
+
+
 def _sample(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator | None) -> int:
-    if p.temperature == 0:
+    if p.greedy:
         return int(logits.argmax())
     probs = torch.softmax(logits / p.temperature, dim=-1)
     if p.top_p < 1.0:
         sorted_p, order = probs.sort(descending=True)
-        keep = (sorted_p.cumsum(-1) - sorted_p) < p.top_p  # always keeps the most likely token
+        keep = (sorted_p.cumsum(-1) - sorted_p) < p.top_p
+        keep[0] = True  # the most likely token, even when top_p rounds to 0 in float32
         probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+        raise TenfoldError("the next-token distribution is not finite (NaN/inf logits); cannot sample")
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
@@ -264,6 +330,16 @@ class DecodeBatch:
     def new_sequence(self, index: int, prompt_ids: Sequence[int], params: SamplingParams) -> SeqState:
         return new_sequence(self.model, self.tok, index, prompt_ids, params)
 
+    def rebuild(self, seqs: Sequence[SeqState]) -> DecodeBatch:
+        """A new batch like this one holding `seqs` (running sequences from any batch), prefilled from
+        their prompts and the tokens they have emitted so far, so they continue exactly where they were.
+        Used to recover from a failed step: the failed batch's cache may be half-updated."""
+        fresh = DecodeBatch(self.model, self.tok, self.hook, self.use_cache, self.prefill, self.share)
+        fresh.steps = self.steps
+        if seqs:
+            fresh.add(seqs)
+        return fresh
+
     def abort(self, seqs: Sequence[SeqState]) -> None:
         """Remove `seqs` from the batch now (finish_reason "abort")."""
         gone = {id(s) for s in seqs}
@@ -285,7 +361,7 @@ class DecodeBatch:
         if self.prefill is not None:
             rest = []
             for s in seqs:
-                got = self.prefill(s.prompt_ids)
+                got = self.prefill(s.prompt_ids) if not s.token_ids else None
                 if got is None:
                     rest.append(s)
                     continue
@@ -295,12 +371,13 @@ class DecodeBatch:
             seqs = rest
         if not seqs:
             return
-        start = self._share([s.prompt_ids for s in seqs]) if self.share else 0
-        width = max(len(s.prompt_ids) for s in seqs) - start
+        rows = [s.prompt_ids + s.token_ids for s in seqs]  # tokens so far: a rebuilt sequence has some
+        start = self._share(rows) if self.share else 0
+        width = max(len(r) for r in rows) - start
         ids = torch.full((len(seqs), width), self.tok.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            own = s.prompt_ids[start:]
+        for r, row in enumerate(rows):
+            own = row[start:]
             ids[r, width - len(own) :] = torch.tensor(own)
             mask[r, width - len(own) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
@@ -389,7 +466,7 @@ class DecodeBatch:
             )
         self.cache.layers = layers
         self.ids, self.mask = self.ids.gather(1, cols), self.mask.gather(1, cols)
-        self.prefix_ids = list(self.seqs[0].prompt_ids[:keep])
+        self.prefix_ids = (self.seqs[0].prompt_ids + self.seqs[0].token_ids)[:keep]
         self.prefix_kv = prefix_kv
 
     def _merge(self, seqs, ids: torch.Tensor, mask: torch.Tensor, cache, logits: torch.Tensor, next_pos=None):
@@ -461,24 +538,41 @@ class DecodeBatch:
         greedy = logits.argmax(-1).tolist()
         tokens: list[int] = []
         for i, s in enumerate(self.seqs):
-            if state is not None and i in state.forced:
-                tokens.append(state.forced[i])
-            elif s.params.temperature == 0:
-                tokens.append(greedy[i])
-            else:
-                tokens.append(_sample(logits[i], s.params, s.generator))
+            try:
+                if state is not None and i in state.forced:
+                    tokens.append(state.forced[i])
+                elif s.params.adjusts_logits:
+                    tokens.append(_sample(_adjust(logits[i], s), s.params, s.generator))
+                elif s.params.greedy:
+                    tokens.append(greedy[i])
+                else:
+                    tokens.append(_sample(logits[i], s.params, s.generator))
+            except Exception as exc:  # noqa: BLE001 - this sequence fails alone; the batch goes on
+                s.finish_reason, s.error = "error", exc
+                tokens.append(self.tok.pad_id)
         chosen = torch.tensor(tokens, device=logits.device)[:, None]
-        logps = torch.log_softmax(logits, dim=-1).gather(1, chosen)[:, 0].tolist()  # one device sync
+        logp_all = torch.log_softmax(logits, dim=-1)
+        logps = logp_all.gather(1, chosen)[:, 0].tolist()  # one device sync
+        k = max(s.params.top_logprobs for s in self.seqs)
+        top = None
+        if k:
+            vals, idx = logp_all.topk(k, dim=-1)
+            top = list(zip(idx.tolist(), vals.tolist(), strict=True))
         for i, s in enumerate(self.seqs):
+            if s.finish_reason == "error":
+                continue
             if state is not None and i in state.stopped:
                 s.finish_reason = "hook"
             else:
+                if s.params.top_logprobs:
+                    ids, vals = top[i]
+                    s.top_logprobs.append(list(zip(ids, vals, strict=True))[: s.params.top_logprobs])
                 self._append(s, tokens[i], logps[i])
         self.steps += 1
         keep = [i for i, s in enumerate(self.seqs) if s.finish_reason is None]
         done = [s for s in self.seqs if s.finish_reason is not None]
         for s in done:
-            if not s.cut_at_stop:  # hand out any held-back partial UTF-8 bytes
+            if not s.cut_at_stop and s.finish_reason != "error":  # hand out held-back partial UTF-8 bytes
                 s.detok.flush()
                 s.text = s.detok.text
         if len(keep) < len(self.seqs):
@@ -496,6 +590,8 @@ class DecodeBatch:
             return
         s.token_ids.append(tok)
         s.logprobs.append(logprob)
+        if s.params.frequency_penalty or s.params.presence_penalty:
+            s.counts[tok] = s.counts.get(tok, 0) + 1
         before = len(s.detok.text)
         s.detok.push(tok)
         s.text = s.detok.text
@@ -549,7 +645,7 @@ class DecodeBatch:
 
 def new_sequence(model, tokenizer, index: int, prompt_ids: Sequence[int], params: SamplingParams) -> SeqState:
     """Validate a request and make its decode state; raises TenfoldError/ContextLengthError on bad input."""
-    params.validate()
+    params.validate(model.config.vocab_size)
     prompt_ids = [int(t) for t in prompt_ids]
     if not prompt_ids:
         raise TenfoldError("prompt is empty: give at least one token")
@@ -569,7 +665,7 @@ def new_sequence(model, tokenizer, index: int, prompt_ids: Sequence[int], params
             params.stop_token_ids if params.stop_token_ids is not None else tokenizer.stop_ids
         )
     gen = None
-    if params.temperature > 0:
+    if not params.greedy:
         seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)))
         gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     return SeqState(index, prompt_ids, params, IncrementalDecoder(tokenizer), stop_ids, gen)

@@ -1,9 +1,16 @@
 """`tenfold serve`: an OpenAI-compatible HTTP server over a local model, with continuous batching.
 
-Endpoints: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions (both with
-SSE streaming). Concurrent requests are decoded together by one `Engine`. Every bad request gets a
-4xx JSON body in the OpenAI error shape {"error": {"message", "type", "param", "code"}}; an
-unexpected failure gets a 500 in the same shape and the server keeps running.
+Endpoints: GET /health, GET /metrics (Prometheus text), GET /v1/models, POST /v1/completions, POST
+/v1/chat/completions (both with SSE streaming). Concurrent requests are decoded together by one
+`Engine`. Request bodies are typed (`openai_schema`) and published in /openapi.json.
+
+One request never hurts another: bad input is a 4xx in the OpenAI error shape {"error": {"message",
+"type", "param", "code"}} and an unexpected failure a 500 in that shape, for that request only; a
+sequence that fails inside the engine fails alone. Work is bounded per request (`ServerConfig`): body
+size, sequences per request (prompts x n), a default `max_tokens` for chat. A request whose client
+disconnects stops decoding at the next step, streamed or not. Tokenising runs off the event loop, so
+`/health` answers while a large prompt is prepared. Access: `api_key` (Bearer, as vLLM), POST bodies
+must be `application/json`, and a server bound to loopback only answers Host headers naming loopback.
 
 Extensions beyond the OpenAI API (as in vLLM): `ignore_eos` (decode exactly max_tokens tokens).
 """
@@ -16,78 +23,110 @@ import secrets
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from dataclasses import dataclass, replace
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tenfold.core.engine import Engine, Handle
 from tenfold.core.errors import ContextLengthError, TenfoldError
+from tenfold.core.http import (
+    LOOPBACK_HOSTS,
+    APIError,
+    Guard,
+    error_body,
+    openai_error,
+    parse_json_body,
+    read_body,
+)
 from tenfold.core.models import context_length
+from tenfold.core.openai_schema import ChatRequest, CompletionRequest, _Common
 from tenfold.core.sampler import Prefill, SamplingParams, encode_prompt
 
 
-class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        type_="invalid_request_error",
-    ):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
+@dataclass
+class ServerConfig:
+    """Limits and access control of `tenfold serve` (CLI flags of the same names)."""
+
+    api_key: str | None = None  # /v1/* needs `Authorization: Bearer <key>`
+    allowed_hosts: tuple[str, ...] | None = None  # Host headers answered; None: any (serve() sets loopback)
+    max_body_bytes: int = 8 * 2**20  # a 32K-token prompt is ~0.3 MB of JSON even as token ids
+    max_seqs_per_request: int = 256  # prompts x n
+    default_max_tokens: int = 1024  # chat without max_tokens: this or what the context leaves, if less
+    shutdown_timeout: float = 10.0  # SIGTERM: running requests get this long, then are cut
+
+    def __post_init__(self):
+        if self.api_key is not None and not self.api_key:
+            raise TenfoldError("api_key must not be empty (leave it unset for no key)")
+        for name in ("max_body_bytes", "max_seqs_per_request", "default_max_tokens"):
+            if getattr(self, name) < 1:
+                raise TenfoldError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.shutdown_timeout < 0:
+            raise TenfoldError(f"shutdown_timeout must be >= 0 seconds, got {self.shutdown_timeout}")
 
 
-def _error(status: int, message: str, param=None, code=None, type_="invalid_request_error") -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+class Metrics:
+    """Counters for `/metrics` (Prometheus text format), updated on the event loop."""
+
+    def __init__(self):
+        self.responses: Counter[tuple[str, int]] = Counter()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.disconnects = 0
+
+    def on_response(self, path: str, status: int) -> None:
+        known = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics")
+        self.responses[(path if path in known else "other", status)] += 1
+
+    def render(self, engine: Engine, extra: dict[str, float]) -> str:
+        lines = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+            lines.extend([f"# HELP tenfold_{name} {help_}", f"# TYPE tenfold_{name} {kind}"])
+            lines.extend(f"tenfold_{name}{labels} {value:g}" for labels, value in samples)
+
+        metric(
+            "http_responses_total",
+            "counter",
+            "HTTP responses by path and status (499: the client left first)",
+            [(f'{{path="{p}",status="{s}"}}', n) for (p, s), n in sorted(self.responses.items())],
+        )
+        errors = sum(n for (_, s), n in self.responses.items() if s >= 500)
+        metric("http_server_errors_total", "counter", "5xx responses", [("", errors)])
+        metric(
+            "prompt_tokens_total", "counter", "prompt tokens of answered requests", [("", self.prompt_tokens)]
+        )
+        metric("generation_tokens_total", "counter", "tokens generated", [("", engine.stats["tokens"])])
+        metric(
+            "requests_disconnected_total", "counter", "requests whose client left", [("", self.disconnects)]
+        )
+        stats = engine.stats
+        metric("sequences_running", "gauge", "sequences in the decode batch", [("", stats["running"])])
+        metric("sequences_waiting", "gauge", "sequences queued for the batch", [("", stats["waiting"])])
+        metric(
+            "sequences_aborted_total", "counter", "sequences stopped (client gone)", [("", stats["aborted"])]
+        )
+        metric("sequences_failed_total", "counter", "sequences ended by an error", [("", stats["failed"])])
+        metric("engine_steps_total", "counter", "decode steps", [("", stats["steps"])])
+        for name, value in sorted(extra.items()):
+            metric(
+                name,
+                "gauge" if not name.endswith("_total") else "counter",
+                name.replace("_", " "),
+                [("", value)],
+            )
+        return "\n".join(lines) + "\n"
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    max_tokens: int | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=16)
-    stream: bool = False
-    stream_options: dict | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = Field(
-        None, ge=-(2**63), lt=2**63
-    )  # what torch generators accept (n > 1 adds the choice index)
-    ignore_eos: bool = False
-
-
-class CompletionRequest(_Common):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = 16  # the OpenAI default for completions
-    logprobs: int | None = Field(None, ge=0, le=5)
-    echo: bool = False
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatRequest(_Common):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=0)  # only 0 supported
-
-
-def _include_usage(req: _Common) -> bool:
-    return bool(req.stream_options and req.stream_options.get("include_usage"))
+class _ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
 
 
 def create_app(
@@ -97,14 +136,19 @@ def create_app(
     max_batch: int = 64,
     prefill: Prefill | None = None,
     stream_interval: float = 0.0,
+    config: ServerConfig | None = None,
 ) -> FastAPI:
     """The FastAPI app; its `Engine` starts with the app and stops at shutdown.
 
     `prefill` is an optional plug-in that fills prompts' KV caches itself (see `sampler.Prefill`), e.g.
-    from a prefix KV store. `stream_interval`: see `Engine` (streamed text is sent at most this often).
+    from a prefix KV store; if it has a `metrics()` method (name -> number), those go to /metrics.
+    `stream_interval`: see `Engine` (streamed text is sent at most this often). `config`: limits and
+    access control (`ServerConfig`).
     """
+    cfg = config or ServerConfig()
     engine = Engine(model, tokenizer, max_batch=max_batch, prefill=prefill, stream_interval=stream_interval)
-    ctx = context_length(model)
+    ctx, vocab = context_length(model), model.config.vocab_size
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -113,29 +157,37 @@ def create_app(
         engine.stop()
 
     app = FastAPI(title="tenfold", version="0.1.0", lifespan=lifespan)
-    app.state.engine = engine
+    app.state.engine, app.state.metrics = engine, metrics
+    app.add_middleware(
+        Guard,
+        api_key=cfg.api_key,
+        allowed_hosts=cfg.allowed_hosts,
+        max_body_bytes=cfg.max_body_bytes,
+        on_response=metrics.on_response,
+    )
 
-    # errors: always the OpenAI shape ---------------------------------------------------------------
+    # errors: always the OpenAI shape (unexpected ones: see Guard) -------------------------------------
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
-        return _error(exc.status, exc.message, exc.param, exc.code, exc.type)
+        return openai_error(exc.status, exc.message, exc.param, exc.code, exc.type)
 
     @app.exception_handler(TenfoldError)
     async def _tenfold_error(_: Request, exc: TenfoldError):
         code = "context_length_exceeded" if isinstance(exc, ContextLengthError) else None
-        return _error(400, str(exc), code=code)
+        return openai_error(400, str(exc), code=code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
-        return _error(400, _validation_message(exc.errors()))
+        return openai_error(400, _validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), code=str(exc.status_code))
+        return openai_error(exc.status_code, str(exc.detail), code=str(exc.status_code))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception):
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}", type_="server_error")
+    @app.exception_handler(_ClientGone)
+    async def _gone(_: Request, exc: _ClientGone):
+        metrics.disconnects += 1
+        return Response(status_code=499)  # nobody reads it; the status is for the access log and metrics
 
     # endpoints -------------------------------------------------------------------------------------
     @app.get("/health")
@@ -144,8 +196,15 @@ def create_app(
         return {
             "status": "ok",
             "model": served_name,
-            **{k: stats[k] for k in ("running", "waiting", "aborted", "steps")},
+            **{k: stats[k] for k in ("running", "waiting", "aborted", "failed", "steps")},
         }
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus():
+        extra = {}
+        if callable(getattr(prefill, "metrics", None)):
+            extra = {f"prefill_{k}": float(v) for k, v in prefill.metrics().items()}
+        return PlainTextResponse(metrics.render(engine, extra), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
     async def models():
@@ -159,12 +218,8 @@ def create_app(
         return {"object": "list", "data": [card]}
 
     async def parse(request: Request, cls: type[BaseModel]):
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"request body is not valid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise APIError(400, f"request body must be a JSON object, got {type(body).__name__}")
+        raw = await read_body(request, cfg.max_body_bytes)
+        body = parse_json_body(raw) if len(raw) < 2**16 else await asyncio.to_thread(parse_json_body, raw)
         body = {k: v for k, v in body.items() if v is not None}  # OpenAI clients send null for "default"
         try:
             req = cls.model_validate(body)
@@ -177,9 +232,10 @@ def create_app(
                 "model",
                 "model_not_found",
             )
+        req.check_supported()
         return req
 
-    def sampling(req: _Common, prompt_len: int, max_tokens: int | None, i: int) -> SamplingParams:
+    def sampling(req: _Common, prompt_len: int, max_tokens: int | None, i: int, top: int) -> SamplingParams:
         if prompt_len >= ctx:
             raise APIError(
                 400,
@@ -188,10 +244,8 @@ def create_app(
                 "messages" if isinstance(req, ChatRequest) else "prompt",
                 "context_length_exceeded",
             )
-        if max_tokens is None:
-            max_tokens = ctx - prompt_len
-        if max_tokens < 1:
-            raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}", "max_tokens")
+        if max_tokens is None:  # bounded: a forgotten max_tokens must not mean the whole context
+            max_tokens = min(cfg.default_max_tokens, ctx - prompt_len)
         if prompt_len + max_tokens > ctx:
             raise APIError(
                 400,
@@ -204,13 +258,29 @@ def create_app(
         # unseeded requests get fresh OS entropy (torch's default generator would repeat across restarts)
         seed = secrets.randbits(62) if req.seed is None else req.seed + i
         return SamplingParams(
-            max_tokens, req.temperature, req.top_p, tuple(stop), seed=seed, ignore_eos=req.ignore_eos
+            max_tokens,
+            req.temperature,
+            req.top_p,
+            tuple(stop),
+            seed=seed,
+            ignore_eos=req.ignore_eos,
+            frequency_penalty=req.frequency_penalty,
+            presence_penalty=req.presence_penalty,
+            logit_bias=req.bias_ids(vocab),
+            top_logprobs=top,
         )
 
-    def submit_all(req: _Common, prompts: list[list[int]], max_tokens: int | None) -> list[Handle]:
-        params = [
-            sampling(req, len(p), max_tokens, k) for p in prompts for k in range(req.n)
-        ]  # validate all first
+    def check_size(req: _Common, prompts: int) -> None:
+        if prompts * req.n > cfg.max_seqs_per_request:
+            raise APIError(
+                400,
+                f"this request asks for {prompts} prompts x n={req.n} = {prompts * req.n} sequences; "
+                f"this server takes at most {cfg.max_seqs_per_request} per request",
+                "n" if prompts == 1 else "prompt",
+            )
+
+    def submit_all(req: _Common, prompts: list[list[int]], max_tokens: int | None, top: int) -> list[Handle]:
+        params = [sampling(req, len(p), max_tokens, k, top) for p in prompts for k in range(req.n)]
         ids = [p for p in prompts for _ in range(req.n)]
         handles: list[Handle] = []
         try:
@@ -219,7 +289,27 @@ def create_app(
         except TenfoldError:
             engine.cancel(handles)  # one bad prompt rejects the whole request
             raise
+        metrics.prompt_tokens += sum(len(p) for p in prompts)
         return handles
+
+    async def answer(request: Request, handles: list[Handle]):
+        """Every handle's result; stops their decoding if the client disconnects first."""
+        results = asyncio.ensure_future(asyncio.gather(*(h.result() for h in handles)))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({results, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not results.done():
+            engine.cancel(handles)
+            results.cancel()
+            raise _ClientGone()
+        try:
+            gens = results.result()
+        except Exception as exc:  # a sequence failed in the engine: this request only
+            engine.cancel(handles)
+            raise APIError(500, f"generation failed: {exc}", type_="server_error") from exc
+        return gens
 
     def token_strings(ids: list[int]) -> list[str]:
         return [tokenizer.decode([t], skip_special_tokens=False) for t in ids]
@@ -227,8 +317,10 @@ def create_app(
     @app.post("/v1/completions")
     async def completions(request: Request):
         req: CompletionRequest = await parse(request, CompletionRequest)
-        prompts = _prompt_list(req.prompt, tokenizer)
-        handles = submit_all(req, prompts, req.max_tokens)
+        if isinstance(req.prompt, list):
+            check_size(req, 1 if req.prompt and isinstance(req.prompt[0], int) else len(req.prompt))
+        prompts = await asyncio.to_thread(_prompt_list, req.prompt, tokenizer)
+        handles = submit_all(req, prompts, req.max_tokens, req.logprobs or 0)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": created, "model": served_name}
         echo = [tokenizer.decode(p) if req.echo else "" for p in prompts for _ in range(req.n)]
@@ -243,16 +335,26 @@ def create_app(
 
             return _sse(handles, chunk, head, _include_usage(req), req.n, echo)
 
-        gens = await _gather(handles)
+        gens = await answer(request, handles)
         choices = []
         for i, g in enumerate(gens):
             lp = None
             if req.logprobs is not None:
+                toks = token_strings(g.token_ids)
+                offsets = [len(echo[i])]
+                for t in toks[:-1]:
+                    offsets.append(offsets[-1] + len(t))
+                top = None
+                if req.logprobs:
+                    top = [
+                        {tokenizer.decode([t], skip_special_tokens=False): v for t, v in step}
+                        for step in g.top_logprobs or []
+                    ]
                 lp = {
-                    "tokens": token_strings(g.token_ids),
+                    "tokens": toks,
                     "token_logprobs": g.logprobs,
-                    "top_logprobs": None,
-                    "text_offset": None,
+                    "top_logprobs": top,
+                    "text_offset": offsets[: len(toks)],
                 }
             choices.append(
                 {"index": i, "text": echo[i] + g.text, "logprobs": lp, "finish_reason": g.finish_reason}
@@ -262,13 +364,14 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         req: ChatRequest = await parse(request, ChatRequest)
+        check_size(req, 1)
         msgs = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.content}
-            for m in req.messages
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
         ]
-        prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True)
+        prompt = await asyncio.to_thread(tokenizer.apply_chat_template, msgs, True)
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-        handles = submit_all(req, [prompt], max_tokens)
+        top = req.top_logprobs or 0 if req.logprobs else 0
+        handles = submit_all(req, [prompt], max_tokens, top)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "object": "chat.completion", "created": created, "model": served_name}
 
@@ -293,28 +396,66 @@ def create_app(
             ]
             return _sse(handles, chunk, chead, _include_usage(req), req.n, None, first)
 
-        gens = await _gather(handles)
+        gens = await answer(request, handles)
         choices = []
         for i, g in enumerate(gens):
             lp = None
             if req.logprobs:
-                toks = token_strings(g.token_ids)
+
+                def entry(tid: int, v: float) -> dict:
+                    return {
+                        "token": tokenizer.decode([tid], skip_special_tokens=False),
+                        "logprob": v,
+                        "bytes": list(tokenizer.token_bytes(tid)),
+                    }
+
+                tops = g.top_logprobs or [[] for _ in g.token_ids]
                 lp = {
                     "content": [
-                        {
-                            "token": t,
-                            "logprob": v,
-                            "bytes": list(tokenizer.token_bytes(tid)),
-                            "top_logprobs": [],
-                        }
-                        for t, tid, v in zip(toks, g.token_ids, g.logprobs, strict=True)
+                        {**entry(tid, v), "top_logprobs": [entry(t, w) for t, w in alts]}
+                        for tid, v, alts in zip(g.token_ids, g.logprobs, tops, strict=True)
                     ]
                 }
             msg = {"role": "assistant", "content": g.text}
             choices.append({"index": i, "message": msg, "logprobs": lp, "finish_reason": g.finish_reason})
         return {**head, "choices": choices, "usage": _usage(handles, gens, req.n)}
 
+    _publish_request_schemas(app, {"/v1/completions": CompletionRequest, "/v1/chat/completions": ChatRequest})
     return app
+
+
+def _publish_request_schemas(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
+    """/openapi.json with the typed request bodies (the endpoints parse bodies themselves, strictly)."""
+
+    def build() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for path, model in bodies.items():
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(js.pop("$defs", {}))
+                components[model.__name__] = js
+                ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+                schema["paths"][path]["post"]["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref}},
+                }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = build
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the body has been read, so the next message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _include_usage(req: _Common) -> bool:
+    return bool(req.stream_options and req.stream_options.include_usage)
 
 
 def _validation_message(errors) -> str:
@@ -343,15 +484,6 @@ def _usage(handles: list[Handle], gens, n: int) -> dict:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-async def _gather(handles: list[Handle]):
-    try:
-        return await asyncio.gather(*(h.result() for h in handles))
-    except asyncio.CancelledError:  # client disconnected
-        for h in handles:
-            h.cancelled = True
-        raise
-
-
 def _sse(handles, chunk, head, include_usage: bool, n: int, echo=None, first=None) -> StreamingResponse:
     """Stream every handle's deltas as server-sent events, interleaved as they come."""
 
@@ -377,15 +509,7 @@ def _sse(handles, chunk, head, include_usage: bool, n: int, echo=None, first=Non
             while left:
                 i, delta, extra = await queue.get()
                 if delta is None:  # an error after the stream began: report it in-band
-                    err = {
-                        "error": {
-                            "message": f"generation failed: {extra}",
-                            "type": "server_error",
-                            "param": None,
-                            "code": None,
-                        }
-                    }
-                    yield f"data: {json.dumps(err)}\n\n"
+                    yield f"data: {json.dumps(error_body(f'generation failed: {extra}', 'server_error'))}\n\n"
                     left -= 1
                 elif extra is not None:
                     gens[i] = extra
@@ -444,15 +568,22 @@ def serve(
     served_name: str | None = None,
     make_prefill: Callable | None = None,
     stream_interval: float = 0.0,
+    config: ServerConfig | None = None,
 ) -> None:
     """Load `model` (preset or local checkpoint) and serve it until interrupted.
 
     `make_prefill(model)`, when given, builds the engine's prefill plug-in once the model is loaded.
+    Bound to loopback (the default), the server answers only Host headers that name loopback, unless
+    `config.allowed_hosts` says otherwise. SIGTERM/SIGINT: no new connections; running requests get
+    `config.shutdown_timeout` seconds, then are cut and the process exits.
     """
     import uvicorn
 
     from tenfold.core.models import load_model, model_name
 
+    cfg = config or ServerConfig()
+    if cfg.allowed_hosts is None and host.strip("[]") in LOOPBACK_HOSTS:
+        cfg = replace(cfg, allowed_hosts=LOOPBACK_HOSTS)
     lm, tok = load_model(model, device)
     prefill = make_prefill(lm) if make_prefill is not None else None
     app = create_app(
@@ -462,8 +593,15 @@ def serve(
         max_batch=max_batch,
         prefill=prefill,
         stream_interval=stream_interval,
+        config=cfg,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=cfg.shutdown_timeout,
+    )
 
 
 class ServerProcess:
