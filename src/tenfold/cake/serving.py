@@ -53,3 +53,15 @@ class StorePrefill:
             self.recent.append(info)
         log.info("cake prefill %s", info)
         return r.cache.to_dynamic(self.loader.model.config), r.logits
+
+    def metrics(self) -> dict[str, float]:
+        """Counters for the server's /metrics (`tenfold_prefill_<name>`)."""
+        st = self.loader.store.stats
+        return {
+            "kv_store_hits_total": st.hits,
+            "kv_store_misses_total": st.misses,
+            "kv_store_corrupt_chunks_dropped_total": st.corrupt,
+            "kv_store_bytes_read_total": st.bytes_read,
+            "kv_store_puts_total": st.puts,
+            "kv_store_evictions_total": st.evictions,
+        }

@@ -119,3 +119,14 @@ class PrefixCachePrefill:
             while self.nbytes > self.max_bytes and len(self._entries) > 1:
                 self._entries.popitem(last=False)
         return cache, logits
+
+    def metrics(self) -> dict[str, float]:
+        """Counters for the server's /metrics (`tenfold_prefill_<name>`)."""
+        s = self.stats()
+        return {
+            "prefix_cache_entries": s["entries"],
+            "prefix_cache_bytes": s["bytes"],
+            "prefix_cache_hits_total": s["hits"],
+            "prefix_cache_misses_total": s["misses"],
+            "prefix_cache_reused_tokens_total": s["reused_tokens"],
+        }

@@ -101,11 +101,14 @@ class Metrics:
         errors = sum(n for (_, s), n in self.responses.items() if s >= 500)
         metric("http_server_errors_total", "counter", "5xx responses", [("", errors)])
         metric(
-            "prompt_tokens_total", "counter", "prompt tokens of answered requests", [("", self.prompt_tokens)]
+            "prompt_tokens_total", "counter", "prompt tokens of accepted requests", [("", self.prompt_tokens)]
         )
         metric("generation_tokens_total", "counter", "tokens generated", [("", engine.stats["tokens"])])
         metric(
-            "requests_disconnected_total", "counter", "requests whose client left", [("", self.disconnects)]
+            "requests_disconnected_total",
+            "counter",
+            "non-streamed requests whose client left first",
+            [("", self.disconnects)],
         )
         stats = engine.stats
         metric("sequences_running", "gauge", "sequences in the decode batch", [("", stats["running"])])
@@ -311,8 +314,16 @@ def create_app(
             raise APIError(500, f"generation failed: {exc}", type_="server_error") from exc
         return gens
 
+    def token_string(tid: int) -> str:
+        """A token as text; a token that is no text alone (one byte of a UTF-8 character) as its bytes,
+        `bytes:\\xe4`, so that distinct tokens stay distinct keys of `top_logprobs`."""
+        text = tokenizer.decode([tid], skip_special_tokens=False)
+        if "\ufffd" in text:
+            return "bytes:" + "".join(f"\\x{b:02x}" for b in tokenizer.token_bytes(tid))
+        return text
+
     def token_strings(ids: list[int]) -> list[str]:
-        return [tokenizer.decode([t], skip_special_tokens=False) for t in ids]
+        return [token_string(t) for t in ids]
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -341,20 +352,16 @@ def create_app(
             lp = None
             if req.logprobs is not None:
                 toks = token_strings(g.token_ids)
-                offsets = [len(echo[i])]
-                for t in toks[:-1]:
-                    offsets.append(offsets[-1] + len(t))
+                # where each token starts in the returned text (a partial character counts as none)
+                offsets = [len(echo[i]) + len(tokenizer.decode(g.token_ids[:k])) for k in range(len(toks))]
                 top = None
                 if req.logprobs:
-                    top = [
-                        {tokenizer.decode([t], skip_special_tokens=False): v for t, v in step}
-                        for step in g.top_logprobs or []
-                    ]
+                    top = [{token_string(t): v for t, v in step} for step in g.top_logprobs or []]
                 lp = {
                     "tokens": toks,
                     "token_logprobs": g.logprobs,
                     "top_logprobs": top,
-                    "text_offset": offsets[: len(toks)],
+                    "text_offset": offsets,
                 }
             choices.append(
                 {"index": i, "text": echo[i] + g.text, "logprobs": lp, "finish_reason": g.finish_reason}
