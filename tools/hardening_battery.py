@@ -540,6 +540,42 @@ def point2(env: Env) -> None:
         )
 
 
+def health_during_long_requests(srv, n: int = 8) -> None:
+    """/health latency while `n` long requests (700 tokens each) decode together."""
+    lat: list[float] = []
+    errs = [0]
+    stop = threading.Event()
+    body = {"model": "tiny", "prompt": "long", "max_tokens": 700, "temperature": 0, "ignore_eos": True}
+
+    def one():
+        try:
+            httpx.post(srv.url + COMP, json=body, timeout=120)
+        except httpx.HTTPError:
+            errs[0] += 1
+
+    workers = [threading.Thread(target=one, daemon=True) for _ in range(n)]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)
+    with httpx.Client() as c:
+        while any(w.is_alive() for w in workers):
+            t = time.perf_counter()
+            try:
+                c.get(srv.url + "/health", timeout=60)
+            except httpx.HTTPError:
+                errs[0] += 1
+            lat.append(time.perf_counter() - t)
+            time.sleep(0.2)
+    mx = max(lat) if lat else float("nan")
+    R.add(
+        3,
+        f"max /health latency while {n} long requests decode",
+        f"{ms(mx)} over {len(lat)} polls ({errs[0]} failed)",
+        "< 1 s",
+        bool(lat) and mx < 1.0 and not errs[0],
+    )
+
+
 def point3(env: Env) -> None:
     """A 20 MB body: /health latency meanwhile, time to answer, RSS before/after."""
     srv = env.main()
@@ -590,6 +626,7 @@ def point3(env: Env) -> None:
         "4xx, quickly",
         s is not None and 400 <= s < 500 and t < 5,
     )
+    health_during_long_requests(srv)
     if rss0 is not None and rss1 is not None:
         R.add(
             3,
