@@ -544,7 +544,6 @@ def health_during_long_requests(srv, n: int = 8) -> None:
     """/health latency while `n` long requests (700 tokens each) decode together."""
     lat: list[float] = []
     errs = [0]
-    stop = threading.Event()
     body = {"model": "tiny", "prompt": "long", "max_tokens": 700, "temperature": 0, "ignore_eos": True}
 
     def one():
