@@ -4,10 +4,17 @@ Presets are Llama-style decoders (RMSNorm, RoPE, SwiGLU, tied embeddings) plus o
 sparse MoE. They start randomly initialised from a fixed seed; `tenfold.core.train` trains them on
 generated data. A local directory holding `config.json` + safetensors weights (a tenfold checkpoint or
 any Hugging Face causal-LM checkpoint) loads through the same `load_model` call.
+
+Checkpoints are verified on load. `save_model` records the size and sha256 of every file in the directory
+under "files" in `tenfold.json`, and `load_model` checks them before reading anything else. Any checkpoint
+(recorded or not) is then refused when its tensors do not match its config (missing, unexpected, wrongly
+shaped) or when a weight is NaN/Inf: each is a one-line `CheckpointError`, never a model with random or
+garbage weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +24,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, MixtralConfig, PreTr
 from transformers.utils import logging as hf_logging
 
 from tenfold.core.device import pick_device
-from tenfold.core.errors import CheckpointError, UnknownModelError
+from tenfold.core.errors import CheckpointError, TenfoldError, UnknownModelError
 from tenfold.core.io import atomic_write_text
 from tenfold.core.tokenizer import HFTokenizer, Tokenizer, load_tokenizer
 
@@ -53,6 +60,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 META_FILE = "tenfold.json"
+RECORD_KEY = "files"  # in META_FILE: {file name: {"size": bytes, "sha256": hex digest}}
 hf_logging.disable_progress_bar()  # our own progress bars only; loading a 1M-param model needs none
 hf_logging.set_verbosity_error()
 
@@ -112,11 +120,19 @@ def load_model(
             )
         if not (path / "config.json").is_file():
             raise CheckpointError(f"checkpoint directory {str(path)!r} has no config.json")
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
-        except Exception as exc:  # transformers raises OSError/ValueError/KeyError variously
-            raise CheckpointError(f"cannot load model weights from {str(path)!r}: {exc}") from exc
+        verify_checkpoint_files(path)
         tok = load_tokenizer(path)
+        try:
+            model, info = AutoModelForCausalLM.from_pretrained(
+                str(path),
+                local_files_only=True,
+                dtype=dtype,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # reported in `info` and refused below, with the names
+            )
+        except Exception as exc:  # transformers raises OSError/ValueError/KeyError variously
+            raise CheckpointError(f"cannot load model weights from {str(path)!r}: {_one_line(exc)}") from exc
+        _check_tensor_names(path, info)
         if isinstance(tok, HFTokenizer):
             gen_cfg = getattr(model, "generation_config", None)
             tok.add_stop_ids(
@@ -125,18 +141,159 @@ def load_model(
     if dtype is not None:
         model = model.to(dtype)
     model.to(dev).eval()
+    if name not in PRESETS:
+        _check_finite(path, model, dtype)
     return model, tok
 
 
 def save_model(model: PreTrainedModel, tokenizer: Tokenizer | HFTokenizer, path: str | Path, **meta) -> Path:
-    """Save weights (safetensors), config and tokenizer.json to `path`; `meta` goes to tenfold.json."""
+    """Save weights (safetensors), config and tokenizer.json to `path`; `meta` goes to tenfold.json.
+
+    tenfold.json also records the size and sha256 of every file in the directory (under "files"), which
+    `load_model` verifies. Files added to the directory afterwards (a trainer's optimizer state) are not
+    in the record and not checked.
+    """
+    if RECORD_KEY in meta:
+        raise TenfoldError(f"save_model: {RECORD_KEY!r} is reserved in {META_FILE} for the file record")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save(path)
-    if meta:
-        atomic_write_text(path / META_FILE, json.dumps(meta, indent=2, default=str))
+    files = {
+        f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
+        for f in sorted(path.iterdir())
+        if f.is_file() and f.name != META_FILE and not f.name.startswith(".")
+    }
+    atomic_write_text(path / META_FILE, json.dumps({**meta, RECORD_KEY: files}, indent=2, default=str))
     return path
+
+
+def verify_checkpoint_files(path: str | Path) -> bool:
+    """Check every file in the checkpoint's record (tenfold.json "files") for presence, size and sha256.
+
+    Returns False when the checkpoint has no record (saved before records existed, or not by tenfold);
+    raises `CheckpointError` naming the first file that does not match.
+    """
+    path = Path(path)
+    meta_file = path / META_FILE
+    if not meta_file.is_file():
+        return False
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has an unreadable {META_FILE}: {_one_line(exc)}"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} has a malformed {META_FILE}: not a JSON object")
+    if RECORD_KEY not in meta:
+        return False
+    files = meta[RECORD_KEY]
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has a malformed file record in {META_FILE}: expected a non-empty object"
+        )
+    for fname, rec in files.items():
+        if not (_plain_file_name(fname) and isinstance(rec, dict)):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has a malformed file record in {META_FILE}: entry {fname!r:.80}"
+            )
+        if not (isinstance(rec.get("size"), int) and isinstance(rec.get("sha256"), str)):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has a malformed file record in {META_FILE}: "
+                f"entry {fname!r:.80} needs an integer size and a sha256 string"
+            )
+    for fname, rec in files.items():  # cheap checks first, so a deleted or truncated file is named at once
+        f = path / fname
+        if not f.is_file():
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is missing {fname}, which was saved with it ({META_FILE} lists it)"
+            )
+        size = f.stat().st_size
+        if size != rec["size"]:
+            raise CheckpointError(
+                f"checkpoint file {str(f)!r} has size {size} bytes but was saved with {rec['size']}: "
+                "it was changed or truncated after saving"
+            )
+    for fname, rec in files.items():
+        f = path / fname
+        if _sha256(f) != rec["sha256"].lower():
+            raise CheckpointError(
+                f"checkpoint file {str(f)!r} does not match the sha256 recorded in {META_FILE}: "
+                "it is corrupted or was changed after saving"
+            )
+    return True
+
+
+def _plain_file_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and Path(name).name == name
+    )
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _one_line(exc: BaseException | str, limit: int = 400) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _names(keys, n: int = 3) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def _check_tensor_names(path: Path, info: dict) -> None:
+    """Refuse a checkpoint whose tensors are not exactly the model's (transformers' loading info).
+
+    Tied weights (lm_head tied to the embedding) and keys a model declares ignorable are not reported by
+    transformers, so they do not count here.
+    """
+    missing = [str(k) for k in info.get("missing_keys") or ()]
+    unexpected = [str(k) for k in info.get("unexpected_keys") or ()]
+    mismatched = sorted(info.get("mismatched_keys") or (), key=lambda m: str(m[0]))
+    errors = [str(e) for e in info.get("error_msgs") or ()]
+    if not (missing or unexpected or mismatched or errors):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing tensor(s): {_names(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensor(s): {_names(unexpected)}")
+    if mismatched:
+        shown = [
+            f"{m[0]} (shape {list(m[1])} in the checkpoint, {list(m[2])} in the model)"
+            if len(m) >= 3
+            else str(m[0])
+            for m in mismatched
+        ]
+        parts.append(f"{len(mismatched)} tensor(s) with the wrong shape: {_names(shown, 2)}")
+    if errors:
+        parts.append(f"load errors: {_one_line('; '.join(errors), 200)}")
+    raise CheckpointError(
+        f"checkpoint {str(path)!r} does not match its config.json: {'; '.join(parts)}; refusing to load it "
+        "(the model would run with randomly initialised weights)"
+    )
+
+
+def _check_finite(path: Path, model: torch.nn.Module, dtype: torch.dtype | None) -> None:
+    """Refuse NaN/Inf in any floating-point parameter or buffer (one pass, one reduction per tensor)."""
+    for group in (model.named_parameters(), model.named_buffers()):
+        for tname, t in group:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                as_dtype = f" (as {str(dtype).removeprefix('torch.')})" if dtype is not None else ""
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} has non-finite values (NaN or Inf) in {tname}{as_dtype}; "
+                    "refusing to load it"
+                )
 
 
 def model_name(name_or_path: str | Path) -> str:

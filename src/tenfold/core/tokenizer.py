@@ -33,6 +33,7 @@ SPECIAL_TOKENS = [
 ]
 ROLES = ("system", "user", "assistant", "tool")
 TOKENIZER_FILE = "tokenizer.json"
+HF_TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -182,7 +183,7 @@ class HFTokenizer:
         # the class of the model type (e.g. Qwen2Tokenizer) and rebuild a different vocabulary from it.
         cls = AutoTokenizer
         try:
-            cfg = json.loads((Path(path) / "tokenizer_config.json").read_text())
+            cfg = json.loads((Path(path) / HF_TOKENIZER_CONFIG).read_text())
             if cfg.get("tokenizer_class") in ("TokenizersBackend", "PreTrainedTokenizerFast"):
                 cls = PreTrainedTokenizerFast
         except (OSError, ValueError):
@@ -190,7 +191,17 @@ class HFTokenizer:
         try:
             self._tk = cls.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:  # transformers raises many types here
-            raise CheckpointError(f"cannot load a tokenizer from {str(path)!r}: {exc}") from exc
+            hint = "" if (Path(path) / TOKENIZER_FILE).is_file() else f" (it has no {TOKENIZER_FILE})"
+            detail = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"cannot load a tokenizer from {str(path)!r}{hint}: {detail}") from exc
+        special = set(self._tk.all_special_tokens)
+        if not any(t not in special for t in self._tk.get_vocab()):
+            # transformers builds an empty tokenizer from a bare tokenizer_config.json: every text would
+            # encode to nothing, so refuse it instead of generating from empty prompts
+            raise CheckpointError(
+                f"the tokenizer in {str(path)!r} has no vocabulary beyond its special tokens: its vocabulary "
+                f"files are missing; tenfold needs {TOKENIZER_FILE} (or {HF_TOKENIZER_CONFIG} + vocabulary files)"
+            )
         self.eos_id = self._tk.eos_token_id
         self.bos_id = self._tk.bos_token_id
         self.pad_id = self._tk.pad_token_id if self._tk.pad_token_id is not None else (self.eos_id or 0)
@@ -256,6 +267,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer | HFTokenizer:
     """Load the tokenizer of a checkpoint directory: tenfold's own, else the checkpoint's HF tokenizer."""
     path = Path(path)
     tok_file = path / TOKENIZER_FILE if path.is_dir() else path
+    if path.is_dir() and not tok_file.is_file() and not (path / HF_TOKENIZER_CONFIG).is_file():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has no {TOKENIZER_FILE} (or {HF_TOKENIZER_CONFIG} + vocabulary files); "
+            "tenfold needs the tokenizer the model was trained with: copy it into the directory "
+            "(save_model writes it)"
+        )
     if tok_file.is_file():
         try:
             data = json.loads(tok_file.read_text())
