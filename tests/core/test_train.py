@@ -165,3 +165,28 @@ def test_length_buckets_hold_neighbours_in_length():
         pos = sorted(order.index(r) for r in rows)
         assert pos == list(range(pos[0], pos[0] + 4))  # consecutive in length order
         assert list(rows) == list(_batch_rows(cfg, step, len(lengths), order))  # a function of the step
+
+
+def test_resume_refuses_a_damaged_checkpoint(tmp_path):
+    """Resuming from a checkpoint whose weights were changed after saving (sha256 record) or hold NaN
+    stops with a one-line CheckpointError instead of training on from garbage."""
+    from safetensors.torch import load_file, save_file
+
+    from tenfold.core.errors import CheckpointError
+    from tenfold.core.train import load_checkpoint
+
+    model, tok = build_preset("tiny")
+    train_lm(
+        model, tok, ["some text"] * 4, TrainConfig(steps=2, batch_size=2, quiet=True, out_dir=str(tmp_path))
+    )
+    ckpt = tmp_path / "last"
+    weights = load_file(str(ckpt / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name][0] = float("nan")
+    save_file(weights, str(ckpt / "model.safetensors"))
+    fresh, _ = build_preset("tiny")
+    with pytest.raises(CheckpointError, match="sha256|size"):
+        load_checkpoint(ckpt, fresh)
+    (ckpt / "tenfold.json").unlink()  # no record: the NaN itself is caught
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_checkpoint(ckpt, fresh)

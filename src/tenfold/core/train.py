@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from tenfold.core.errors import CheckpointError, TenfoldError
 from tenfold.core.io import atomic_write_text
-from tenfold.core.models import save_model
+from tenfold.core.models import save_model, verify_checkpoint_files
 from tenfold.core.progress import progress_bar
 
 IGNORE = -100
@@ -286,7 +286,11 @@ def load_checkpoint(
     for f in ("model.safetensors", "trainer.json"):
         if not (path / f).is_file():
             raise CheckpointError(f"checkpoint {str(path)!r} has no {f}")
+    verify_checkpoint_files(path)  # sizes and sha256 recorded by save_model, when present
     weights = load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device))
+    bad = next((k for k, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} has non-finite values (NaN/Inf) in {bad}")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
     if missing or unexpected:
