@@ -29,7 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 from tenfold.comem.context import agent_view, body_before, memory_view, split_head, turn_starts
 from tenfold.comem.runtime import MEMORY_INPUTS, NO_SUMMARY, MemoryModel
 from tenfold.core.errors import TenfoldError
-from tenfold.core.server import _error  # the OpenAI error shape, as tenfold serve answers
+from tenfold.core.http import openai_error
 
 log = logging.getLogger("tenfold.comem.proxy")
 
@@ -149,9 +149,9 @@ class CoMemProxy:
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return _error(400, "request body is not valid JSON")
+            return openai_error(400, "request body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return _error(400, "a chat completion needs a 'messages' list")
+            return openai_error(400, "a chat completion needs a 'messages' list")
         try:
             forwarded = {**body, "messages": await self.compress(body)}
         except Exception as e:  # noqa: BLE001 - never worse than no proxy
@@ -167,7 +167,7 @@ class CoMemProxy:
             try:
                 upstream = await self.client.send(req, stream=True)
             except httpx.HTTPError as e:
-                return _error(502, f"agent server unreachable: {e}", type_="upstream_error")
+                return openai_error(502, f"agent server unreachable: {e}", type_="upstream_error")
 
             async def relay():
                 try:
@@ -184,7 +184,7 @@ class CoMemProxy:
         try:
             r = await self.client.post(path, json=body, headers=headers)
         except httpx.HTTPError as e:
-            return _error(502, f"agent server unreachable: {e}", type_="upstream_error")
+            return openai_error(502, f"agent server unreachable: {e}", type_="upstream_error")
         return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
     async def passthrough(self, request: Request, path: str) -> Response:
@@ -192,12 +192,12 @@ class CoMemProxy:
             try:
                 r = await self.client.get(path)
             except httpx.HTTPError as e:
-                return _error(502, f"agent server unreachable: {e}", type_="upstream_error")
+                return openai_error(502, f"agent server unreachable: {e}", type_="upstream_error")
             return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return _error(400, "request body is not valid JSON")
+            return openai_error(400, "request body is not valid JSON")
         return await self._forward(path, body, request)
 
 
