@@ -362,3 +362,11 @@ def test_an_unexpected_500_keeps_the_connection(tiny):
         assert bad.json()["error"]["type"] == "server_error"
         ok = c.post("/chat/completions", json={"model": "tiny", "messages": MSGS, "max_tokens": 2})
         assert ok.status_code == 200, ok.text
+
+
+def test_allowed_host_extends_loopback():
+    with ServerProcess("tiny", "--allowed-host", "My-Box.lan") as s:
+        url = s.base_url[:-3] + "/health"
+        assert httpx.get(url, headers={"host": "my-box.lan:8000"}, timeout=10).status_code == 200
+        assert httpx.get(url, headers={"host": "localhost"}, timeout=10).status_code == 200
+        assert httpx.get(url, headers={"host": "other.lan"}, timeout=10).status_code == 421

@@ -580,8 +580,8 @@ def serve(
     """Load `model` (preset or local checkpoint) and serve it until interrupted.
 
     `make_prefill(model)`, when given, builds the engine's prefill plug-in once the model is loaded.
-    Bound to loopback (the default), the server answers only Host headers that name loopback, unless
-    `config.allowed_hosts` says otherwise. SIGTERM/SIGINT: no new connections; running requests get
+    Bound to loopback (the default), the server answers only Host headers that name loopback or one of
+    `config.allowed_hosts`; bound elsewhere, only `config.allowed_hosts` when given, else any. SIGTERM/SIGINT: no new connections; running requests get
     `config.shutdown_timeout` seconds, then are cut and the process exits.
     """
     import uvicorn
@@ -589,8 +589,8 @@ def serve(
     from tenfold.core.models import load_model, model_name
 
     cfg = config or ServerConfig()
-    if cfg.allowed_hosts is None and host.strip("[]") in LOOPBACK_HOSTS:
-        cfg = replace(cfg, allowed_hosts=LOOPBACK_HOSTS)
+    if host.strip("[]") in LOOPBACK_HOSTS:  # loopback names always, plus any the user allows
+        cfg = replace(cfg, allowed_hosts=(*LOOPBACK_HOSTS, *(cfg.allowed_hosts or ())))
     lm, tok = load_model(model, device)
     prefill = make_prefill(lm) if make_prefill is not None else None
     app = create_app(
