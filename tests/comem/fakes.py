@@ -106,3 +106,77 @@ def agent_app(agent: ReadingAgent, received: list):
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+class RawServer:
+    """A loopback TCP server run in a thread, for upstreams that misbehave below HTTP.
+
+    `handle(conn)` gets each accepted socket; `hung()` accepts and never answers (a hung, not dead,
+    server); `dying_stream()` starts an SSE response, sends one event and half of the next, then closes
+    the connection (an agent server that crashes mid-stream).
+    """
+
+    def __init__(self, handle):
+        import socket
+        import threading
+
+        self.handle, self.conns = handle, []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+    @classmethod
+    def hung(cls):
+        return cls(lambda conn: None)  # the connection stays open; nothing is ever read or sent
+
+    @classmethod
+    def dying_stream(cls):
+        import json
+
+        def handle(conn):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+            chunk["choices"] = [{"index": 0, "delta": {"content": "think: "}, "finish_reason": None}]
+            event = f"data: {json.dumps(chunk)}\n\n".encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            )
+            for part in (event, event[:20]):  # one whole event, then half of the next
+                conn.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            conn.close()  # no terminating chunk: the agent died
+
+        return cls(handle)

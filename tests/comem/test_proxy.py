@@ -135,10 +135,19 @@ def test_cli_proxy_process_forwards_and_reports_health(upstream):
         health = httpx.get(proxy.base_url.removesuffix("/v1") + "/health").json()
     assert game.success and received[-1] == sent[:-1]
     assert health["requests"] == 14 and health["memory_errors"] >= 1 and health["compressed"] == 0
+    assert health["status"] == "degraded" and health["upstreams"]["agent"]["ok"]  # memory down alone
 
 
 @pytest.mark.parametrize(
-    "bad", [{"memory_input": "everything"}, {"interval": 0}, {"k": 0}, {"memory_timeout": 0}]
+    "bad",
+    [
+        {"memory_input": "everything"},
+        {"interval": 0},
+        {"k": 0},
+        {"memory_timeout": 0},
+        {"memory_timeout": float("nan")},
+        {"agent_timeout": 0},
+    ],
 )
 def test_bad_proxy_config_is_refused(bad):
     from tenfold.core.errors import TenfoldError

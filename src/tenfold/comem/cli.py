@@ -140,16 +140,40 @@ def proxy(
         str,
         typer.Option(help="incremental (previous summary + new turns) or history (every turn, the paper)"),
     ] = "incremental",
+    memory_timeout: Annotated[
+        float,
+        typer.Option(
+            help="seconds a summary may take (connect + answer) before the turn goes on with the full "
+            "history; see ProxyConfig for the default"
+        ),
+    ] = 15.0,
+    agent_timeout: Annotated[
+        float,
+        typer.Option(help="seconds to wait for the agent's first byte, or between streamed bytes (then 504)"),
+    ] = 600.0,
 ) -> None:
-    """Serve an OpenAI-compatible endpoint that forwards compressed histories to AGENT_URL."""
+    """Serve an OpenAI-compatible endpoint that forwards compressed histories to AGENT_URL.
+
+    Errors come in the OpenAI shape (400 malformed request, 502/504 agent down or hung); /health probes
+    both servers: 200 ok, 200 degraded (memory down: full histories), 503 unavailable (agent down)."""
     import uvicorn
 
     from tenfold.comem.proxy import ProxyConfig, create_proxy_app
     from tenfold.comem.runtime import BackendMemory
     from tenfold.core.backends import OpenAIBackend
 
-    cfg = ProxyConfig(agent_url, interval, k, memory_input=memory_input)  # checks the values
-    memory = BackendMemory(OpenAIBackend(memory_url, model=memory_model), memory_max_tokens)
+    cfg = ProxyConfig(  # checks the values
+        agent_url,
+        interval,
+        k,
+        memory_timeout=memory_timeout,
+        memory_input=memory_input,
+        agent_timeout=agent_timeout,
+        memory_url=memory_url,
+    )
+    # the client's own timeout bounds connect and read; ProxyConfig.memory_timeout bounds the whole call
+    backend = OpenAIBackend(memory_url, model=memory_model, timeout=memory_timeout)
+    memory = BackendMemory(backend, memory_max_tokens)
     app_ = create_proxy_app(cfg, memory)
     print(f"CoMem proxy on http://{host}:{port}/v1 -> agent {agent_url}, memory {memory_url}")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
