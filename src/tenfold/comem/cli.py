@@ -144,7 +144,7 @@ def proxy(
         float,
         typer.Option(
             help="seconds a summary may take (connect + answer) before the turn goes on with the full "
-            "history; see ProxyConfig for the default"
+            "history (why 15 s: see ProxyConfig)"
         ),
     ] = 15.0,
     agent_timeout: Annotated[
