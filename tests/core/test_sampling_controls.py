@@ -187,3 +187,35 @@ def test_a_transient_forward_failure_loses_nothing(tiny, monkeypatch):
     assert calls["n"] > 5 and stats["failed"] == 0
     for i, p in enumerate(PROMPTS):
         assert results[i].token_ids == generate(model, tok, [p], params)[0].token_ids
+
+
+def test_a_persistent_failure_fails_its_requests_and_the_engine_serves_on(tiny, monkeypatch):
+    model, tok = tiny
+    real, state = sampler.DecodeBatch._forward, {"calls": 0, "broken": True}
+
+    def broken(self, ids, mask, pos, cache):
+        state["calls"] += 1
+        if state["broken"] and state["calls"] > 2:
+            raise RuntimeError("device lost")
+        return real(self, ids, mask, pos, cache)
+
+    monkeypatch.setattr(sampler.DecodeBatch, "_forward", broken)
+    params = SamplingParams(10, ignore_eos=True)
+
+    async def main():
+        engine = Engine(model, tok).start()
+        try:
+            hs = [engine.submit(encode_prompt(tok, p), params) for p in PROMPTS]
+            first = await asyncio.wait_for(
+                asyncio.gather(*(h.result() for h in hs), return_exceptions=True), 60
+            )
+            state["broken"] = False
+            later = await engine.submit(encode_prompt(tok, "later"), params).result()
+            return first, later, dict(engine.stats)
+        finally:
+            engine.stop()
+
+    first, later, stats = asyncio.run(main())
+    assert all(isinstance(r, RuntimeError) for r in first) and stats["failed"] == len(PROMPTS)
+    monkeypatch.setattr(sampler.DecodeBatch, "_forward", real)
+    assert later.token_ids == generate(model, tok, ["later"], params)[0].token_ids

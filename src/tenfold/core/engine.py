@@ -222,15 +222,15 @@ class Engine:
                 done = batch.step()
                 failed_steps = 0
             except Exception as exc:  # noqa: BLE001 - the requests that can go on, go on
-                if failed_steps and not joining:
-                    log.exception("decode step failed again after a rebuild; failing %d", len(running))
-                    self._fail(running, exc)
-                    batch, failed_steps = batch.rebuild([]), 0
-                    continue
-                failed_steps += 1
                 done = [s for s in before if s.finish_reason is not None]
                 alive = [s for s in [*running, *joining] if s.finish_reason is None]
-                batch = self._isolate(batch, alive, exc)
+                if failed_steps and not joining:  # it failed again right after a rebuild: not transient
+                    log.exception("decode step failed again after a rebuild; failing %d", len(alive))
+                    self._fail(alive, exc)
+                    batch, failed_steps = batch.rebuild([]), 0
+                else:
+                    failed_steps += 1
+                    batch = self._isolate(batch, alive, exc)
             self.stats["steps"] += 1
             self.stats["running"] = len(batch.seqs)
             self.stats["tokens"] += len(batch.seqs) + len(done)
