@@ -1,5 +1,6 @@
 """The three loaders against a full prefill, under partial, gapped and corrupt stores; the meeting point."""
 
+import json
 import threading
 
 import pytest
@@ -105,6 +106,62 @@ def test_corrupt_chunk_still_gives_the_right_answer(model, tmp_path, damage, mod
     assert r.corrupt == [bad] and bad not in r.loaded and store.stats.corrupt == 1
     assert loader.stored(ids)[bad]  # recomputed and stored again, intact
     assert_matches(loader.prefill(ids, mode), ref, len(ids))
+
+
+def _join_io_workers():
+    for t in threading.enumerate():
+        if t.name == "cake-io":
+            t.join(10)
+
+
+def _metadata_a_string(path):
+    data = path.read_bytes()
+    hlen = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + hlen])
+    header["__metadata__"] = "oops"  # valid JSON, valid length, wrong type
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + hlen :])
+
+
+@pytest.mark.parametrize("mode", ["io_only", "cake"])
+def test_a_malformed_header_is_recomputed_and_repaired(model, tmp_path, monkeypatch, mode):
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    ids = prompt(6 * C + 3, 8)
+    ref = reference(model, ids)
+    store = KVStore(tmp_path)
+    loader = CakeLoader(model, store, chunk_tokens=C)
+    loader.prefill(ids, "compute_only")
+    bad = 0 if mode == "io_only" else 5
+    _metadata_a_string(store.path(loader.keys(ids)[bad]))
+    for _ in range(2):  # the first request drops and recomputes it, the next one loads it again
+        r = loader.prefill(ids, mode)
+        _join_io_workers()
+        assert_matches(r, ref, len(ids))
+        assert not thread_errors and store.stats.corrupt == 1
+    assert bad in r.loaded or (mode == "cake" and r.split_chunk > bad)
+    assert store.stats.corrupt_keys == [loader.keys(ids)[bad]]
+
+
+@pytest.mark.parametrize("mode", ["io_only", "cake"])
+def test_an_unexpected_store_error_becomes_a_recompute(model, tmp_path, monkeypatch, mode):
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    ids = prompt(6 * C + 3, 9)
+    ref = reference(model, ids)
+    store = KVStore(tmp_path)
+    loader = CakeLoader(model, store, chunk_tokens=C)
+    loader.prefill(ids, "compute_only")
+
+    def broken(*_a, **_kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "get", broken)
+    r = loader.prefill(ids, mode, save=False)
+    _join_io_workers()
+    assert_matches(r, ref, len(ids))
+    assert not thread_errors and r.corrupt == [0 if mode == "io_only" else 5] and not r.loaded
 
 
 def test_loader_is_model_specific(model, tmp_path):

@@ -120,21 +120,47 @@ def bench(
         print(f"wrote {plot_path}")
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 @app.command("store")
 def store_info(
     store: Annotated[Path, typer.Argument(help="KV store directory")],
-    clear: Annotated[bool, typer.Option(help="delete every chunk")] = False,
+    clear: Annotated[
+        bool, typer.Option(help="delete every chunk and the temporary files of dead writers")
+    ] = False,
     max_gb: Annotated[float | None, typer.Option(help="evict LRU chunks down to this size")] = None,
 ) -> None:
-    """Show a store's size; optionally evict down to a size or clear it."""
-    from tenfold.cake.store import KVStore
+    """Show a store's chunks, size and temporary files; optionally evict down to a size or clear it.
+
+    Only the store's own files are ever deleted (chunk files and temporary files of writers that
+    died), and only in a directory marked as a store; anything else in it is left alone."""
+    from tenfold.cake.store import KVStore, _size
     from tenfold.core.errors import TenfoldError
 
     if not store.is_dir():
         raise TenfoldError(f"no KV store at {store}")
     kv = KVStore(store, max_bytes=int(max_gb * 2**30) if max_gb else None)
+    if not kv.owned and (clear or max_gb):
+        raise TenfoldError(f"refusing to {'clear' if clear else 'evict from'} {store}: {kv.unowned_reason}")
     if clear:
-        kv.clear()
+        print(f"removed {_n(kv.clear(), 'chunk')}")
     elif max_gb:
-        print(f"evicted {kv.evict()} chunks")
-    print(f"{store}: {len(kv)} chunks, {kv.size_bytes() / 2**20:.1f} MiB")
+        print(f"evicted {_n(kv.evict(), 'chunk')}")
+    u = kv.usage()
+    print(
+        f"{store}: {_n(u.chunks, 'chunk')}, {_size(u.chunk_bytes)}; "
+        f"{_n(u.tmp_files, 'temporary file')} ({_size(u.tmp_bytes)}) of writers still running"
+    )
+    if kv.stats.stale_tmp_removed:
+        print(
+            f"removed {_n(kv.stats.stale_tmp_removed, 'stale temporary file')} "
+            f"({_size(kv.stats.stale_tmp_bytes_removed)}) of writers that died"
+        )
+    if u.foreign:
+        print(
+            f"{u.foreign} other {'entry' if u.foreign == 1 else 'entries'} in it: not the store's, never deleted"
+        )
+    if not kv.owned:
+        print(f"read-only: {kv.unowned_reason}")

@@ -24,6 +24,7 @@ store lookups included). Saving newly computed chunks happens after, optionally 
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
 import time
@@ -35,6 +36,8 @@ from tenfold.cake.kvcache import PrefixCache
 from tenfold.cake.store import ChunkSpec, KVStore, prefix_keys
 from tenfold.core.errors import ContextLengthError, TenfoldError
 from tenfold.core.models import context_length
+
+log = logging.getLogger("tenfold.cake.loader")
 
 MODES = ("compute_only", "io_only", "cake")
 DEFAULT_CHUNK_TOKENS = 256  # LMCache's chunk; the paper's compute step is 512 and its I/O unit 128
@@ -93,7 +96,7 @@ class PrefillResult:
     suffix_seconds: float = 0.0  # everything prefilled after the meeting point
     query_seconds: float = 0.0  # of which the final, never-stored partial chunk
     ttft: float = 0.0
-    corrupt: list[int] = field(default_factory=list)  # chunks that failed their checks (recomputed)
+    corrupt: list[int] = field(default_factory=list)  # chunks that failed to load (recomputed)
     preempted: bool = False  # the I/O worker took over a chunk mid-compute
     saved: int = 0  # chunks written (or queued for writing) to the store
 
@@ -193,11 +196,10 @@ class CakeLoader:
             p = 0
             while p < n and present[p]:
                 t = time.perf_counter()
-                kv = self.store.get(keys[p], self.spec)
-                if kv is None:
+                kv = self._get(keys, p)
+                if kv is None or not self._write_loaded(cache, keys, p, kv):
                     res.corrupt.append(p)
-                    break
-                self._write(cache, p * C, kv)
+                    break  # computed from here on
                 res.load_times[p] = time.perf_counter() - t
                 res.loaded.append(p)
                 p += 1
@@ -240,6 +242,26 @@ class CakeLoader:
             cache.write(start, [(k.pin_memory(), v.pin_memory()) for k, v in kv], non_blocking=True)
         self._side_stream.synchronize()
 
+    def _get(self, keys: list[str], i: int, cancel: threading.Event | None = None):
+        """Stored chunk i, or None when it is missing or cannot be loaded for any reason (the store
+        already turns corrupt files into misses; this also covers its unexpected errors)."""
+        try:
+            return self.store.get(keys[i], self.spec, cancel=cancel)
+        except Exception as exc:  # noqa: BLE001 - a chunk that cannot be loaded is computed instead
+            log.warning("KV chunk %d (%s) could not be loaded, computing it: %r", i, keys[i], exc)
+            return None
+
+    def _write_loaded(self, cache: PrefixCache, keys: list[str], i: int, kv) -> bool:
+        """Copy loaded chunk i into the cache; False if that failed (compute then overwrites it)."""
+        try:
+            self._write(cache, i * self.chunk_tokens, kv)
+        except Exception as exc:  # noqa: BLE001
+            log.warning(
+                "KV chunk %d (%s) could not be copied into the cache, computing it: %r", i, keys[i], exc
+            )
+            return False
+        return True
+
     def _meet(self, ids, keys, present, cache: PrefixCache, res: PrefillResult) -> None:
         """Algorithm 1: compute forward from chunk 0 here, load backward in a worker, stop where they meet."""
         C, n = self.chunk_tokens, len(keys)
@@ -251,7 +273,9 @@ class CakeLoader:
         first = tail_end
         while first > 0 and present[first - 1]:
             first -= 1  # the I/O worker covers the contiguous stored run [first, tail_end)
-        worker = threading.Thread(target=self._load_backward, args=(keys, first, cache, m, res), daemon=True)
+        worker = threading.Thread(
+            target=self._load_backward, args=(keys, first, cache, m, res), name="cake-io", daemon=True
+        )
         hooks = []
         if self._preempt_points is not None:
 
@@ -275,7 +299,9 @@ class CakeLoader:
                 except _Preempted:
                     with m.lock:
                         staged, m.staged, m.preempt, m.computing = m.staged, None, False, None
-                    self._write(cache, i * C, staged)
+                    if not self._write_loaded(cache, keys, i, staged):
+                        res.corrupt.append(i)
+                        continue  # compute chunk i after all (the I/O worker has stopped)
                     with m.lock:
                         m.low = i
                     res.loaded.append(i)
@@ -297,13 +323,20 @@ class CakeLoader:
         res.loaded.sort()
 
     def _load_backward(self, keys, first: int, cache: PrefixCache, m: _Meeting, res: PrefillResult) -> None:
-        C = self.chunk_tokens
+        """The I/O worker. It never dies of an error: a chunk it cannot load ends its run, and compute
+        covers that chunk and everything below it (m.low only moves past chunks fully written)."""
+        try:
+            self._load_run(keys, first, cache, m, res)
+        except Exception as exc:  # noqa: BLE001 - defensive: the request must still be answered
+            log.warning("the KV loader stopped on an unexpected error; computing the rest: %r", exc)
+
+    def _load_run(self, keys, first: int, cache: PrefixCache, m: _Meeting, res: PrefillResult) -> None:
         for j in range(m.low - 1, first - 1, -1):
             with m.lock:
                 if m.stop.is_set() or j < m.computed:
                     return
             t = time.perf_counter()
-            kv = self.store.get(keys[j], self.spec, cancel=m.stop)
+            kv = self._get(keys, j, cancel=m.stop)
             if m.stop.is_set():
                 return
             if kv is None:
@@ -316,7 +349,9 @@ class CakeLoader:
                 if m.computing == j:  # compute is inside this chunk: hand it over and stop
                     m.staged, m.preempt = kv, True
                     return
-                self._write(cache, j * C, kv)
+                if not self._write_loaded(cache, keys, j, kv):
+                    res.corrupt.append(j)
+                    return
                 m.low = j
                 res.loaded.append(j)
 
@@ -329,18 +364,21 @@ class CakeLoader:
         if self._writes is not None:
             for item in todo:
                 self._writes.put(item)
-        else:
-            for key, kv in todo:
-                self.store.put(key, kv)
-        return len(todo)
+            return len(todo)
+        return sum(self._put(key, kv) for key, kv in todo)
+
+    def _put(self, key: str, kv) -> bool:
+        try:
+            return self.store.put(key, kv)
+        except Exception as exc:  # noqa: BLE001 - a failed write only costs a future recompute
+            log.warning("could not store KV chunk %s: %r", key, exc)
+            return False
 
     def _writer(self) -> None:
         while True:
             key, kv = self._writes.get()
             try:
-                self.store.put(key, kv)
-            except Exception:  # noqa: BLE001 - a failed write only costs a future recompute
-                pass
+                self._put(key, kv)
             finally:
                 self._writes.task_done()
 
