@@ -112,12 +112,31 @@ def test_bad_requests_get_openai_shaped_errors(upstream):
     srv, _ = upstream
     app = create_proxy_app(ProxyConfig(srv.base_url), ListingMemory())
     with ServerThread(app) as proxy:
-        r = httpx.post(proxy.base_url + "/chat/completions", content=b"{not json")
+        json_type = {"content-type": "application/json"}
+        r = httpx.post(proxy.base_url + "/chat/completions", content=b"{not json", headers=json_type)
         assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+        # a web page can post text/plain anywhere without asking; the proxy would re-send it as JSON
+        r = httpx.post(proxy.base_url + "/chat/completions", content=b'{"messages": []}')
+        assert r.status_code == 415 and r.json()["error"]["message"]
+        r = httpx.post(proxy.base_url + "/chat/completions", content=b"x" * 64, headers=json_type)
+        assert r.status_code == 400
         r = httpx.post(proxy.base_url + "/chat/completions", json={"model": "m"})
         assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
         models = OpenAI(base_url=proxy.base_url, api_key="x").models.list()
         assert models.data[0].id == "reading-agent"
+
+
+def test_body_limit_and_host_check(upstream):
+    import httpx
+
+    srv, _ = upstream
+    cfg = ProxyConfig(srv.base_url, max_body_bytes=1000, allowed_hosts=("127.0.0.1", "localhost"))
+    with ServerThread(create_proxy_app(cfg, ListingMemory())) as proxy:
+        big = {"model": "m", "messages": [{"role": "user", "content": "x" * 2000}]}
+        assert httpx.post(proxy.base_url + "/chat/completions", json=big).status_code == 413
+        evil = {"host": "attacker.example"}
+        r = httpx.post(proxy.base_url + "/chat/completions", json={"model": "m"}, headers=evil)
+        assert r.status_code == 421 and r.json()["error"]["message"]
 
 
 def test_cli_proxy_process_forwards_and_reports_health(upstream):

@@ -151,16 +151,19 @@ def proxy(
         float,
         typer.Option(help="seconds to wait for the agent's first byte, or between streamed bytes (then 504)"),
     ] = 600.0,
+    max_body_mb: Annotated[float, typer.Option(help="largest request body, MiB (then 413)")] = 32.0,
 ) -> None:
     """Serve an OpenAI-compatible endpoint that forwards compressed histories to AGENT_URL.
 
-    Errors come in the OpenAI shape (400 malformed request, 502/504 agent down or hung); /health probes
+    Errors come in the OpenAI shape (400 malformed request, 413 body too large, 415 not JSON, 421 a Host
+    that is not loopback when bound to loopback, 502/504 agent down or hung); /health probes
     both servers: 200 ok, 200 degraded (memory down: full histories), 503 unavailable (agent down)."""
     import uvicorn
 
     from tenfold.comem.proxy import ProxyConfig, create_proxy_app
     from tenfold.comem.runtime import BackendMemory
     from tenfold.core.backends import OpenAIBackend
+    from tenfold.core.http import LOOPBACK_HOSTS
 
     cfg = ProxyConfig(  # checks the values
         agent_url,
@@ -170,6 +173,9 @@ def proxy(
         memory_input=memory_input,
         agent_timeout=agent_timeout,
         memory_url=memory_url,
+        max_body_bytes=max(1, int(max_body_mb * 2**20)),
+        # bound to loopback: answer only Host headers naming loopback (no DNS rebinding from a web page)
+        allowed_hosts=LOOPBACK_HOSTS if host.strip("[]") in LOOPBACK_HOSTS else None,
     )
     # the client's own timeout bounds connect and read; ProxyConfig.memory_timeout bounds the whole call
     backend = OpenAIBackend(memory_url, model=memory_model, timeout=memory_timeout)

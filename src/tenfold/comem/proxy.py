@@ -38,7 +38,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tenfold.comem.context import agent_view, body_before, memory_view, split_head, turn_starts
 from tenfold.comem.runtime import MEMORY_INPUTS, NO_SUMMARY, MemoryModel
 from tenfold.core.errors import TenfoldError
-from tenfold.core.http import APIError, error_body, openai_error, parse_json_body, sse_error
+from tenfold.core.http import (
+    APIError,
+    Guard,
+    error_body,
+    openai_error,
+    parse_json_body,
+    read_body,
+    sse_error,
+)
 
 log = logging.getLogger("tenfold.comem.proxy")
 
@@ -65,6 +73,12 @@ class ProxyConfig:
     # generous: the longest wait for its first byte, or between two streamed bytes. Then 504.
     agent_timeout: float = 600.0
     memory_url: str | None = None  # probed by /health; an in-process memory model has none
+    # In front of the proxy, as in front of `tenfold serve` (core.http.Guard): bodies must be JSON and at
+    # most this large (a whole agent conversation; 32 MiB is far beyond any context here), and Host
+    # headers must name one of `allowed_hosts` when set (the CLI sets loopback when bound to loopback):
+    # the proxy re-sends what it gets as JSON, so without these a web page could reach the agent through it.
+    max_body_bytes: int = 32 * 2**20
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.memory_input not in MEMORY_INPUTS:
@@ -75,6 +89,7 @@ class ProxyConfig:
             or self.max_sessions < 1
             or not self.memory_timeout > 0
             or not self.agent_timeout > 0
+            or self.max_body_bytes < 1
         ):
             raise TenfoldError(
                 "interval, k and max_sessions must be >= 1 and memory_timeout, agent_timeout > 0; got "
@@ -220,7 +235,7 @@ class CoMemProxy:
     # requests ----------------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
         self.stats["requests"] += 1
-        body = parse_json_body(await request.body())
+        body = parse_json_body(await read_body(request, self.cfg.max_body_bytes))
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             raise APIError(400, "a chat completion needs a 'messages' list of objects", param="messages")
@@ -239,7 +254,8 @@ class CoMemProxy:
             except httpx.HTTPError as e:
                 return self._agent_failed(e)
             return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
-        return await self._forward(path, parse_json_body(await request.body()), request)
+        raw = await read_body(request, self.cfg.max_body_bytes)
+        return await self._forward(path, parse_json_body(raw), request)
 
     @staticmethod
     def _headers(request: Request) -> dict:
@@ -331,32 +347,6 @@ class CoMemProxy:
         return JSONResponse({"status": "ok" if memory["ok"] else "degraded", **out})
 
 
-class _CatchAll:
-    """Pure-ASGI: an unexpected exception becomes a 500 in the OpenAI shape and is not re-raised, so
-    the client keeps its kept-alive connection (Starlette's outermost handler would drop it)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def tracked(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracked)
-        except Exception as exc:  # noqa: BLE001 - the last line: answer, log, keep serving
-            log.exception("unexpected error on %s", scope.get("path"))
-            if not started:
-                message = f"internal error: {type(exc).__name__}: {exc}"
-                await openai_error(500, message, type_="server_error")(scope, receive, send)
-
-
 def create_proxy_app(cfg: ProxyConfig, memory: MemoryModel) -> FastAPI:
     proxy = CoMemProxy(cfg, memory)
 
@@ -367,7 +357,9 @@ def create_proxy_app(cfg: ProxyConfig, memory: MemoryModel) -> FastAPI:
 
     app = FastAPI(title="tenfold comem proxy", lifespan=lifespan)
     app.state.proxy = proxy
-    app.add_middleware(_CatchAll)
+    # JSON bodies only, size-limited, Host checked; an unexpected exception is a 500 in the OpenAI shape
+    # that keeps the client's connection
+    app.add_middleware(Guard, allowed_hosts=cfg.allowed_hosts, max_body_bytes=cfg.max_body_bytes)
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
