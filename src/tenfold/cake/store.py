@@ -382,7 +382,8 @@ class KVStore:
             foreign = sorted(scan.foreign, key=lambda p: (p.count("/"), p))  # top-level entries first
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             return False, (
-                f"it has no {MARKER} marker and holds {len(scan.foreign)} entries the store did not "
+                f"it has no {MARKER} marker and holds {len(foreign)} "
+                f"{'entry' if len(foreign) == 1 else 'entries'} the store did not "
                 f"write ({shown}); use an empty or new directory, or move those out"
             )
         tmp = self.root / f"{MARKER}.{os.getpid()}.{HOST_TAG}{uuid.uuid4().hex[:8]}.tmp"
