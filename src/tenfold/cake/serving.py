@@ -64,4 +64,6 @@ class StorePrefill:
             "kv_store_bytes_read_total": st.bytes_read,
             "kv_store_puts_total": st.puts,
             "kv_store_evictions_total": st.evictions,
+            "kv_store_stale_tmp_removed_total": st.stale_tmp_removed,
+            "kv_store_write_errors_total": st.write_errors,
         }
