@@ -1153,18 +1153,17 @@ class _Capture(logging.Handler):
         self.records.append(record)
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen(["true"])
-    p.wait()
-    pid = p.pid
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        except PermissionError:
-            pass
-        pid += 7919
+_KILLED_WRITER = """
+import os, sys, time, torch
+from tenfold.cake.store import ChunkSpec, KVStore
+store = KVStore(sys.argv[1])
+def hang(*args, **kw):
+    print("written", flush=True)
+    time.sleep(3600)
+os.replace = hang  # the writer dies between writing its temp file and renaming it
+shape = (3, 8, 4)
+store.put(sys.argv[2], [(torch.zeros(shape), torch.zeros(shape)) for _ in range(2)], overwrite=True)
+"""
 
 
 def point10(env: Env) -> None:
@@ -1211,12 +1210,26 @@ def point10(env: Env) -> None:
         ">= 1",
         bool(logged),
     )
-    # a killed writer's temporary file
+    # a killed writer's temporary file: a real writer process, SIGKILLed after writing its temp file and
+    # before renaming it (whatever temp name the code under test uses)
     k1 = _key(1)
-    store.put(k1, kv)
-    dead = _dead_pid()
-    tmp = store.path(k1).with_name(f".{k1}.{dead}.{os.urandom(4).hex()}.tmp")
-    tmp.write_bytes(b"half a chunk")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(root), k1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = writer.stdout.readline()
+    writer.kill()
+    writer.wait()
+    dead = writer.pid
+    tmps = [p for p in root.rglob("*.tmp") if k1 in p.name]
+    if not line.startswith("written") or not tmps:
+        R.add(
+            10, "killed writer's temp file", f"writer did not leave one: {short(line, 80)}", "cleaned", None
+        )
+        return
+    tmp = tmps[0]
     rc, out, err, t = run_cli(["cake", "store", str(root)], timeout=60)
     cleaned = not tmp.exists()
     said = out.replace(str(root), "DIR").lower()
