@@ -209,8 +209,12 @@ def test_foreign_host_and_non_json_content_type_are_refused(srv):
         assert c.get("/health", headers={"host": "localhost:1234"}).status_code == 200
 
 
-def test_api_key():
-    with ServerProcess("tiny", "--api-key", "s3cret") as s:
+def test_api_key_and_allowed_host():
+    with ServerProcess("tiny", "--api-key", "s3cret", "--allowed-host", "My-Box.lan") as s:
+        health_url = s.base_url[:-3] + "/health"  # --allowed-host adds to the loopback names
+        assert httpx.get(health_url, headers={"host": "my-box.lan:8000"}, timeout=10).status_code == 200
+        assert httpx.get(health_url, headers={"host": "localhost"}, timeout=10).status_code == 200
+        assert httpx.get(health_url, headers={"host": "other.lan"}, timeout=10).status_code == 421
         body = {"model": "tiny", "prompt": "x", "max_tokens": 2}
         assert_openai_error(httpx.post(s.base_url + "/completions", json=body, timeout=30), 401)
         bad = {"authorization": "Bearer nope"}
@@ -362,11 +366,3 @@ def test_an_unexpected_500_keeps_the_connection(tiny):
         assert bad.json()["error"]["type"] == "server_error"
         ok = c.post("/chat/completions", json={"model": "tiny", "messages": MSGS, "max_tokens": 2})
         assert ok.status_code == 200, ok.text
-
-
-def test_allowed_host_extends_loopback():
-    with ServerProcess("tiny", "--allowed-host", "My-Box.lan") as s:
-        url = s.base_url[:-3] + "/health"
-        assert httpx.get(url, headers={"host": "my-box.lan:8000"}, timeout=10).status_code == 200
-        assert httpx.get(url, headers={"host": "localhost"}, timeout=10).status_code == 200
-        assert httpx.get(url, headers={"host": "other.lan"}, timeout=10).status_code == 421
