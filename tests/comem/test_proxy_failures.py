@@ -220,3 +220,36 @@ def test_memory_timeout_in_process_falls_back_to_the_full_history(upstream):
         stats = app.state.proxy.stats
     assert took < 10 and received[-1] == sent[:-1]
     assert stats["memory_timeouts"] >= 1 and stats["compressed"] == 0
+
+
+def test_health_sees_an_agent_that_stopped_accepting_connections():
+    """An agent whose listener is gone but whose kept-alive connection still answers is down: health
+    probes open a fresh connection each time."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Models(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_GET(self):  # noqa: N802
+            body = b'{"object": "list", "data": []}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    agent = ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    Thread(target=agent.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{agent.server_address[1]}/v1"
+    app = create_proxy_app(ProxyConfig(url), ListingMemory())
+    with ServerThread(app) as proxy:
+        health = proxy.base_url.removesuffix("/v1") + "/health"
+        assert httpx.get(health, timeout=10).json()["status"] == "ok"
+        agent.shutdown()
+        agent.server_close()  # no new connections; a kept-alive handler thread would still answer
+        r = httpx.get(health, timeout=10)
+    assert r.status_code == 503 and r.json()["status"] == "unavailable"

@@ -141,7 +141,10 @@ class CoMemProxy:
         self.memory_ok = True  # the last memory call succeeded (or there was none yet)
         timeout = httpx.Timeout(cfg.agent_timeout, connect=min(AGENT_CONNECT_TIMEOUT, cfg.agent_timeout))
         self.client = httpx.AsyncClient(base_url=cfg.agent_url.rstrip("/"), timeout=timeout)
-        self.probe = httpx.AsyncClient(timeout=HEALTH_PROBE_TIMEOUT)
+        # a fresh connection per probe: a kept-alive one can outlive a server that accepts no new ones
+        self.probe = httpx.AsyncClient(
+            timeout=HEALTH_PROBE_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
     async def aclose(self) -> None:
         """Cancel pending summaries and close the clients (on the proxy's own event loop)."""
