@@ -540,38 +540,62 @@ def point2(env: Env) -> None:
         )
 
 
+class HealthPoller:
+    """Poll /health every 0.2 s in a thread while the `with` block runs: latencies and failures."""
+
+    def __init__(self, url: str):
+        self.url, self.lat, self.errors = url, [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        with httpx.Client() as c:
+            while not self._stop.is_set():
+                t = time.perf_counter()
+                try:
+                    c.get(self.url + "/health", timeout=60)
+                except httpx.HTTPError:
+                    self.errors += 1
+                self.lat.append(time.perf_counter() - t)
+                self._stop.wait(0.2)
+
+    def __enter__(self) -> HealthPoller:
+        self._thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(65)
+
+    @property
+    def worst(self) -> float:
+        return max(self.lat) if self.lat else float("nan")
+
+
 def health_during_long_requests(srv, n: int = 8) -> None:
     """/health latency while `n` long requests (700 tokens each) decode together."""
-    lat: list[float] = []
-    errs = [0]
+    failed = [0]
     body = {"model": "tiny", "prompt": "long", "max_tokens": 700, "temperature": 0, "ignore_eos": True}
 
     def one():
         try:
             httpx.post(srv.url + COMP, json=body, timeout=120)
         except httpx.HTTPError:
-            errs[0] += 1
+            failed[0] += 1
 
     workers = [threading.Thread(target=one, daemon=True) for _ in range(n)]
-    for w in workers:
-        w.start()
-    time.sleep(0.5)
-    with httpx.Client() as c:
-        while any(w.is_alive() for w in workers):
-            t = time.perf_counter()
-            try:
-                c.get(srv.url + "/health", timeout=60)
-            except httpx.HTTPError:
-                errs[0] += 1
-            lat.append(time.perf_counter() - t)
-            time.sleep(0.2)
-    mx = max(lat) if lat else float("nan")
+    with HealthPoller(srv.url) as hp:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(180)
     R.add(
         3,
         f"max /health latency while {n} long requests decode",
-        f"{ms(mx)} over {len(lat)} polls ({errs[0]} failed)",
+        f"{ms(hp.worst)} over {len(hp.lat)} polls ({hp.errors} failed)",
         "< 1 s",
-        bool(lat) and mx < 1.0 and not errs[0],
+        bool(hp.lat) and hp.worst < 1.0 and not hp.errors and not failed[0],
     )
 
 
@@ -582,41 +606,20 @@ def point3(env: Env) -> None:
     prompt = "a" * (20 * 2**20)
     payload = b'{"model":"tiny","prompt":"' + prompt.encode() + b'","max_tokens":1}'
     del prompt
-    lat: list[float] = []
-    errs = [0]
-    stop = threading.Event()
-
-    def poll():
-        with httpx.Client() as c:
-            while not stop.is_set():
-                t = time.perf_counter()
-                try:
-                    c.get(srv.url + "/health", timeout=60)
-                except httpx.HTTPError:
-                    errs[0] += 1
-                lat.append(time.perf_counter() - t)
-                stop.wait(0.2)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    time.sleep(0.5)
-    with httpx.Client() as c:
+    with HealthPoller(srv.url) as hp, httpx.Client() as c:
         s, out, t = jpost(c, srv.url + COMP, payload, timeout=120)
-    time.sleep(0.5)
-    stop.set()
-    poller.join(65)
+        time.sleep(0.5)
     del payload
     time.sleep(2.0)
     srv.wait_idle(10)
     rss1 = rss_mb(srv.pid)
-    mx = max(lat) if lat else float("nan")
     msg = short(out["error"]["message"], 80) if is_openai_error(out) else short(out, 80)
     R.add(
         3,
         "max /health latency during a 20 MB request",
-        f"{ms(mx)} over {len(lat)} polls ({errs[0]} failed)",
+        f"{ms(hp.worst)} over {len(hp.lat)} polls ({hp.errors} failed)",
         "< 1 s",
-        mx < 1.0 and not errs[0],
+        hp.worst < 1.0 and not hp.errors,
     )
     R.add(
         3,

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tenfold.comem.context import agent_view, body_before, memory_view, split_head, turn_starts
 from tenfold.comem.runtime import MEMORY_INPUTS, NO_SUMMARY, MemoryModel
@@ -42,6 +41,7 @@ from tenfold.core.http import (
     APIError,
     Guard,
     error_body,
+    install_openai_errors,
     openai_error,
     parse_json_body,
     read_body,
@@ -92,8 +92,9 @@ class ProxyConfig:
             or self.max_body_bytes < 1
         ):
             raise TenfoldError(
-                "interval, k and max_sessions must be >= 1 and memory_timeout, agent_timeout > 0; got "
-                f"{self.interval}, {self.k}, {self.max_sessions}, {self.memory_timeout}, {self.agent_timeout}"
+                "interval, k, max_sessions and max_body_bytes must be >= 1 and memory_timeout, agent_timeout "
+                f"> 0; got {self.interval}, {self.k}, {self.max_sessions}, {self.max_body_bytes}, "
+                f"{self.memory_timeout}, {self.agent_timeout}"
             )
 
 
@@ -363,14 +364,7 @@ def create_proxy_app(cfg: ProxyConfig, memory: MemoryModel) -> FastAPI:
     # JSON bodies only, size-limited, Host checked; an unexpected exception is a 500 in the OpenAI shape
     # that keeps the client's connection
     app.add_middleware(Guard, allowed_hosts=cfg.allowed_hosts, max_body_bytes=cfg.max_body_bytes)
-
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError):
-        return openai_error(exc.status, exc.message, exc.param, exc.code, exc.type)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        return openai_error(exc.status_code, str(exc.detail), code=str(exc.status_code))
+    install_openai_errors(app)
 
     @app.get("/health")
     async def health():

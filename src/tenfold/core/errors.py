@@ -5,6 +5,12 @@ a 4xx JSON error in the OpenAI error shape.
 """
 
 
+def one_line(exc: BaseException | str, limit: int = 400) -> str:
+    """An error's text on one line (the CLI prints one line per error), cut at `limit` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TenfoldError(ValueError):
     """Base class for user-facing errors (bad input, bad configuration)."""
 

@@ -44,6 +44,20 @@ def openai_error(
     return JSONResponse(error_body(message, type_, param, code), status_code=status)
 
 
+def install_openai_errors(app) -> None:
+    """Answer `APIError` and Starlette's HTTP errors (unknown route, wrong method) in the OpenAI shape."""
+    from starlette.exceptions import HTTPException
+
+    async def api_error(_request, exc: APIError):
+        return openai_error(exc.status, exc.message, exc.param, exc.code, exc.type)
+
+    async def http_error(_request, exc: HTTPException):
+        return openai_error(exc.status_code, str(exc.detail), code=str(exc.status_code))
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+
+
 def sse_error(message: str, type_: str = "server_error") -> str:
     return f"data: {json.dumps(error_body(message, type_))}\n\n"
 
@@ -94,7 +108,9 @@ def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise APIError(400, f"request body is not valid UTF-8: {exc}") from exc
-    if _depth(text) > max_depth:
+    # the scans below only when they can find something: fewer brackets than the limit cannot nest
+    # deeper, and a lone surrogate can only come from a \uD8xx-\uDFxx escape (the text is valid UTF-8)
+    if text.count("[") + text.count("{") > max_depth and _depth(text) > max_depth:
         raise APIError(400, f"request body nests deeper than {max_depth} levels")
     try:
         body = json.loads(text, parse_constant=_reject_constant)
@@ -102,7 +118,9 @@ def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict:
         raise APIError(400, f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise APIError(400, f"request body must be a JSON object, got {type(body).__name__}")
-    if _has_lone_surrogate(body):  # "\ud800" parses, but is no character: no tokenizer can take it
+    if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(
+        body
+    ):  # "\ud800" parses, but is no character: no tokenizer can take it
         raise APIError(400, "request body contains a lone UTF-16 surrogate (\\ud800-\\udfff), not text")
     return body
 

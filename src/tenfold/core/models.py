@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, MixtralConfig, PreTr
 from transformers.utils import logging as hf_logging
 
 from tenfold.core.device import pick_device
-from tenfold.core.errors import CheckpointError, TenfoldError, UnknownModelError
+from tenfold.core.errors import CheckpointError, TenfoldError, UnknownModelError, one_line
 from tenfold.core.io import atomic_write_text
 from tenfold.core.tokenizer import HFTokenizer, Tokenizer, load_tokenizer
 
@@ -131,7 +131,7 @@ def load_model(
                 ignore_mismatched_sizes=True,  # reported in `info` and refused below, with the names
             )
         except Exception as exc:  # transformers raises OSError/ValueError/KeyError variously
-            raise CheckpointError(f"cannot load model weights from {str(path)!r}: {_one_line(exc)}") from exc
+            raise CheckpointError(f"cannot load model weights from {str(path)!r}: {one_line(exc)}") from exc
         _check_tensor_names(path, info)
         if isinstance(tok, HFTokenizer):
             gen_cfg = getattr(model, "generation_config", None)
@@ -182,7 +182,7 @@ def verify_checkpoint_files(path: str | Path) -> bool:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has an unreadable {META_FILE}: {_one_line(exc)}"
+            f"checkpoint {str(path)!r} has an unreadable {META_FILE}: {one_line(exc)}"
         ) from exc
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} has a malformed {META_FILE}: not a JSON object")
@@ -240,11 +240,6 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _one_line(exc: BaseException | str, limit: int = 400) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _names(keys, n: int = 3) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:n])
@@ -277,7 +272,7 @@ def _check_tensor_names(path: Path, info: dict) -> None:
         ]
         parts.append(f"{len(mismatched)} tensor(s) with the wrong shape: {_names(shown, 2)}")
     if errors:
-        parts.append(f"load errors: {_one_line('; '.join(errors), 200)}")
+        parts.append(f"load errors: {one_line('; '.join(errors), 200)}")
     raise CheckpointError(
         f"checkpoint {str(path)!r} does not match its config.json: {'; '.join(parts)}; refusing to load it "
         "(the model would run with randomly initialised weights)"

@@ -33,7 +33,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tenfold.core.engine import Engine, Handle
 from tenfold.core.errors import ContextLengthError, TenfoldError
@@ -42,6 +41,7 @@ from tenfold.core.http import (
     APIError,
     Guard,
     error_body,
+    install_openai_errors,
     openai_error,
     parse_json_body,
     read_body,
@@ -170,9 +170,7 @@ def create_app(
     )
 
     # errors: always the OpenAI shape (unexpected ones: see Guard) -------------------------------------
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError):
-        return openai_error(exc.status, exc.message, exc.param, exc.code, exc.type)
+    install_openai_errors(app)
 
     @app.exception_handler(TenfoldError)
     async def _tenfold_error(_: Request, exc: TenfoldError):
@@ -182,10 +180,6 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
         return openai_error(400, _validation_message(exc.errors()))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        return openai_error(exc.status_code, str(exc.detail), code=str(exc.status_code))
 
     @app.exception_handler(_ClientGone)
     async def _gone(_: Request, exc: _ClientGone):

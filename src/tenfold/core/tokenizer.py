@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizerModel
 from tokenizers import decoders, models, pre_tokenizers
 
-from tenfold.core.errors import CheckpointError, TenfoldError
+from tenfold.core.errors import CheckpointError, TenfoldError, one_line
 from tenfold.core.io import atomic_write_text
 
 SPECIAL_TOKENS = [
@@ -192,8 +192,9 @@ class HFTokenizer:
             self._tk = cls.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:  # transformers raises many types here
             hint = "" if (Path(path) / TOKENIZER_FILE).is_file() else f" (it has no {TOKENIZER_FILE})"
-            detail = " ".join(str(exc).split())[:300]
-            raise CheckpointError(f"cannot load a tokenizer from {str(path)!r}{hint}: {detail}") from exc
+            raise CheckpointError(
+                f"cannot load a tokenizer from {str(path)!r}{hint}: {one_line(exc, 300)}"
+            ) from exc
         special = set(self._tk.all_special_tokens)
         if not any(t not in special for t in self._tk.get_vocab()):
             # transformers builds an empty tokenizer from a bare tokenizer_config.json: every text would
