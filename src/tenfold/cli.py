@@ -21,6 +21,8 @@ serve_app = typer.Typer(
     help="OpenAI-compatible server over a local model (and its benchmark).", invoke_without_command=True
 )
 app.add_typer(serve_app, name="serve")
+artefacts_app = typer.Typer(help="Trained artefacts shipped with the code: list, verify, (re)build and ship.")
+app.add_typer(artefacts_app, name="artefacts")
 
 
 def _mount_systems() -> None:
@@ -226,6 +228,64 @@ def reproduce(
     crashed = run_reproductions(systems or [], "quick" if quick else "full", out, quiet)
     if crashed:
         raise typer.Exit(1)
+
+
+@artefacts_app.command("list")
+def artefacts_list(
+    names: Annotated[list[str] | None, typer.Argument(help="artefact or system names (default: all)")] = None,
+) -> None:
+    """Each registered artefact: where a look-up finds it (shipped, user cache) or why it would train."""
+    from tenfold.core.artefacts import resolve, status
+    from tenfold.core.cache import cache_root, shipped_root
+
+    print(f"shipped folder: {shipped_root()}\nuser cache:     {cache_root()}")
+    print(f"{'name':18s} {'state':8s} {'MB':>6s} {'dtype':8s} {'build':>8s}  key / detail")
+    for r in resolve(names):
+        s = status(r)
+        e = s.shipped
+        size = f"{e['size'] / 1e6:.1f}" if e.get("size") else "-"
+        took = f"{e['build_seconds'] / 60:.0f} min" if e.get("build_seconds") else f"~{r.minutes:.0f} min"
+        print(
+            f"{r.name:18s} {s.state:8s} {size:>6s} {e.get('dtype', r.dtype):8s} {took:>8s}  {s.key} {s.detail}"
+        )
+
+
+@artefacts_app.command("verify")
+def artefacts_verify(
+    names: Annotated[list[str] | None, typer.Argument(help="artefact or system names (default: all)")] = None,
+) -> None:
+    """Check the shipped folder: files, sizes and sha256, and keys against today's recipes (exit 1 on a problem)."""
+    from tenfold.core.artefacts import verify
+    from tenfold.core.cache import read_manifest, shipped_root
+
+    problems = verify(names)
+    for p in problems:
+        print(f"problem: {p}")
+    n = len(read_manifest())
+    print(f"{shipped_root()}: {n} shipped artefact(s), {len(problems)} problem(s)")
+    if problems:
+        raise typer.Exit(1)
+
+
+@artefacts_app.command("build")
+def artefacts_build(
+    names: Annotated[list[str] | None, typer.Argument(help="artefact or system names (default: all)")] = None,
+    ship: Annotated[
+        bool, typer.Option(help="write the result into the shipped folder and its manifest")
+    ] = False,
+    retrain: Annotated[
+        bool, typer.Option(help="train again even when the user cache has this recipe")
+    ] = False,
+) -> None:
+    """Train artefacts into the user cache (skipped when cached), and with --ship re-ship them."""
+    from tenfold.core.artefacts import resolve
+    from tenfold.core.artefacts import ship as ship_one
+
+    for r in resolve(names):
+        if ship:
+            ship_one(r, retrain=retrain)
+        else:
+            print(f"{r.name}: {r.artefact().path(retrain=retrain, shipped=False)}")
 
 
 @app.command()

@@ -6,7 +6,11 @@ from tenfold.cav.bench import BenchConfig, markdown, plot, run_bench, write_json
 from tenfold.core.reproduce import Context, Row, register
 
 
-@register("cav", "Data-fabrication attacks on collaborative LiDAR perception, and CAD (2D simulation)")
+@register(
+    "cav",
+    "Data-fabrication attacks on collaborative LiDAR perception, and CAD (2D simulation)",
+    artefacts=("cav-early", "cav-intermediate"),
+)
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
     result = run_bench(cfg, quiet=ctx.quiet)

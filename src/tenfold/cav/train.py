@@ -27,7 +27,8 @@ from tenfold.cav.lidar import LidarConfig
 from tenfold.cav.metrics import average_precision
 from tenfold.cav.perception import Perception, observe, visible_cars
 from tenfold.cav.world import GENERATOR_VERSION, WorldConfig, generate_scene
-from tenfold.core.cache import cached_artefact
+from tenfold.core.artefacts import register_artefact
+from tenfold.core.cache import Artefact
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 
@@ -129,6 +130,14 @@ def trained_detector(
     if mode not in ("early", "intermediate"):
         raise TenfoldError(f"detectors are trained for 'early' or 'intermediate', not {mode!r}")
     cfg = cfg or TrainConfig()
+    path = detector_artefact(mode, cfg, quiet).path(retrain)
+    model = BEVDetector(cfg.detector)
+    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    return model.eval()
+
+
+def detector_artefact(mode: str, cfg: TrainConfig | None = None, quiet: bool = False) -> Artefact:
+    cfg = cfg or TrainConfig()
     key = {
         "mode": mode,
         **asdict(cfg),
@@ -136,12 +145,23 @@ def trained_detector(
         "lidar": asdict(LidarConfig()),
         "grid": asdict(GridConfig()),
     }
-    path = cached_artefact(
-        f"cav-{mode}", key, GENERATOR_VERSION, lambda d: train_detector(mode, cfg, d, quiet), retrain
+    return Artefact(f"cav-{mode}", key, GENERATOR_VERSION, lambda d: train_detector(mode, cfg, d, quiet))
+
+
+def _final_loss(entry: Path) -> dict:
+    return {"final train loss": round(json.loads((entry / "train_log.json").read_text())["final_loss"], 4)}
+
+
+for _mode in ("early", "intermediate"):
+    register_artefact(
+        f"cav-{_mode}",
+        "cav",
+        lambda mode=_mode: detector_artefact(mode),
+        ship=("model.pt", "train_log.json"),
+        minutes=12,
+        quality=_final_loss,
+        doc=f"the victim's {_mode}-fusion BEV detector",
     )
-    model = BEVDetector(cfg.detector)
-    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
-    return model.eval()
 
 
 def load_perception(cfg: TrainConfig | None = None, retrain: bool = False, quiet: bool = False) -> Perception:

@@ -7,7 +7,11 @@ from tenfold.core.bench import isolated
 from tenfold.core.reproduce import Context, Row, register
 
 
-@register("comem", "asynchronous k-step-off memory: the agent acts on a stale summary + recent turns")
+@register(
+    "comem",
+    "asynchronous k-step-off memory: the agent acts on a stale summary + recent turns",
+    artefacts=("comem-agent", "comem-memory"),
+)
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig(
         steps=[40, 80] if ctx.quick else [20, 40, 60, 80],

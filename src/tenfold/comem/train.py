@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tenfold.comem.context import agent_view, memory_view
-from tenfold.core.cache import cached_artefact
+from tenfold.core.artefacts import register_artefact
+from tenfold.core.cache import Artefact
 from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
@@ -157,13 +158,14 @@ def train_drill(r: DrillRecipe, out_dir: Path, quiet: bool = False) -> Path:
     return Path(cfg.out_dir) / "last"
 
 
+def drill_artefact(r: DrillRecipe | None = None, quiet: bool = False) -> Artefact:
+    r = r or DrillRecipe()
+    return Artefact("comem-drill", asdict(r), DATA_VERSION, lambda d: train_drill(r, d, quiet))
+
+
 def drilled_model(r: DrillRecipe | None = None, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the recall warm-up (trained once, then cached)."""
-    r = r or DrillRecipe()
-    path = cached_artefact(
-        "comem-drill", asdict(r), DATA_VERSION, lambda d: train_drill(r, d, quiet), retrain=retrain
-    )
-    return path / "train" / "last"
+    return drill_artefact(r, quiet).path(retrain) / "train" / "last"
 
 
 @dataclass
@@ -238,16 +240,26 @@ def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path
     return Path(cfg.out_dir) / "last"
 
 
-def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
-    """Checkpoint directory of the model for `recipe` (trained once, then cached)."""
-    path = cached_artefact(
-        f"comem-{recipe.role}",
-        asdict(recipe),
-        DATA_VERSION,
-        lambda d: train_model(recipe, d, quiet),
-        retrain=retrain,
+def model_artefact(recipe: ModelRecipe, quiet: bool = False) -> Artefact:
+    return Artefact(
+        f"comem-{recipe.role}", asdict(recipe), DATA_VERSION, lambda d: train_model(recipe, d, quiet)
     )
-    return path / "train" / "last"
+
+
+def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
+    """Checkpoint directory of the model for `recipe` (shipped, cached, or trained once)."""
+    return model_artefact(recipe, quiet).path(retrain) / "train" / "last"
+
+
+for _role, _minutes in (("agent", 50), ("memory", 55)):  # warm-up (12 min) included
+    register_artefact(
+        f"comem-{_role}",
+        "comem",
+        lambda role=_role: model_artefact(recipe(role)),
+        ship=("train/last",),
+        minutes=_minutes,
+        doc=f"the Vault game's {_role} model (SFT from the recall warm-up)",
+    )
 
 
 def _train_in_child(role: str, quiet: bool) -> str:
@@ -263,6 +275,8 @@ def prepare_models(quiet: bool = False) -> tuple[str, str]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    if all(model_artefact(recipe(role)).available() for role in ("agent", "memory")):
+        return tuple(str(trained_model(recipe(role), quiet=quiet)) for role in ("agent", "memory"))
     if any(recipe(role).warm_start != DrillRecipe() for role in ("agent", "memory")):
         raise RuntimeError("prepare_models trains the default warm-up first; the recipes use another")
     drilled_model(quiet=quiet)

@@ -126,7 +126,7 @@ def load_model(
             model, info = AutoModelForCausalLM.from_pretrained(
                 str(path),
                 local_files_only=True,
-                dtype=dtype,
+                dtype=dtype or _config_dtype(path),
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,  # reported in `info` and refused below, with the names
             )
@@ -144,6 +144,19 @@ def load_model(
     if name not in PRESETS:
         _check_finite(path, model, dtype)
     return model, tok
+
+
+def _config_dtype(path: Path) -> torch.dtype | None:
+    """The dtype the checkpoint's config.json names. Weights stored narrower than that (the float16
+    copies of shipped float32 models) are widened back to it; transformers alone would keep the
+    stored dtype."""
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = cfg.get("dtype") or cfg.get("torch_dtype") if isinstance(cfg, dict) else None
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    return dtype if isinstance(dtype, torch.dtype) else None
 
 
 def save_model(model: PreTrainedModel, tokenizer: Tokenizer | HFTokenizer, path: str | Path, **meta) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from tenfold.core.errors import TenfoldError
+from tenfold.core.errors import TenfoldError, one_line
 from tenfold.core.io import atomic_write_text
 
 SYSTEMS = ("core", "cake", "comem", "sgd", "heapa", "t2po", "resd", "mars", "hetermoe", "autospec", "cav")
@@ -89,14 +89,15 @@ class Reproduction:
     system: str
     description: str
     fn: Callable[[Context], list[Row]]
+    artefacts: tuple[str, ...] = ()  # the registered trained artefacts it loads (core.artefacts)
 
 
 REGISTRY: dict[str, Reproduction] = {}
 
 
-def register(system: str, description: str = ""):
+def register(system: str, description: str = "", artefacts: tuple[str, ...] = ()):
     def deco(fn: Callable[[Context], list[Row]]):
-        REGISTRY[system] = Reproduction(system, description, fn)
+        REGISTRY[system] = Reproduction(system, description, fn, tuple(artefacts))
         return fn
 
     return deco
@@ -130,14 +131,24 @@ def run_reproductions(
         raise TenfoldError(f"no reproduction registered for {unknown}; registered: {sorted(registry)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    crashed = 0
-    for name in names:
+    if mode == "quick":  # the full runs may train other recipes than the shipped ones
+        from tenfold.core.artefacts import training_plan
+
+        training_plan([a for n in names for a in registry[n].artefacts], echo)
+    crashed, start = 0, time.perf_counter()
+    for i, name in enumerate(names, 1):
         ctx = Context(name, mode, out, quiet)
-        echo(f"[reproduce] {name} ({mode}) ...")
+        echo(
+            f"[reproduce {i}/{len(names)}] {name} ({mode}) ... [{_clock(time.perf_counter() - start)} elapsed]"
+        )
         t0 = time.perf_counter()
         rows, error = [], None
         try:
             rows = registry[name].fn(ctx)
+        except TenfoldError as exc:  # a user-facing problem (say, a read-only cache): one line, no traceback
+            error = one_line(exc)
+            crashed += 1
+            echo(f"[reproduce] {name} FAILED: {error}")
         except Exception:  # noqa: BLE001 - a crash is reported in the JSON and the exit status
             error = traceback.format_exc()
             crashed += 1
@@ -155,9 +166,15 @@ def run_reproductions(
             echo(
                 f"  {'PASS' if r.passed else 'FAIL'}  {r.claim}: {r.metric} = {r.value:.4g} (target {'>=' if r.higher_is_better else '<='} {r.target:g})"
             )
+        echo(f"[reproduce] {name} done in {_clock(time.perf_counter() - t0)}")
     write_report(out)
-    echo(f"[reproduce] report: {out / 'REPORT.md'}")
+    echo(f"[reproduce] report: {out / 'REPORT.md'} ({_clock(time.perf_counter() - start)} in all)")
     return crashed
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
 
 
 def write_report(out_dir: str | Path) -> Path:

@@ -11,7 +11,11 @@ from tenfold.heapa.bench import BenchConfig, markdown, plot, run_bench, write_js
 FULL = "heap+aug+path"
 
 
-@register("heapa", "HeaPA: heap-based frontier prompt pool with on-policy augmentation (RLVR)")
+@register(
+    "heapa",
+    "HeaPA: heap-based frontier prompt pool with on-policy augmentation (RLVR)",
+    artefacts=("heapa-policy",),
+)
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
     result = run_bench(cfg, quiet=ctx.quiet)

@@ -9,7 +9,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tenfold.core.cache import cached_artefact
+from tenfold.core.artefacts import register_artefact
+from tenfold.core.cache import Artefact
 from tenfold.core.errors import TenfoldError
 from tenfold.envs.arith import ANSWER_FORMATS, LEVELS, sample_problems
 from tenfold.heapa.augment import expert_variant, variant_completion, variant_prompt
@@ -61,8 +62,12 @@ def warm_corpus(w: WarmStart) -> list[tuple[str, str]]:
 
 
 def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool = False) -> Path:
-    """Checkpoint directory of the warm-started policy (trained once, then cached); by default the
-    worked-answer one."""
+    """Checkpoint directory of the warm-started policy (shipped, cached, or trained once); by default
+    the worked-answer one."""
+    return warm_artefact(w, quiet).path(retrain) / "train" / "last"
+
+
+def warm_artefact(w: WarmStart | None = None, quiet: bool = False) -> Artefact:
     from tenfold.core.models import build_preset
     from tenfold.core.train import TrainConfig, train_lm
 
@@ -84,4 +89,14 @@ def warm_policy(w: WarmStart | None = None, retrain: bool = False, quiet: bool =
         train_lm(model, tok, warm_corpus(w), cfg)
         return d
 
-    return cached_artefact("heapa-policy", asdict(w), DATA_VERSION, build, retrain=retrain) / "train" / "last"
+    return Artefact("heapa-policy", asdict(w), DATA_VERSION, build)
+
+
+register_artefact(
+    "heapa-policy",
+    "heapa",
+    lambda: warm_artefact(WarmStart.for_answers("worked")),
+    ship=("train/last",),
+    minutes=8,
+    doc="the warm-started arithmetic policy (worked answers) that RL starts from",
+)

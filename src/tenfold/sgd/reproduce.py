@@ -19,7 +19,11 @@ def _bench(cfg: BenchConfig, quiet: bool) -> dict:
     return run_bench(cfg, large, small, quiet)
 
 
-@register("sgd", "skeleton graph decoding: dependency-aware parallel points, easy ones on a small model")
+@register(
+    "sgd",
+    "skeleton graph decoding: dependency-aware parallel points, easy ones on a small model",
+    artefacts=("sgd-large", "sgd-small"),
+)
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig(questions=QUICK_QUESTIONS if ctx.quick else 48)
     result = isolated(_bench, cfg, ctx.quiet)

@@ -15,7 +15,8 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tenfold.core.cache import cached_artefact
+from tenfold.core.artefacts import register_artefact
+from tenfold.core.cache import Artefact
 from tenfold.core.errors import TenfoldError
 from tenfold.core.train import IGNORE, Tokens, TrainConfig, chat_example, train_lm
 from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
@@ -136,10 +137,8 @@ def train_drill(r: DrillRecipe, out_dir: Path, quiet: bool = False) -> Path:
 
 def drilled_model(r: DrillRecipe, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the recall warm-up for `r` (trained once, then cached)."""
-    path = cached_artefact(
-        f"sgd-drill-{r.preset}", asdict(r), DRILL_VERSION, lambda d: train_drill(r, d, quiet), retrain=retrain
-    )
-    return path / "last"
+    art = Artefact(f"sgd-drill-{r.preset}", asdict(r), DRILL_VERSION, lambda d: train_drill(r, d, quiet))
+    return art.path(retrain) / "last"
 
 
 @dataclass
@@ -334,10 +333,27 @@ def cut_plan(chat: list[dict]) -> list[dict]:
 def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the model for `r` (trained once, then cached; a polished recipe is
     cached apart from its first stage, which it starts from)."""
-    path = cached_artefact(
-        f"sgd-{r.role}", r.cache_key(), DATA_VERSION, lambda d: train_model(r, d, quiet), retrain=retrain
+    return model_artefact(r, quiet).path(retrain) / checkpoint_dir(r)
+
+
+def model_artefact(r: ModelRecipe, quiet: bool = False) -> Artefact:
+    return Artefact(f"sgd-{r.role}", r.cache_key(), DATA_VERSION, lambda d: train_model(r, d, quiet))
+
+
+def checkpoint_dir(r: ModelRecipe) -> str:
+    """The entry-relative folder of the final checkpoint."""
+    return ("polish" if r.polish is not None else "train") + "/last"
+
+
+for _role, _minutes in (("large", 85), ("small", 45)):  # warm-ups included
+    register_artefact(
+        f"sgd-{_role}",
+        "sgd",
+        lambda role=_role: model_artefact(recipe(role)),
+        ship=(checkpoint_dir(recipe(_role)),),
+        minutes=_minutes,
+        doc=f"the {_role} model of the chains questions (skeleton, points, answers)",
     )
-    return path / ("polish" if r.polish is not None else "train") / "last"
 
 
 def _train_in_child(role: str, quiet: bool) -> str:
@@ -353,6 +369,8 @@ def prepare_models(quiet: bool = False) -> tuple[str, str]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    if all(model_artefact(recipe(role)).available() for role in ("large", "small")):
+        return str(trained_model(recipe("large"))), str(trained_model(recipe("small")))
     with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
         large = pool.submit(_train_in_child, "large", quiet)
         small = pool.submit(_train_in_child, "small", True)  # one progress bar is enough
