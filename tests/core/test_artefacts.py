@@ -236,3 +236,34 @@ def test_shipped_artefacts_match_todays_recipes():
     total = sum(e["size"] for e in manifest.values())
     assert total <= 50e6, f"the shipped folder holds {total / 1e6:.1f} MB (limit 50 MB)"
     assert all(json.loads(json.dumps(e["quality"])) for e in manifest.values())
+
+
+def test_reproduce_says_what_it_will_train_and_fails_in_one_line(dirs, tmp_path, monkeypatch):
+    from tenfold.core import reproduce as rep
+
+    toy = Toy()
+    toy.register()
+
+    def fn(ctx):
+        toy.artefact().path()
+        return [rep.Row("toy claim", "-", "toy_metric", 1.0, 0.5)]
+
+    monkeypatch.setitem(rep.REGISTRY, "toysys", rep.Reproduction("toysys", "toy", fn, ("toy",)))
+    monkeypatch.setattr(rep, "discover", lambda: rep.REGISTRY)
+    lines: list[str] = []
+    assert rep.run_reproductions(["toysys"], "quick", tmp_path / "out", True, lines.append) == 0
+    text = "\n".join(lines)
+    assert "will train 1 artefact" in text and "toy: missing" in text
+    assert "[reproduce 1/1] toysys (quick)" in text and "toysys done in" in text
+    # the second run finds it in the user cache; an unwritable cache is one line, not a traceback
+    lines.clear()
+    rep.run_reproductions(["toysys"], "quick", tmp_path / "out", True, lines.append)
+    assert "nothing to train" in lines[0]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("TENFOLD_CACHE", str(blocker / "cache"))
+    lines.clear()
+    assert rep.run_reproductions(["toysys"], "quick", tmp_path / "out", True, lines.append) == 1
+    failed = [line for line in lines if "FAILED" in line]
+    assert len(failed) == 1 and "set TENFOLD_CACHE" in failed[0] and "Traceback" not in "\n".join(lines)
+    assert json.loads((tmp_path / "out" / "toysys.json").read_text())["error"].startswith("cannot write")
