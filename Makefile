@@ -25,12 +25,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
 
+# `make reproduce SYSTEMS="cav heapa"` runs some systems only (default: all built).
 reproduce: $(STAMP)
-	$(BIN)/tenfold reproduce --quick --out reports
+	$(BIN)/tenfold reproduce $(SYSTEMS) --quick --out reports
 	@echo "Report written to reports/REPORT.md"
 
 reproduce-full: $(STAMP)
-	$(BIN)/tenfold reproduce --full --out reports
+	$(BIN)/tenfold reproduce $(SYSTEMS) --full --out reports
 	@echo "Report written to reports/REPORT.md"
 
 lint: $(STAMP)
