@@ -306,7 +306,7 @@ def verify(names: list[str] | None = None) -> list[str]:
                 f"{name}: shipped key {key} but today's recipe gives {today}; run {rebuild_command(name)}"
             )
     if root.is_dir():
-        listed = set(manifest) | {MANIFEST_FILE}
+        listed = set(manifest) | {MANIFEST_FILE, "README.md"}
         extra = [p.name for p in root.iterdir() if p.name not in listed and not p.name.startswith(".")]
         problems += [f"{x}: in {root} but not in the manifest" for x in sorted(extra)]
     return problems
