@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,6 @@ def test_lookup_order_shipped_then_cache_then_build(dirs, capsys):
     assert manifest[key]["rebuild"] == "tenfold artefacts build toy --ship --retrain"
     assert not (shipped / key / "out" / "scratch.txt").exists()
     # an empty user cache: the shipped entry is served, nothing is trained
-    import shutil
 
     shutil.rmtree(cache)
     assert toy.artefact().path() == shipped / key and toy.builds == 1
@@ -84,7 +85,6 @@ def test_damaged_shipped_file_is_never_served(dirs, capsys, damage):
     else:
         f.unlink()
     forget_shipped()
-    import shutil
 
     shutil.rmtree(cache, ignore_errors=True)
     before = sorted(p.name for p in (shipped / key).rglob("*"))
@@ -128,7 +128,6 @@ def test_unreadable_manifest_falls_back_to_the_user_cache(dirs, capsys, text):
     arts.ship(toy.register(), echo=lambda *_: None)
     (shipped / "manifest.json").write_bytes(text.encode("latin-1"))
     forget_shipped()
-    import shutil
 
     shutil.rmtree(cache)
     assert toy.artefact().path() == cache / toy.artefact().key and toy.builds == 2
@@ -179,7 +178,9 @@ def test_float16_shipping_halves_weights_and_loads_back_as_float32(dirs):
     art = _tiny_model_recipe("float16")
     entry = arts.ship(arts.RECIPES["toy-model"], echo=lambda *_: None)
     assert "train/last/optimizer.safetensors" not in entry["files"]
-    assert {"train/last/model.safetensors", "train/last/config.json", "train/last/tenfold.json"} <= set(entry["files"])
+    assert {"train/last/model.safetensors", "train/last/config.json", "train/last/tenfold.json"} <= set(
+        entry["files"]
+    )
     cached = art.path(shipped=False) / "train" / "last" / "model.safetensors"
     shipped = art.path() / "train" / "last"
     assert shipped.parent.parent.parent.name == dirs[0].name  # served from the shipped folder
@@ -237,7 +238,19 @@ def test_shipped_artefacts_match_todays_recipes():
     shipped = {e["name"] for e in manifest.values()}
     assert needed <= set(arts.discover()), f"unregistered: {needed - set(arts.discover())}"
     assert needed - NOT_YET_SHIPPED <= shipped, f"not shipped: {sorted(needed - NOT_YET_SHIPPED - shipped)}"
-    assert not NOT_YET_SHIPPED & shipped, f"shipped now, drop from NOT_YET_SHIPPED: {NOT_YET_SHIPPED & shipped}"
+    assert not NOT_YET_SHIPPED & shipped, (
+        f"shipped now, drop from NOT_YET_SHIPPED: {NOT_YET_SHIPPED & shipped}"
+    )
+    files = [f"{key}/{rel}" for key, e in manifest.items() for rel in e["files"]]
+    repo = arts.shipped_root().parent
+    if (repo / ".git").exists() and shutil.which("git"):  # a git-ignored shipped file never reaches a clone
+        ignored = subprocess.run(
+            ["git", "check-ignore", "--no-index", *[f"artefacts/{f}" for f in files]],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert ignored == [], f"git ignores shipped files: {ignored}"
     total = sum(e["size"] for e in manifest.values())
     assert total <= 50e6, f"the shipped folder holds {total / 1e6:.1f} MB (limit 50 MB)"
     assert all(json.loads(json.dumps(e["quality"])) for e in manifest.values())
