@@ -251,6 +251,14 @@ def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = Fals
     return model_artefact(recipe, quiet).path(retrain) / "train" / "last"
 
 
+register_artefact(  # a first stage, shipped so that a change to the agent or memory recipe skips it
+    "comem-drill",
+    "comem",
+    drill_artefact,
+    ship=("train/last",),
+    minutes=12,
+    doc="the recall warm-up both Vault models start from",
+)
 for _role, _minutes in (("agent", 50), ("memory", 55)):  # warm-up (12 min) included
     register_artefact(
         f"comem-{_role}",

@@ -135,10 +135,13 @@ def train_drill(r: DrillRecipe, out_dir: Path, quiet: bool = False) -> Path:
     return out_dir / "last"
 
 
+def drill_artefact(r: DrillRecipe, quiet: bool = False) -> Artefact:
+    return Artefact(f"sgd-drill-{r.preset}", asdict(r), DRILL_VERSION, lambda d: train_drill(r, d, quiet))
+
+
 def drilled_model(r: DrillRecipe, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the recall warm-up for `r` (trained once, then cached)."""
-    art = Artefact(f"sgd-drill-{r.preset}", asdict(r), DRILL_VERSION, lambda d: train_drill(r, d, quiet))
-    return art.path(retrain) / "last"
+    return drill_artefact(r, quiet).path(retrain) / "last"
 
 
 @dataclass
@@ -346,6 +349,23 @@ def checkpoint_dir(r: ModelRecipe) -> str:
 
 
 for _role, _minutes in (("large", 85), ("small", 45)):  # warm-ups included
+    # the first stages are shippable too, so that a change to a later stage does not retrain them
+    register_artefact(
+        f"sgd-drill-{recipe(_role).warm_start.preset}",
+        "sgd",
+        lambda role=_role: drill_artefact(recipe(role).warm_start),
+        ship=("last",),
+        minutes={"large": 20, "small": 10}[_role],
+        doc=f"the recall warm-up the {_role} model starts from",
+    )
+    register_artefact(
+        f"sgd-{_role}-stage1",
+        "sgd",
+        lambda role=_role: model_artefact(replace(recipe(role), polish=None)),
+        ship=("train/last",),
+        minutes={"large": 55, "small": 20}[_role],
+        doc=f"the {_role} model's first SFT stage, which its second stage starts from",
+    )
     register_artefact(
         f"sgd-{_role}",
         "sgd",
