@@ -26,13 +26,12 @@ from tenfold.core.cache import (
     ArtefactError,
     cache_root,
     check_files,
-    file_sha256,
     forget_shipped,
     machine,
     read_manifest,
     shipped_root,
 )
-from tenfold.core.io import atomic_write_text
+from tenfold.core.io import atomic_write_text, file_sha256
 
 SHIP_DTYPES = ("float32", "float16")
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenfold.core.errors import TenfoldError, one_line
-from tenfold.core.io import atomic_write_text
+from tenfold.core.io import atomic_write_text, file_sha256
 
 DONE_FILE = "artefact.json"
 MANIFEST_FILE = "manifest.json"
@@ -65,14 +65,6 @@ def machine() -> str:
 
 
 # ---- the shipped folder -------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(root: Path | None = None) -> dict[str, dict]:

@@ -14,7 +14,6 @@ garbage weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from tenfold.core.device import pick_device
 from tenfold.core.errors import CheckpointError, TenfoldError, UnknownModelError, one_line
-from tenfold.core.io import atomic_write_text
+from tenfold.core.io import atomic_write_text, file_sha256
 from tenfold.core.tokenizer import HFTokenizer, Tokenizer, load_tokenizer
 
 
@@ -173,7 +172,7 @@ def save_model(model: PreTrainedModel, tokenizer: Tokenizer | HFTokenizer, path:
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save(path)
     files = {
-        f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
+        f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)}
         for f in sorted(path.iterdir())
         if f.is_file() and f.name != META_FILE and not f.name.startswith(".")
     }
@@ -230,7 +229,7 @@ def verify_checkpoint_files(path: str | Path) -> bool:
             )
     for fname, rec in files.items():
         f = path / fname
-        if _sha256(f) != rec["sha256"].lower():
+        if file_sha256(f) != rec["sha256"].lower():
             raise CheckpointError(
                 f"checkpoint file {str(f)!r} does not match the sha256 recorded in {META_FILE}: "
                 "it is corrupted or was changed after saving"
@@ -246,11 +245,6 @@ def _plain_file_name(name: object) -> bool:
         and "\\" not in name
         and Path(name).name == name
     )
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _names(keys, n: int = 3) -> str:
