@@ -1,3 +1,4 @@
+import itertools
 import math
 import random
 
@@ -10,8 +11,10 @@ from tenfold.core.sampler import SamplingParams, generate
 from tenfold.core.train import (
     IGNORE,
     TrainConfig,
+    backward_in_groups,
     collate,
     encode_example,
+    length_groups,
     lm_loss,
     load_checkpoint,
     lr_at,
@@ -190,3 +193,66 @@ def test_resume_refuses_a_damaged_checkpoint(tmp_path):
     (ckpt / "tenfold.json").unlink()  # no record: the NaN itself is caught
     with pytest.raises(CheckpointError, match="non-finite"):
         load_checkpoint(ckpt, fresh)
+
+
+def _brute_force_cost(lengths, overhead):
+    """The cheapest split by trying every set of cut points (2^(n-1) of them)."""
+    n, best = len(lengths), math.inf
+    for mask in range(1 << (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        best = min(best, sum((b - a) * lengths[b - 1] + overhead for a, b in itertools.pairwise(cuts)))
+    return best
+
+
+def test_length_groups_are_an_optimal_consecutive_split():
+    rng = random.Random(0)
+    for _ in range(40):
+        lengths = sorted(rng.randint(1, 300) for _ in range(rng.randint(1, 9)))
+        overhead = rng.choice([0, 10, 48, 500])
+        groups = length_groups(lengths, overhead)
+        assert groups[0][0] == 0 and groups[-1][1] == len(lengths)
+        assert all(b0 == a1 and a0 < b0 for (a0, b0), (a1, _) in itertools.pairwise(groups))
+        cost = sum((b - a) * lengths[b - 1] + overhead for a, b in groups)
+        assert cost == _brute_force_cost(lengths, overhead)
+    assert length_groups([5, 5, 5], 10) == [(0, 3)]  # equal lengths: no padding to save
+    assert length_groups([3, 400], 10) == [(0, 1), (1, 2)]  # 3 + 400 + 20 < 800 + 10
+    assert length_groups([3, 400], 1000) == [(0, 2)]
+    with pytest.raises(ValueError, match="sorted"):
+        length_groups([4, 2])
+
+
+def test_grouped_backward_gives_the_whole_batch_gradient(tiny):
+    """Reference: lm_loss over the whole right-padded batch, one backward pass."""
+    model, tok = tiny
+    rng = random.Random(1)
+    batch = [
+        encode_example(tok, (w * rng.randint(1, 30) + "=", w[::-1]), True, 256) for w in words(12, seed=2)
+    ]
+    batch.append(encode_example(tok, "a plain string, loss on all of it", True, 256))
+    assert len({len(ids) for ids, _ in batch}) > 6  # lengths vary, so the batch is split
+    model.zero_grad()
+    ids, mask, labels = collate(batch, tok.pad_id)
+    want_loss = lm_loss(model, ids, mask, labels)
+    want_loss.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got_loss = backward_in_groups(model, batch, tok.pad_id, "cpu")
+    assert abs(got_loss - want_loss.item()) < 1e-5
+    for g, w in zip((p.grad for p in model.parameters()), want, strict=True):
+        assert torch.allclose(g, w, atol=1e-6, rtol=1e-4)
+    assert len(length_groups(sorted(len(ids) for ids, _ in batch))) > 1
+
+
+def test_training_with_and_without_length_groups_agrees():
+    corpus = [(w * (1 + i % 7) + "=", w[::-1]) for i, w in enumerate(words(200, seed=4))]
+    runs = []
+    for split in (False, True):
+        model, tok = build_preset("tiny", seed=6)
+        res = train_lm(
+            model, tok, corpus, TrainConfig(steps=8, batch_size=16, quiet=True, split_by_length=split)
+        )
+        runs.append((res.losses, [p.detach().clone() for p in model.parameters()]))
+    (loss_a, w_a), (loss_b, w_b) = runs
+    assert all(abs(a - b) < 1e-4 for a, b in zip(loss_a, loss_b, strict=True))
+    for a, b in zip(w_a, w_b, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)

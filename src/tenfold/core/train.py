@@ -13,6 +13,7 @@ moments) plus a small JSON, written to a temporary directory and renamed into pl
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -79,6 +80,8 @@ class TrainConfig:
     max_len: int = 256  # examples are truncated to this many tokens
     completion_only: bool = True  # for (prompt, completion) pairs: loss on the completion only
     bucket_by_length: bool = False  # batches of similar length (less padding for long, varied examples)
+    # compute each batch's loss in groups of similar length: the same gradient, far less padding
+    split_by_length: bool = True
     log_every: int = 25
     ckpt_every: int = (
         0  # also save out_dir/step-NNNNNN every this many steps (0: only out_dir/last at the end)
@@ -170,6 +173,55 @@ def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) 
     )
 
 
+# what one extra forward/backward pass costs, in padded tokens (measured on 2 CPU cores, tiny preset)
+GROUP_OVERHEAD_TOKENS = 48
+
+
+def length_groups(lengths: Sequence[int], overhead: int = GROUP_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+    """Split `lengths` (sorted ascending) into consecutive groups [a, b) minimising the padded tokens
+    (each group is as wide as its longest row) plus `overhead` per group: an exact dynamic program."""
+    if any(b < a for a, b in itertools.pairwise(lengths)):
+        raise ValueError("length_groups needs lengths sorted ascending")
+    n = len(lengths)
+    best, cut = [0] + [math.inf] * n, [0] * (n + 1)
+    for b in range(1, n + 1):
+        for a in range(b):
+            cost = best[a] + (b - a) * lengths[b - 1] + overhead
+            if cost < best[b]:
+                best[b], cut[b] = cost, a
+    groups, b = [], n
+    while b > 0:
+        groups.append((cut[b], b))
+        b = cut[b]
+    return groups[::-1]
+
+
+def backward_in_groups(model, batch: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> float:
+    """Backpropagate `lm_loss` of the whole right-padded batch, computed in groups of similar length;
+    returns the loss. Causal attention means right padding changes no real position's output, so the
+    sum of each group's summed cross-entropy over the batch's target count is the same mean over the
+    same tokens: the same gradient (to float rounding), with a fraction of the padded positions when
+    lengths vary (about 40% of the tokens on CoMem's recall warm-up, batch 32)."""
+    order = sorted(range(len(batch)), key=lambda r: len(batch[r][0]))
+    n_targets = sum(y != IGNORE for _, labels in batch for y in labels[1:])
+    total = 0.0
+    for a, b in length_groups([len(batch[r][0]) for r in order]):
+        ids, mask, labels = (t.to(device) for t in collate([batch[r] for r in order[a:b]], pad_id))
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        part = (
+            torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                labels[:, 1:].reshape(-1),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
+            / n_targets
+        )
+        part.backward()
+        total += part.item()
+    return total
+
+
 def train_lm(
     model,
     tokenizer,
@@ -209,17 +261,22 @@ def train_lm(
             bar.advance(start)
             for step in range(start, cfg.steps):
                 rows = _batch_rows(cfg, step, len(encoded), by_length)
-                ids, mask, labels = (
-                    t.to(device) for t in collate([encoded[i] for i in rows], tokenizer.pad_id)
-                )
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, cfg)
-                loss = lm_loss(model, ids, mask, labels)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if cfg.split_by_length:
+                    losses.append(
+                        backward_in_groups(model, [encoded[i] for i in rows], tokenizer.pad_id, device)
+                    )
+                else:
+                    ids, mask, labels = (
+                        t.to(device) for t in collate([encoded[i] for i in rows], tokenizer.pad_id)
+                    )
+                    loss = lm_loss(model, ids, mask, labels)
+                    loss.backward()
+                    losses.append(loss.item())
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                losses.append(loss.item())
                 bar.advance(1, loss=losses[-1])
                 if log and (step % cfg.log_every == 0 or step == cfg.steps - 1):
                     log.write(
