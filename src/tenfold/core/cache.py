@@ -61,7 +61,11 @@ def machine() -> str:
     import torch
 
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{os.cpu_count()} CPU cores ({platform.machine()}){gpu}, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return (
+        f"{os.cpu_count()} CPU cores ({platform.machine()}){gpu}, "
+        f"{threads} torch thread{'s' if threads != 1 else ''}, torch {torch.__version__}"
+    )
 
 
 # ---- the shipped folder -------------------------------------------------------------------------
