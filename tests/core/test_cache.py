@@ -32,3 +32,40 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         cached_artefact("toy", {}, "v1", build)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_build_seconds_leave_out_first_stages(tmp_path, monkeypatch):
+    """A build that builds its first stage on the way records only its own time (a fake clock: the
+    first stage takes 30 s, the grandchild inside it 5 s, each stage's own work 1, 2 and 4 s)."""
+    import json
+
+    import tenfold.core.cache as cache
+
+    monkeypatch.setenv("TENFOLD_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "_build_clock", {"seconds": 0.0})
+    now = [0.0]
+    monkeypatch.setattr(cache.time, "perf_counter", lambda: now[0])
+
+    def work(seconds):
+        now[0] += seconds
+
+    def drill(d):
+        work(5)
+
+    def stage1(d):
+        work(1)
+        cached_artefact("drill", {}, "v", drill)
+        work(24)
+
+    def final(d):
+        work(2)
+        cached_artefact("stage1", {}, "v", stage1)
+        work(2)
+
+    path = cached_artefact("final", {}, "v", final)
+    record = json.loads((path / "artefact.json").read_text())
+    assert record["build_seconds"] == 4 and record["first_stages_seconds"] == 30
+    stage = json.loads(next(tmp_path.glob("stage1-*/artefact.json")).read_text())
+    assert stage["build_seconds"] == 25 and stage["first_stages_seconds"] == 5
+    leaf = json.loads(next(tmp_path.glob("drill-*/artefact.json")).read_text())
+    assert leaf["build_seconds"] == 5 and "first_stages_seconds" not in leaf
