@@ -23,7 +23,7 @@ def dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("TENFOLD_CACHE", str(cache))
     forget_shipped()
     yield shipped, cache
-    for name in ("toy", "toy-model"):
+    for name in ("toy", "toy-model", "toy-first"):
         arts.RECIPES.pop(name, None)
     forget_shipped()
 
@@ -285,3 +285,25 @@ def test_reproduce_says_what_it_will_train_and_fails_in_one_line(dirs, tmp_path,
     failed = [line for line in lines if "FAILED" in line]
     assert len(failed) == 1 and "set TENFOLD_CACHE" in failed[0] and "Traceback" not in "\n".join(lines)
     assert json.loads((tmp_path / "out" / "toysys.json").read_text())["error"].startswith("cannot write")
+
+
+def test_training_plan_adds_missing_first_stages(dirs):
+    """A missing artefact's build also trains its missing first stages: the plan lists them, first."""
+    first, toy = Toy(steps=1), Toy(steps=2)
+    arts.register_artefact(
+        "toy-first", "toysys", lambda: Artefact("toy-first", {"s": 1}, "v1", first.build), ("out",), minutes=5
+    )
+    toy.register(needs=("toy-first",))
+    lines = []
+    assert arts.training_plan(["toy"], lines.append) == pytest.approx(12)
+    assert [ln.split(":")[0].strip() for ln in lines[1:]] == ["[artefacts]   toy-first", "[artefacts]   toy"]
+    arts.ship(arts.RECIPES["toy-first"], echo=lambda *_: None)
+    lines.clear()
+    assert arts.training_plan(["toy"], lines.append) == pytest.approx(7) and len(lines) == 2
+    arts.ship(arts.RECIPES["toy"], echo=lambda *_: None)
+    lines.clear()
+    forget_shipped()
+    arts.RECIPES["toy-first"] = arts.ShippedRecipe(  # a shipped final needs none of its first stages
+        "toy-first", "toysys", lambda: Artefact("toy-first", {"s": 99}, "v1", first.build), ("out",), 5
+    )
+    assert arts.training_plan(["toy"], lines.append) == 0

@@ -40,8 +40,9 @@ SHIP_DTYPES = ("float32", "float16")
 class ShippedRecipe:
     """A registered artefact: `artefact()` is today's recipe; `ship` the entry-relative files and folders
     that the loaders read (a folder holding a `tenfold.json` ships the files recorded there);
-    `minutes` a rough build time from nothing on 2 CPU cores (warm-ups included) for estimates before
-    the first ship; `quality(entry_dir)` what to record about the trained artefact."""
+    `minutes` a rough build time on 2 CPU cores for estimates before the first ship, its own (first stages
+    not included); `needs` the registered first stages its build trains on its way when they are missing;
+    `quality(entry_dir)` what to record about the trained artefact."""
 
     name: str
     system: str
@@ -51,6 +52,7 @@ class ShippedRecipe:
     dtype: str = "float32"
     quality: Callable[[Path], dict] | None = None
     doc: str = ""
+    needs: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.dtype not in SHIP_DTYPES:
@@ -69,8 +71,9 @@ def register_artefact(
     dtype: str = "float32",
     quality: Callable[[Path], dict] | None = None,
     doc: str = "",
+    needs: tuple[str, ...] = (),
 ) -> None:
-    RECIPES[name] = ShippedRecipe(name, system, artefact, ship, minutes, dtype, quality, doc)
+    RECIPES[name] = ShippedRecipe(name, system, artefact, ship, minutes, dtype, quality, doc, tuple(needs))
 
 
 def discover() -> dict[str, ShippedRecipe]:
@@ -146,13 +149,24 @@ def training_plan(names: list[str], echo=print) -> float:
     except ArtefactError as exc:
         echo(f"[artefacts] {exc}; shipped artefacts are ignored")
         manifest = {}
-    todo = [status(recipes[n], manifest) for n in names if n in recipes]
-    todo = [s for s in todo if s.state not in ("shipped", "cache")]
+    todo: list[Status] = []
+
+    def add(name: str) -> None:  # a missing artefact, after the missing first stages its build trains
+        if name not in recipes or any(s.name == name for s in todo):
+            return
+        st = status(recipes[name], manifest)
+        if st.state not in ("shipped", "cache"):
+            for first in recipes[name].needs:
+                add(first)
+            todo.append(st)
+
+    for n in names:
+        add(n)
     if not todo:
         echo(f"[artefacts] nothing to train: {len(names)} trained artefact(s) shipped or cached")
         return 0.0
     total = sum(s.minutes for s in todo)
-    echo(f"[artefacts] will train {len(todo)} artefact(s), about {total:.0f} min on 2 CPU cores in all:")
+    echo(f"[artefacts] will train {len(todo)} artefact(s), about {total:.0f} min of one-core training in all:")
     for s in todo:
         echo(f"[artefacts]   {s.name}: {s.state} ({s.detail}), about {s.minutes:.0f} min")
     return total
