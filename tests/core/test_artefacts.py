@@ -307,3 +307,10 @@ def test_training_plan_adds_missing_first_stages(dirs):
         "toy-first", "toysys", lambda: Artefact("toy-first", {"s": 99}, "v1", first.build), ("out",), 5
     )
     assert arts.training_plan(["toy"], lines.append) == 0
+
+
+def test_default_quality_is_the_final_checkpoint_loss(tmp_path):
+    for folder, losses in (("train/last", [3.0] * 50 + [1.0] * 50), ("train/step-000050", [3.0] * 50)):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "trainer.json").write_text(json.dumps({"losses": losses}))
+    assert arts.default_quality(tmp_path) == {"train/last: final train loss": 1.0}

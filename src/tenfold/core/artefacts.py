@@ -216,9 +216,12 @@ def _rerecord(folder: Path) -> None:
 
 
 def default_quality(entry: Path) -> dict:
-    """The final training loss (mean of the last 50 steps) of each trainer log in the entry."""
+    """The final training loss (mean of the last 50 steps) of each trainer log in the entry (not of the
+    intermediate `step-N` checkpoints)."""
     out = {}
     for p in sorted(entry.rglob("trainer.json")):
+        if p.parent.name.startswith("step-"):
+            continue
         losses = json.loads(p.read_text()).get("losses") or []
         if losses:
             out[f"{p.parent.relative_to(entry)}: final train loss"] = round(
