@@ -36,7 +36,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
 
 def test_build_seconds_leave_out_first_stages(tmp_path, monkeypatch):
     """A build that builds its first stage on the way records only its own time (a fake clock: the
-    first stage takes 30 s, the grandchild inside it 5 s, each stage's own work 1, 2 and 4 s)."""
+    final's own work takes 4 s, its first stage's 25 s, and that stage's warm-up 5 s)."""
     import json
 
     import tenfold.core.cache as cache
