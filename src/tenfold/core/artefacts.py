@@ -166,7 +166,9 @@ def training_plan(names: list[str], echo=print) -> float:
         echo(f"[artefacts] nothing to train: {len(names)} trained artefact(s) shipped or cached")
         return 0.0
     total = sum(s.minutes for s in todo)
-    echo(f"[artefacts] will train {len(todo)} artefact(s), about {total:.0f} min of one-core training in all:")
+    echo(
+        f"[artefacts] will train {len(todo)} artefact(s), about {total:.0f} min of one-core training in all:"
+    )
     for s in todo:
         echo(f"[artefacts]   {s.name}: {s.state} ({s.detail}), about {s.minutes:.0f} min")
     return total
