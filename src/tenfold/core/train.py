@@ -164,12 +164,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=True)
 
 
-def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions whose label is not IGNORE."""
+def lm_loss(
+    model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Next-token cross-entropy over positions whose label is not IGNORE: their mean (or "sum")."""
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     target = labels[:, 1:]
     return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction=reduction
     )
 
 
@@ -196,27 +198,21 @@ def length_groups(lengths: Sequence[int], overhead: int = GROUP_OVERHEAD_TOKENS)
     return groups[::-1]
 
 
-def backward_in_groups(model, batch: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> float:
-    """Backpropagate `lm_loss` of the whole right-padded batch, computed in groups of similar length;
-    returns the loss. Causal attention means right padding changes no real position's output, so the
-    sum of each group's summed cross-entropy over the batch's target count is the same mean over the
-    same tokens: the same gradient (to float rounding), with a fraction of the padded positions when
-    lengths vary (about 40% of the tokens on CoMem's recall warm-up, batch 32)."""
-    order = sorted(range(len(batch)), key=lambda r: len(batch[r][0]))
+def backward_in_groups(
+    model, batch: Sequence[tuple[list[int], list[int]]], pad_id: int, device, split: bool = True
+) -> float:
+    """Backpropagate `lm_loss` of the whole right-padded batch, computed in groups of similar length
+    (`split`; else in one padded pass); returns the loss. Causal attention means right padding changes no
+    real position's output, so the sum of each group's summed cross-entropy over the batch's target
+    count is the same mean over the same tokens: the same gradient (to float rounding), with a fraction
+    of the padded positions when lengths vary (about 40% of the tokens on CoMem's recall warm-up, batch 32)."""
+    order = sorted(range(len(batch)), key=lambda r: len(batch[r][0])) if split else range(len(batch))
+    groups = length_groups([len(batch[r][0]) for r in order]) if split else [(0, len(batch))]
     n_targets = sum(y != IGNORE for _, labels in batch for y in labels[1:])
     total = 0.0
-    for a, b in length_groups([len(batch[r][0]) for r in order]):
+    for a, b in groups:
         ids, mask, labels = (t.to(device) for t in collate([batch[r] for r in order[a:b]], pad_id))
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        part = (
-            torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                labels[:, 1:].reshape(-1),
-                ignore_index=IGNORE,
-                reduction="sum",
-            )
-            / n_targets
-        )
+        part = lm_loss(model, ids, mask, labels, reduction="sum") / n_targets
         part.backward()
         total += part.item()
     return total
@@ -264,17 +260,8 @@ def train_lm(
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, cfg)
                 opt.zero_grad(set_to_none=True)
-                if cfg.split_by_length:
-                    losses.append(
-                        backward_in_groups(model, [encoded[i] for i in rows], tokenizer.pad_id, device)
-                    )
-                else:
-                    ids, mask, labels = (
-                        t.to(device) for t in collate([encoded[i] for i in rows], tokenizer.pad_id)
-                    )
-                    loss = lm_loss(model, ids, mask, labels)
-                    loss.backward()
-                    losses.append(loss.item())
+                batch = [encoded[i] for i in rows]
+                losses.append(backward_in_groups(model, batch, tokenizer.pad_id, device, cfg.split_by_length))
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 bar.advance(1, loss=losses[-1])
