@@ -6,6 +6,8 @@ from tenfold.comem.train import agent_corpus, expert_messages, memory_corpus, re
 from tenfold.core.models import build_preset
 from tenfold.envs.vault import VaultConfig, VaultGame, parse_action
 
+from .fakes import ForgetfulMemory, ListingMemory, ReadingAgent
+
 
 def test_recall_drill_targets_are_in_their_prompts():
     pairs = recall_drill(300, seed=1)
@@ -57,3 +59,25 @@ def test_sample_game_respects_the_length_bounds():
     for _ in range(50):
         g = sample_game(rng, 9, 20, dense_share=1.0)
         assert 9 <= g.cfg.steps <= 20 and isinstance(g.cfg, VaultConfig)
+
+
+class _GoAgent:
+    """Always walks on: never right at a door or fork."""
+
+    async def chat(self, messages, **kw):
+        from tenfold.core.backends import Completion
+
+        return Completion("go", "stop", 1, 1)
+
+
+def test_skill_probes_score_a_reader_fully_and_a_non_reader_zero():
+    import asyncio
+
+    from tenfold.comem.train import agent_skill, memory_skill
+
+    reader = asyncio.run(agent_skill(ReadingAgent(), games=3))
+    assert reader == {"critical_right": 1.0, "think_format": 1.0, "probes": 9}  # 2 doors + 1 fork each
+    assert asyncio.run(agent_skill(_GoAgent(), games=3))["critical_right"] == 0.0
+    kept = asyncio.run(memory_skill(ListingMemory(), episodes=4))
+    assert kept["fact_recall"] == 1.0 and kept["facts"] > 0
+    assert asyncio.run(memory_skill(ForgetfulMemory(), episodes=4))["fact_recall"] == 0.0

@@ -74,6 +74,40 @@ def run(
 
 
 @app.command()
+def check(
+    agent: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
+    memory: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
+    games: Annotated[int, typer.Option(help="held-out episodes per probe")] = 8,
+) -> None:
+    """Probe the two skills CoMem's success hinges on, each alone on held-out episodes: the agent's
+    action at every door and fork given the full expert history, and the memory model's recall of the
+    facts still needed. Run it after `train --retrain`, or on your own models."""
+    import asyncio
+
+    from tenfold.comem.runtime import BackendMemory
+    from tenfold.comem.train import agent_skill, memory_skill, recipe, trained_model
+    from tenfold.core.backends import make_backend
+    from tenfold.core.errors import TenfoldError
+
+    if games < 1:
+        raise TenfoldError(f"games must be >= 1, got {games}")
+
+    async def main():
+        a = make_backend(agent or str(trained_model(recipe("agent"))))
+        m = make_backend(memory or str(trained_model(recipe("memory"))))
+        try:
+            return {
+                "agent": await agent_skill(a, games),
+                "memory": await memory_skill(BackendMemory(m), games),
+            }
+        finally:
+            await a.aclose()
+            await m.aclose()
+
+    print(json.dumps(asyncio.run(main()), indent=1))
+
+
+@app.command()
 def bench(
     quick: Annotated[
         bool, typer.Option("--quick/--full", help="quick: 40 and 80 steps; full: 20, 40, 60, 80")

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tenfold.comem.context import agent_view, memory_view
-from tenfold.core.artefacts import register_artefact
+from tenfold.core.artefacts import default_quality, register_artefact
 from tenfold.core.cache import Artefact
 from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
-from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
+from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame, parse_action
 
 DATA_VERSION = "vault-v5"
 
@@ -259,16 +259,6 @@ register_artefact(  # a first stage, shipped so that a change to the agent or me
     minutes=28,  # each estimate: measured on one torch thread, beside another one-thread training
     doc="the recall warm-up both Vault models start from",
 )
-for _role, _minutes in (("agent", 48), ("memory", 60)):
-    register_artefact(
-        f"comem-{_role}",
-        "comem",
-        lambda role=_role: model_artefact(recipe(role)),
-        ship=("train/last",),
-        minutes=_minutes,
-        doc=f"the Vault game's {_role} model (SFT from the recall warm-up)",
-        needs=("comem-drill",),
-    )
 
 
 def _train_in_child(role: str, quiet: bool) -> str:
@@ -301,6 +291,65 @@ def fact_recall(summary: str, game: VaultGame, cut: int) -> tuple[int, int]:
     return sum(f in summary for f in needed), len(needed)
 
 
+SKILL_SEED = 20_000  # held-out probe games (the benchmark and `evaluate` play seeds from 10_000)
+
+
+async def agent_skill(agent, games: int = 8, steps: int = 40, seed: int = SKILL_SEED) -> dict:
+    """The agent's one skill that success hinges on, measured alone: at every door and fork of `games`
+    held-out episodes, given the expert's history so far in full (teacher-forced), is the action right?
+    `agent` is any `Backend`. Also the share of those replies in the trained 'think: ... act: ...' form."""
+    right = formatted = total = 0
+    for i in range(games):
+        game = VaultGame(VaultConfig(steps, 2, 1, seed + i))
+        history = expert_messages(game)
+        for t in sorted(f.use for f in game.facts):
+            view = history[: 2 + 2 * t + 1]  # system, task, rooms 0..t with the expert's replies before t
+            reply = (await agent.chat(view, max_tokens=48, temperature=0.0)).text
+            right += parse_action(reply) == game.expert_action(t)
+            formatted += reply.startswith("think: ")
+            total += 1
+    return {"critical_right": right / total, "think_format": formatted / total, "probes": total}
+
+
+async def memory_skill(memory, episodes: int = 8, steps: int = 40, seed: int = SKILL_SEED) -> dict:
+    """The memory model's skill, measured alone: from a perfect previous summary and the turns since,
+    does its summary state every fact still needed? `memory` is a `MemoryModel` (e.g. `BackendMemory`)."""
+    hit = total = 0
+    for i in range(episodes):
+        game = VaultGame(VaultConfig(steps, 2, 1, seed + i))
+        cut = 4 * (1 + i % max(1, steps // 4 - 1))
+        since = cut - 4
+        view = memory_view(expert_messages(game), cut, game.expert_summary(since), since)
+        h, n = fact_recall(await memory.summarize(view), game, cut)
+        hit, total = hit + h, total + n
+    return {"fact_recall": hit / max(1, total), "facts": total}
+
+
+def _skill_quality(role: str):
+    """Manifest quality of a shipped Vault model: its final loss and its skill probe (above)."""
+
+    def quality(entry: Path) -> dict:
+        import asyncio
+
+        from tenfold.comem.runtime import BackendMemory
+        from tenfold.core.backends import LocalBackend
+
+        async def probe():
+            backend = LocalBackend(str(entry / "train" / "last"), prefix_cache_bytes=1 << 28)
+            try:
+                if role == "agent":
+                    return await agent_skill(backend)
+                return await memory_skill(BackendMemory(backend))
+            finally:
+                await backend.aclose()
+
+        skill = asyncio.run(probe())
+        probe_name = f"{role} skill probe (held-out seeds {SKILL_SEED}+)"
+        return default_quality(entry) | {f"{probe_name}: {k}": round(v, 3) for k, v in skill.items()}
+
+    return quality
+
+
 def evaluate(agent_dir: str, memory_dir: str, episodes: int = 8, steps: int = 40, seed: int = 10_000) -> dict:
     """In-process check of trained models: agent success with full context and with CoMem, and the
     memory model's recall of the facts still needed."""
@@ -324,19 +373,24 @@ def evaluate(agent_dir: str, memory_dir: str, episodes: int = 8, steps: int = 40
                 )
                 out[f"success_{policy}"] = sum(r.success for r in res) / episodes
                 out[f"score_{policy}"] = sum(r.score for r in res) / episodes
-            hit = total = 0
-            for i in range(episodes):
-                game = VaultGame(VaultConfig(steps, 2, 1, seed + i))
-                cut = 4 * (1 + i % max(1, steps // 4 - 1))
-                since = cut - 4
-                view = memory_view(expert_messages(game), cut, game.expert_summary(since), since)
-                text = await BackendMemory(mem).summarize(view)
-                h, n = fact_recall(text, game, cut)
-                hit, total = hit + h, total + n
-            out["memory_fact_recall"] = hit / max(1, total)
+            recall = await memory_skill(BackendMemory(mem), episodes, steps, seed)
+            out["memory_fact_recall"] = recall["fact_recall"]
         finally:
             await agent.aclose()
             await mem.aclose()
         return out
 
     return asyncio.run(main())
+
+
+for _role, _minutes in (("agent", 48), ("memory", 60)):
+    register_artefact(
+        f"comem-{_role}",
+        "comem",
+        lambda role=_role: model_artefact(recipe(role)),
+        ship=("train/last",),
+        minutes=_minutes,
+        doc=f"the Vault game's {_role} model (SFT from the recall warm-up)",
+        needs=("comem-drill",),
+        quality=_skill_quality(_role),
+    )
