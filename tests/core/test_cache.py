@@ -22,16 +22,58 @@ def test_builds_once_and_keys_by_config(tmp_path, monkeypatch):
     assert artefact_key("toy", {"a": 1, "b": 2}, "v") == artefact_key("toy", {"b": 2, "a": 1}, "v")
 
 
-def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+def test_failed_build_leaves_no_entry_and_the_next_build_resumes_its_work(tmp_path, monkeypatch):
+    """A build that dies leaves no entry, only its hidden work directory; the next build of the same
+    key starts in that directory (where a trainer finds its step checkpoints), `retrain` does not."""
     monkeypatch.setenv("TENFOLD_CACHE", str(tmp_path))
+    seen = []
 
-    def build(d):
-        (d / "partial").write_text("x")
+    def crashing(d):
+        (d / "step-1").write_text("x")
         raise RuntimeError("interrupted")
 
+    def build(d):
+        seen.append(sorted(p.name for p in d.iterdir()))
+        (d / "last").write_text("w")
+
     with pytest.raises(RuntimeError):
-        cached_artefact("toy", {}, "v1", build)
-    assert list(tmp_path.iterdir()) == []
+        cached_artefact("toy", {}, "v1", crashing)
+    assert [p.name.startswith(".") for p in tmp_path.iterdir()] == [True]  # no entry, one hidden dir
+    path = cached_artefact("toy", {}, "v1", build)
+    assert seen == [["step-1"]] and sorted(p.name for p in path.iterdir()) == [
+        "artefact.json",
+        "last",
+        "step-1",
+    ]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    with pytest.raises(RuntimeError):
+        cached_artefact("toy", {}, "v2", crashing)
+    cached_artefact("toy", {}, "v2", build, retrain=True)
+    assert seen[-1] == [] and [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_live_builds_directory_is_not_taken(tmp_path, monkeypatch):
+    """Another process still building the same key keeps its directory; a dead one's is adopted."""
+    import subprocess
+    import sys
+
+    from tenfold.core.cache import artefact_key
+
+    monkeypatch.setenv("TENFOLD_CACHE", str(tmp_path))
+    key = artefact_key("toy", {}, "v1")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        for proc, mark in ((live, "live"), (dead, "dead")):
+            (tmp_path / f".{key}.{proc.pid}.tmp").mkdir()
+            (tmp_path / f".{key}.{proc.pid}.tmp" / mark).write_text("x")
+        seen = []
+        cached_artefact("toy", {}, "v1", lambda d: seen.append(sorted(p.name for p in d.iterdir())))
+        assert seen == [["dead"]] and (tmp_path / f".{key}.{live.pid}.tmp" / "live").is_file()
+    finally:
+        live.kill()
 
 
 def test_build_seconds_leave_out_first_stages(tmp_path, monkeypatch):

@@ -256,3 +256,39 @@ def test_training_with_and_without_length_groups_agrees():
     assert all(abs(a - b) < 1e-4 for a, b in zip(loss_a, loss_b, strict=True))
     for a, b in zip(w_a, w_b, strict=True):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_an_interrupted_run_resumes_by_itself_only_for_the_same_run(tmp_path):
+    """Rerun into an out_dir that holds a step checkpoint of the same run: it picks up there and ends
+    with the straight run's weights. Other data or another lr: it starts from step 0 (the checkpoint's
+    recorded losses are not reused)."""
+    import shutil
+
+    corpus = [(w + "=", w[::-1]) for w in words(200, seed=3)]
+    cfg = dict(steps=12, batch_size=8, quiet=True, ckpt_every=6)
+    straight, tok = build_preset("tiny", seed=5)
+    full = train_lm(straight, tok, corpus, TrainConfig(out_dir=str(tmp_path / "a"), **cfg))
+
+    def killed_after_step_6(name):
+        (tmp_path / name).mkdir()
+        shutil.copytree(tmp_path / "a" / "step-000006", tmp_path / name / "step-000006")
+        return str(tmp_path / name)
+
+    resumed, _ = build_preset("tiny", seed=99)
+    out = train_lm(resumed, tok, corpus, TrainConfig(out_dir=killed_after_step_6("b"), **cfg))
+    assert out.losses[:6] == full.losses[:6]
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+    other_data = [(w + "=", w) for w in words(200, seed=3)]
+    fresh, _ = build_preset("tiny", seed=5)
+    out = train_lm(fresh, tok, other_data, TrainConfig(out_dir=killed_after_step_6("c"), **cfg))
+    assert out.losses[0] != full.losses[0]  # trained from step 0 on its own data
+    first_d, _ = build_preset("tiny", seed=5)
+    out = train_lm(first_d, tok, corpus, TrainConfig(out_dir=killed_after_step_6("d"), lr=1e-3, **cfg))
+    assert out.losses[0] == pytest.approx(full.losses[0]) and out.losses[6] != full.losses[6]
+    again, _ = build_preset("tiny", seed=99)  # the same run once more: `last` is loaded, nothing retrained
+    rerun = train_lm(again, tok, corpus, TrainConfig(out_dir=str(tmp_path / "d"), lr=1e-3, **cfg))
+    assert rerun.losses == out.losses
+    for a, b in zip(first_d.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)

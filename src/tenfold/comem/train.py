@@ -233,6 +233,7 @@ def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path
         max_len=recipe.max_len,
         seed=recipe.seed,
         bucket_by_length=True,
+        ckpt_every=150,  # a killed build resumes from here (not part of the key)
         out_dir=str(out_dir / "train"),
         quiet=quiet,
     )

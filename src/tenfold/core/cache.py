@@ -11,6 +11,8 @@ for a new recipe. `cached_artefact` looks in three places, in this order:
 2. the user cache (`$TENFOLD_CACHE`, default `~/.cache/tenfold`);
 3. training: `build(tmp_dir)` in a temporary directory renamed into place, so a crash mid-training leaves
    no half-written entry; two processes building the same entry both succeed (the last rename wins).
+   An interrupted build's directory is kept (hidden, named by its process id); the next build of the
+   same key adopts it, so trainers that keep step checkpoints resume instead of starting over.
 """
 
 from __future__ import annotations
@@ -229,19 +231,29 @@ def cached_artefact(
         return path
     if shipped and not retrain:
         _report_stale(kind, config, version, key)
-    notice(f"training {key} into {cache_root()}" + (" (--retrain)" if retrain else ""))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    leftovers = _interrupted_builds(path)  # newest first
+    for old in leftovers[0 if retrain else 1 :]:  # --retrain starts afresh; only the newest is resumed
+        shutil.rmtree(old, ignore_errors=True)
+    leftover = None if retrain or not leftovers else leftovers[0]
+    if leftover is not None:
+        notice(f"resuming an interrupted build of {key} (its checkpoints are kept) in {cache_root()}")
+    else:
+        notice(f"training {key} into {cache_root()}" + (" (--retrain)" if retrain else ""))
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        if leftover is not None and leftover != tmp:
+            leftover.rename(tmp)
+        elif leftover is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArtefactError(
             f"cannot write the artefact cache {cache_root()} ({one_line(exc)}); "
             "set TENFOLD_CACHE to a writable directory"
         ) from exc
     t0, nested0 = time.perf_counter(), _build_clock["seconds"]
+    build(tmp)  # on failure tmp stays, for the next build of this key to resume from
     try:
-        build(tmp)
         elapsed = time.perf_counter() - t0
         first_stages = _build_clock["seconds"] - nested0  # artefacts this build built on its way
         _build_clock["seconds"] = nested0 + elapsed  # what an enclosing build counts as its first stages
@@ -260,6 +272,27 @@ def cached_artefact(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _interrupted_builds(path: Path) -> list[Path]:
+    """Build directories of this entry left by processes that are gone (or by this process, from a
+    build that raised), newest first. A live process's directory is its own: never taken."""
+    found = []
+    for d in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = d.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            found.append(d)
+    return sorted(found, key=lambda d: d.stat().st_mtime, reverse=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,15 @@ An example is a string (the loss covers all of it), a (prompt, completion) pair 
 
 Determinism and resume: the batch at step s is drawn from `numpy.random.default_rng([seed, s])`,
 and the learning rate is a pure function of s, so training k steps, saving, and resuming gives the
-same weights as training straight through. Checkpoints are safetensors (weights and optimizer
+same weights as training straight through. A run whose `out_dir` holds a checkpoint of the same run
+(the same weight-shaping config fields and the same encoded data, by sha256) resumes from the furthest
+one by itself: a killed training loses only the steps since its last `ckpt_every` checkpoint. Checkpoints are safetensors (weights and optimizer
 moments) plus a small JSON, written to a temporary directory and renamed into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -86,6 +89,8 @@ class TrainConfig:
     ckpt_every: int = (
         0  # also save out_dir/step-NNNNNN every this many steps (0: only out_dir/last at the end)
     )
+    # pick up from the newest checkpoint in out_dir of this same run (same recipe fields, same data)
+    resume: bool = True
     out_dir: str | None = None
     quiet: bool = False
 
@@ -242,7 +247,18 @@ def train_lm(
     )
     opt = make_optimizer(model, cfg)
     start, losses = 0, []
-    if resume_from is not None:
+    data_sha = _data_fingerprint(encoded)
+    auto = None
+    if resume_from is None and cfg.resume and cfg.out_dir:
+        resume_from = auto = _resumable_checkpoint(Path(cfg.out_dir), cfg, data_sha)
+        if auto is not None and not cfg.quiet:
+            print(f"[train] resuming from {auto}", flush=True)
+    if resume_from is not None and resume_from == auto:
+        try:  # a damaged checkpoint is checked before any weight is loaded: start afresh instead
+            start, losses = load_checkpoint(resume_from, model, opt)
+        except CheckpointError as exc:
+            print(f"[train] not resuming: {exc}; starting from step 0", flush=True)
+    elif resume_from is not None:
         start, losses = load_checkpoint(resume_from, model, opt)
         if start > cfg.steps:
             raise TenfoldError(f"checkpoint is at step {start}, past the configured {cfg.steps} steps")
@@ -280,13 +296,17 @@ def train_lm(
                     log.flush()  # readable while training runs
                 if out and cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0:
                     save_checkpoint(
-                        out / f"step-{step + 1:06d}", model, tokenizer, opt, step + 1, losses, cfg
+                        out / f"step-{step + 1:06d}", model, tokenizer, opt, step + 1, losses, cfg, data_sha
                     )
     finally:
         if log:
             log.close()
         model.eval()
-    ckpt = save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg) if out else None
+    ckpt = (
+        save_checkpoint(out / "last", model, tokenizer, opt, cfg.steps, losses, cfg, data_sha)
+        if out
+        else None
+    )
     return TrainResult(cfg.steps, losses, time.perf_counter() - t0, str(ckpt) if ckpt else None)
 
 
@@ -300,8 +320,38 @@ def _batch_rows(cfg: TrainConfig, step: int, n: int, by_length: list[int] | None
     return np.array([by_length[(start + i) % n] for i in range(cfg.batch_size)])
 
 
+# TrainConfig fields that shape the weights: a checkpoint is resumed only if they all match
+_RUN_FIELDS = ("steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "betas")
+_RUN_FIELDS += ("grad_clip", "seed", "max_len", "completion_only", "bucket_by_length")
+
+
+def _data_fingerprint(encoded: list) -> str:
+    """sha256 of the encoded corpus (token ids and labels, in order): what a resumed run must share."""
+    h = hashlib.sha256()
+    for ids, labels in encoded:
+        h.update(np.asarray(ids, dtype=np.int64).tobytes())
+        h.update(np.asarray(labels, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def _resumable_checkpoint(out: Path, cfg: TrainConfig, data_sha: str) -> Path | None:
+    """The furthest checkpoint in `out` (`last` or `step-N`) written by this same run, else None."""
+    want = json.loads(json.dumps({k: getattr(cfg, k) for k in _RUN_FIELDS}))
+    best, best_step = None, 0
+    for d in [out / "last", *out.glob("step-*")]:
+        try:
+            state = json.loads((d / "trainer.json").read_text())
+        except (OSError, ValueError):
+            continue  # no checkpoint, or one cut short: not resumable
+        same = state.get("data_sha256") == data_sha and {k: state["config"].get(k) for k in want} == want
+        if same and best_step < state["step"] <= cfg.steps:
+            best, best_step = d, state["step"]
+    return best
+
+
 def save_checkpoint(
-    path: str | Path, model, tokenizer, opt: torch.optim.Optimizer, step: int, losses, cfg
+    path: str | Path, model, tokenizer, opt: torch.optim.Optimizer, step: int, losses, cfg, data_sha=None
 ) -> Path:
     """Write model (safetensors + config + tokenizer), optimizer moments and trainer state atomically."""
     path = Path(path)
@@ -315,6 +365,8 @@ def save_checkpoint(
             tensors[f"{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     state = {"step": step, "losses": losses, "config": asdict(cfg), "n_params": len(params)}
+    if data_sha:
+        state["data_sha256"] = data_sha
     atomic_write_text(tmp / "trainer.json", json.dumps(state))
     if path.exists():
         shutil.rmtree(path)
