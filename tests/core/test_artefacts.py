@@ -220,10 +220,6 @@ def test_cli_list_verify_build(dirs):
     assert res.exit_code == 0 and toy.builds == 2 and arts.verify(["toy"]) == []
 
 
-# Needed by a reproduction but not shipped yet (a fresh clone trains them): only ever shrinks.
-NOT_YET_SHIPPED = {"sgd-small"}
-
-
 def test_shipped_artefacts_match_todays_recipes():
     """The repo's shipped folder: every file present with its sha256, every key recomputed from today's
     recipe, and every artefact the reproductions need shipped. A recipe change without
@@ -237,10 +233,7 @@ def test_shipped_artefacts_match_todays_recipes():
     needed = {a for r in discover().values() for a in r.artefacts}
     shipped = {e["name"] for e in manifest.values()}
     assert needed <= set(arts.discover()), f"unregistered: {needed - set(arts.discover())}"
-    assert needed - NOT_YET_SHIPPED <= shipped, f"not shipped: {sorted(needed - NOT_YET_SHIPPED - shipped)}"
-    assert not NOT_YET_SHIPPED & shipped, (
-        f"shipped now, drop from NOT_YET_SHIPPED: {NOT_YET_SHIPPED & shipped}"
-    )
+    assert needed <= shipped, f"needed by a reproduction, not shipped: {sorted(needed - shipped)}"
     files = [f"{key}/{rel}" for key, e in manifest.items() for rel in e["files"]]
     repo = arts.shipped_root().parent
     if (repo / ".git").exists() and shutil.which("git"):  # a git-ignored shipped file never reaches a clone
