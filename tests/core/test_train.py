@@ -292,3 +292,24 @@ def test_an_interrupted_run_resumes_by_itself_only_for_the_same_run(tmp_path):
     assert rerun.losses == out.losses
     for a, b in zip(first_d.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_damaged_checkpoint_is_passed_over_when_resuming(tmp_path, capsys):
+    """The furthest checkpoint has a flipped byte: the run resumes from the one before and still ends
+    with the straight run's weights."""
+    corpus = [(w + "=", w[::-1]) for w in words(200, seed=3)]
+    cfg = dict(steps=12, batch_size=8, quiet=True, ckpt_every=4, out_dir=str(tmp_path))
+    straight, tok = build_preset("tiny", seed=5)
+    train_lm(straight, tok, corpus, TrainConfig(**cfg))
+    import shutil
+
+    shutil.rmtree(tmp_path / "last")
+    weights = tmp_path / "step-000012" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-5] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    resumed, _ = build_preset("tiny", seed=99)
+    train_lm(resumed, tok, corpus, TrainConfig(**cfg))
+    assert "not resuming from" in capsys.readouterr().out
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -242,8 +242,11 @@ def cached_artefact(
         notice(f"training {key} into {cache_root()}" + (" (--retrain)" if retrain else ""))
     try:
         if leftover is not None and leftover != tmp:
-            leftover.rename(tmp)
-        elif leftover is None:
+            try:
+                leftover.rename(tmp)
+            except FileNotFoundError:  # another process took it over first: start afresh
+                leftover = None
+        if leftover is None:
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

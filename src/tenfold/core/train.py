@@ -7,10 +7,11 @@ An example is a string (the loss covers all of it), a (prompt, completion) pair 
 
 Determinism and resume: the batch at step s is drawn from `numpy.random.default_rng([seed, s])`,
 and the learning rate is a pure function of s, so training k steps, saving, and resuming gives the
-same weights as training straight through. A run whose `out_dir` holds a checkpoint of the same run
-(the same weight-shaping config fields and the same encoded data, by sha256) resumes from the furthest
-one by itself: a killed training loses only the steps since its last `ckpt_every` checkpoint. Checkpoints are safetensors (weights and optimizer
-moments) plus a small JSON, written to a temporary directory and renamed into place.
+same weights as training straight through. A run whose `out_dir` holds a readable checkpoint of the
+same run (the same weight-shaping config fields and the same encoded data, by sha256) resumes from the
+furthest one by itself: a killed training loses only the steps since its last `ckpt_every` checkpoint.
+Checkpoints are safetensors (weights and optimizer moments) plus a small JSON, written to a temporary
+directory and renamed into place.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from tenfold.core.errors import CheckpointError, TenfoldError
+from tenfold.core.errors import CheckpointError, TenfoldError, one_line
 from tenfold.core.io import atomic_write_text
 from tenfold.core.models import save_model, verify_checkpoint_files
 from tenfold.core.progress import progress_bar
@@ -253,12 +254,7 @@ def train_lm(
         resume_from = auto = _resumable_checkpoint(Path(cfg.out_dir), cfg, data_sha)
         if auto is not None and not cfg.quiet:
             print(f"[train] resuming from {auto}", flush=True)
-    if resume_from is not None and resume_from == auto:
-        try:  # a damaged checkpoint is checked before any weight is loaded: start afresh instead
-            start, losses = load_checkpoint(resume_from, model, opt)
-        except CheckpointError as exc:
-            print(f"[train] not resuming: {exc}; starting from step 0", flush=True)
-    elif resume_from is not None:
+    if resume_from is not None:
         start, losses = load_checkpoint(resume_from, model, opt)
         if start > cfg.steps:
             raise TenfoldError(f"checkpoint is at step {start}, past the configured {cfg.steps} steps")
@@ -336,18 +332,29 @@ def _data_fingerprint(encoded: list) -> str:
 
 
 def _resumable_checkpoint(out: Path, cfg: TrainConfig, data_sha: str) -> Path | None:
-    """The furthest checkpoint in `out` (`last` or `step-N`) written by this same run, else None."""
+    """The furthest readable checkpoint in `out` (`last` or `step-N`) written by this same run, else
+    None. A damaged one (files not matching their sha256, unreadable tensors) is said and passed over."""
     want = json.loads(json.dumps({k: getattr(cfg, k) for k in _RUN_FIELDS}))
-    best, best_step = None, 0
+    found = []
     for d in [out / "last", *out.glob("step-*")]:
         try:
             state = json.loads((d / "trainer.json").read_text())
         except (OSError, ValueError):
             continue  # no checkpoint, or one cut short: not resumable
         same = state.get("data_sha256") == data_sha and {k: state["config"].get(k) for k in want} == want
-        if same and best_step < state["step"] <= cfg.steps:
-            best, best_step = d, state["step"]
-    return best
+        if same and 0 < state["step"] <= cfg.steps:
+            found.append((state["step"], d))
+    for _, d in sorted(found, reverse=True):
+        try:
+            verify_checkpoint_files(d)
+            load_file(str(d / "optimizer.safetensors"))
+            weights = load_file(str(d / "model.safetensors"))
+            if all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
+                return d
+            print(f"[train] not resuming from {d}: non-finite weights", flush=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: try an earlier one
+            print(f"[train] not resuming from {d}: {one_line(exc)}", flush=True)
+    return None
 
 
 def save_checkpoint(
