@@ -248,12 +248,11 @@ def train_lm(
     )
     opt = make_optimizer(model, cfg)
     start, losses = 0, []
-    data_sha = _data_fingerprint(encoded)
-    auto = None
+    data_sha = _data_fingerprint(encoded) if cfg.out_dir else None  # only checkpoints record it
     if resume_from is None and cfg.resume and cfg.out_dir:
-        resume_from = auto = _resumable_checkpoint(Path(cfg.out_dir), cfg, data_sha)
-        if auto is not None and not cfg.quiet:
-            print(f"[train] resuming from {auto}", flush=True)
+        resume_from = _resumable_checkpoint(Path(cfg.out_dir), cfg, data_sha)
+        if resume_from is not None and not cfg.quiet:
+            print(f"[train] resuming from {resume_from}", flush=True)
     if resume_from is not None:
         start, losses = load_checkpoint(resume_from, model, opt)
         if start > cfg.steps:
@@ -346,12 +345,9 @@ def _resumable_checkpoint(out: Path, cfg: TrainConfig, data_sha: str) -> Path | 
             found.append((state["step"], d))
     for _, d in sorted(found, reverse=True):
         try:
-            verify_checkpoint_files(d)
+            _read_weights(d, "cpu")
             load_file(str(d / "optimizer.safetensors"))
-            weights = load_file(str(d / "model.safetensors"))
-            if all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()):
-                return d
-            print(f"[train] not resuming from {d}: non-finite weights", flush=True)
+            return d
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: try an earlier one
             print(f"[train] not resuming from {d}: {one_line(exc)}", flush=True)
     return None
@@ -381,6 +377,17 @@ def save_checkpoint(
     return path
 
 
+def _read_weights(path: Path, device: str) -> dict:
+    """A checkpoint's weights, its files checked against the sizes and sha256 that save_model recorded
+    (when present) and every float finite; CheckpointError otherwise."""
+    verify_checkpoint_files(path)
+    weights = load_file(str(path / "model.safetensors"), device=device)
+    bad = next((k for k, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {str(path)!r} has non-finite values (NaN/Inf) in {bad}")
+    return weights
+
+
 def load_checkpoint(
     path: str | Path, model, opt: torch.optim.Optimizer | None = None
 ) -> tuple[int, list[float]]:
@@ -389,11 +396,7 @@ def load_checkpoint(
     for f in ("model.safetensors", "trainer.json"):
         if not (path / f).is_file():
             raise CheckpointError(f"checkpoint {str(path)!r} has no {f}")
-    verify_checkpoint_files(path)  # sizes and sha256 recorded by save_model, when present
-    weights = load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device))
-    bad = next((k for k, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
-    if bad is not None:
-        raise CheckpointError(f"checkpoint {str(path)!r} has non-finite values (NaN/Inf) in {bad}")
+    weights = _read_weights(path, str(next(model.parameters()).device))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
     if missing or unexpected:
