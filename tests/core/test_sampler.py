@@ -6,7 +6,7 @@ import torch
 
 from tenfold.core.errors import ContextLengthError, TenfoldError
 from tenfold.core.models import build_preset
-from tenfold.core.sampler import DecodeBatch, SamplingParams, _sample, encode_prompt, generate
+from tenfold.core.sampler import DecodeBatch, SamplingParams, SeqState, _choose, encode_prompt, generate
 
 PROMPTS = ["hello", "a much longer prompt with several words in it", "x", "mid length prompt", "ünïcødé ☃"]
 
@@ -91,21 +91,50 @@ def test_tiny_top_p_is_greedy(tiny):
     assert [g.token_ids for g in greedy] == [g.token_ids for g in nucleus]
 
 
+def _rows(params: list[SamplingParams], seed: int = 0) -> list[SeqState]:
+    return [
+        SeqState(i, [1], p, None, frozenset(), torch.Generator().manual_seed(seed + i))
+        for i, p in enumerate(params)
+    ]
+
+
 def test_sample_follows_softmax_and_nucleus():
-    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    gen = torch.Generator().manual_seed(0)
-    n = 20000
-    counts = torch.bincount(
-        torch.tensor([_sample(logits, SamplingParams(temperature=1.0), gen) for _ in range(n)]), minlength=4
-    )
-    assert torch.allclose(counts / n, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015)
+    """Rows of one batch, each with its own temperature and top-p, each drawn from its own distribution."""
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = torch.log(probs).repeat(4, 1)
+    params = [
+        SamplingParams(temperature=1.0),
+        SamplingParams(temperature=1.0, top_p=0.7),
+        SamplingParams(temperature=2.0),
+        SamplingParams(),  # greedy
+    ]
+    seqs, n = _rows(params), 20000
+    draws = torch.tensor([_choose(logits, seqs, {}) for _ in range(n)])  # (n, rows)
+    freq = [torch.bincount(draws[:, r], minlength=4) / n for r in range(4)]
+    assert torch.allclose(freq[0], probs, atol=0.015)
     # top_p = 0.7: the nucleus is {0, 1} (0.5 < 0.7, 0.5 + 0.3 >= 0.7), renormalised to 5/8, 3/8
-    counts = torch.bincount(
-        torch.tensor([_sample(logits, SamplingParams(temperature=1.0, top_p=0.7), gen) for _ in range(n)]),
-        minlength=4,
-    )
-    assert counts[2] == counts[3] == 0
-    assert abs(counts[0] / n - 0.625) < 0.015
+    assert freq[1][2] == freq[1][3] == 0 and abs(freq[1][0] - 0.625) < 0.015
+    # temperature 2: p_i^(1/2), renormalised
+    assert torch.allclose(freq[2], probs.sqrt() / probs.sqrt().sum(), atol=0.015)
+    assert freq[3][0] == 1
+
+
+def test_batched_choice_draws_what_each_row_draws_alone():
+    """Each row samples from its own generator: the same token whatever the other rows are."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 50) * 3
+    params = [SamplingParams(temperature=t, top_p=p) for t, p in [(1, 1), (0.7, 0.9), (1.3, 0.5)] * 2]
+    together = _choose(logits, _rows(params), {})
+    alone = [_choose(logits[i : i + 1], _rows([params[i]], seed=i), {})[0] for i in range(6)]
+    assert together == alone
+
+
+def test_a_row_that_cannot_be_sampled_fails_alone_in_the_batch():
+    logits = torch.randn(3, 20)
+    logits[1, 4] = float("nan")
+    seqs = _rows([SamplingParams(temperature=1.0, top_p=0.9)] * 3)
+    out = _choose(logits, seqs, {2: 7})
+    assert isinstance(out[0], int) and isinstance(out[1], TenfoldError) and out[2] == 7
 
 
 def test_stop_strings_and_stop_tokens(tiny):

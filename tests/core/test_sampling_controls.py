@@ -124,14 +124,13 @@ def run_engine(model, tok, prompts, params, prefill=None):
 
 def test_a_sequence_that_cannot_be_sampled_fails_alone(tiny, monkeypatch):
     model, tok = tiny
-    real = sampler._sample
+    real = sampler._choose
 
-    def flaky(logits, p, gen):
-        if p.seed == 666:
-            raise RuntimeError("boom")
-        return real(logits, p, gen)
+    def flaky(logits, seqs, forced):
+        out = real(logits, seqs, forced)
+        return [RuntimeError("boom") if s.params.seed == 666 else t for s, t in zip(seqs, out, strict=True)]
 
-    monkeypatch.setattr(sampler, "_sample", flaky)
+    monkeypatch.setattr(sampler, "_choose", flaky)
     params = [SamplingParams(12, ignore_eos=True, temperature=0.8, seed=s) for s in (1, 666, 3, 4)]
 
     async def main():

@@ -1,5 +1,5 @@
-"""The bench's summary on hand-made curves: rollouts to reach uniform's final accuracy, as a share of
-uniform's own time to get there and of its whole budget."""
+"""The bench's summary on hand-made curves (rollouts to reach uniform's final accuracy, as a share of
+uniform's own time to get there and of its whole budget), and its runs side by side."""
 
 import pytest
 
@@ -56,3 +56,29 @@ def test_summary_shares_by_hand():
         }
     )
     assert "| heap+aug+path | 0.500 ± 0.060 |" in text and "0.50 / -" in text and "0.25 / -" in text
+
+
+def test_runs_side_by_side_equal_runs_one_after_another():
+    """Each run is seeded on its own: two worker processes give the runs one process gives."""
+    import torch
+
+    from tenfold.heapa.bench import run_bench
+
+    cfg = dict(arms=("uniform", "heap+aug+path"), seeds=(0,), problems=16, budget=128, eval_every=1, eval_n=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a worker process
+    try:
+        alone = run_bench(BenchConfig(**cfg, workers=1), quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    side = run_bench(BenchConfig(**cfg, workers=2), quiet=True)
+    for a, b in zip(alone["runs"], side["runs"], strict=True):
+        assert (a["arm"], a["seed"], a["rollouts"]) == (b["arm"], b["seed"], b["rollouts"])
+        assert a["curve"] == b["curve"]
+
+
+def test_bad_workers_is_a_user_error():
+    from tenfold.core.errors import TenfoldError
+
+    with pytest.raises(TenfoldError, match="workers"):
+        BenchConfig(workers=0).validate()

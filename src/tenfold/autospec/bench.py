@@ -28,7 +28,7 @@ from tenfold.autospec.nets import export_onnx, flaw_box, flawed_labels, predict,
 from tenfold.autospec.spec import Spec
 from tenfold.autospec.systems import SYSTEMS, Dataset, simulate
 from tenfold.autospec.verify import verify
-from tenfold.core.bench import save_figure
+from tenfold.core.bench import map_jobs, save_figure
 from tenfold.core.progress import progress_bar
 
 METHODS = {"autospec": autospec, "hand-written": hand_written, "grid": grid, "clusters": clusters}
@@ -45,6 +45,7 @@ class BenchConfig:
     verify_seeds: int = 3  # verification and the flawed network on the first this many seeds
     flaw_steps_factor: int = 3  # the flawed network trains this many times longer, so that it fits
     # its small corrupted region (at net_steps it picks the corrupted label in under half of it)
+    workers: int | None = None  # cases side by side, one process and CPU thread each (None: one per core)
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -139,12 +140,10 @@ def run_one(system: str, seed: int, cfg: BenchConfig, verify_it: bool) -> dict:
 
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
-    rows = []
-    cases = [(s, seed) for s in cfg.systems for seed in cfg.seeds]
+    cases = [(s, seed, cfg, seed in cfg.seeds[: cfg.verify_seeds]) for s in cfg.systems for seed in cfg.seeds]
     with progress_bar("autospec bench", total=len(cases), quiet=quiet) as bar:
-        for system, seed in cases:
-            rows.append(run_one(system, seed, cfg, seed in cfg.seeds[: cfg.verify_seeds]))
-            bar.advance(1)
+        # each case seeds its own data and network, so its row does not depend on where it runs
+        rows = map_jobs(run_one, cases, cfg.workers, lambda i, r: bar.advance(1))
     return {"config": cfg.__dict__, "rows": rows, "summary": summarize(rows, cfg)}
 
 

@@ -169,13 +169,18 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick/--full")] = True,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="cases side by side, one CPU thread each (default: one per core)")
+    ] = None,
     quiet: bool = False,
 ) -> None:
     """AutoSpec vs hand-written, grid and clustering specs on the four systems (>= 3 seeds), verification,
     and the flawed networks."""
     from tenfold.autospec.bench import BenchConfig, markdown, plot, run_bench, write_json
 
-    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet)
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg.workers = workers
+    result = run_bench(cfg, quiet)
     print(markdown(result))
     if json_out:
         write_json(result, json_out)

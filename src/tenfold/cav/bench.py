@@ -20,6 +20,7 @@ from tenfold.cav.geometry import box_iou
 from tenfold.cav.perception import observe
 from tenfold.cav.train import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TrainConfig, evaluate_ap, load_perception
 from tenfold.cav.world import generate_scene
+from tenfold.core.bench import map_jobs
 from tenfold.core.io import atomic_write_text
 from tenfold.core.progress import progress_bar
 
@@ -35,6 +36,7 @@ class BenchConfig:
     ap_scenes: int = 100
     whitebox: WhiteBoxConfig = field(default_factory=WhiteBoxConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    workers: int | None = None  # attack jobs side by side, one process and CPU thread each (None: per core)
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -56,36 +58,14 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
     ap = evaluate_ap(perception, [TEST_SEED_OFFSET + i for i in range(cfg.ap_scenes)], quiet=quiet)
     val, test = _cases(VAL_SEED_OFFSET, cfg.val_scenes), _cases(TEST_SEED_OFFSET, cfg.test_scenes)
     unseen = _cases(UNSEEN_SEED_OFFSET, cfg.unseen_scenes, unseen=True)
-    records: list[dict] = []
     jobs = [
         (c, s, split) for split, cs in (("val", val), ("unseen", unseen)) for c in cs for s in CAD_SETTINGS
     ]
     jobs += [(c, s, "test") for c in test for s in SETTINGS if applicable(c.kind, s[1])]
+    _perception[repr(cfg.train)] = perception
     with progress_bar("attack + CAD", len(jobs), quiet) as bar:
-        for case, (mode, attack), split in jobs:
-            scene = generate_scene(case.seed)
-            t = len(scene.frames) - 1
-            rec = {"split": split, "seed": case.seed, "kind": case.kind, "setting": _key(mode, attack)}
-            # a removal is only meaningful when the victim sees the target without an attack
-            if case.kind == "remove":
-                scans = observe(scene, t)
-                boxes, _ = perception.detect(scans, case.victim, mode, scene.pose(t, case.victim))
-                rec["attackable"] = bool(len(boxes) and box_iou(boxes, case.box[None]).max() > 0)
-                # returns of the target from vehicles other than the attacker: beyond its reach
-                rec["benign_returns"] = int(
-                    sum((s.hit_ids == case.target_id).sum() for v, s in scans.items() if v != case.attacker)
-                )
-            else:
-                rec["attackable"] = True
-            if rec["attackable"]:
-                ts = time.time()
-                a = run_attack(perception, case, mode, attack, cfg.whitebox, scene)
-                rec.update(success=a.success, seconds=time.time() - ts)
-                if (mode, attack) in CAD_SETTINGS:
-                    ev = collect_evidence(perception, case, a, mode, scene=scene)
-                    rec.update(cad=asdict(ev))
-            records.append(rec)
-            bar.advance(1)
+        # every job seeds its own randomness, so its record does not depend on where it runs
+        records = map_jobs(run_job, [(*job, cfg) for job in jobs], cfg.workers, lambda i, r: bar.advance(1))
     return {
         "config": asdict(cfg),
         "ap": ap,
@@ -93,6 +73,40 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
         "summary": summarise(records),
         "seconds": time.time() - t0,
     }
+
+
+_perception: dict = {}  # per process: the detectors, loaded once
+
+
+def run_job(case, setting: tuple[str, str], split: str, cfg: BenchConfig) -> dict:
+    """One attack on one case, and CAD's evidence when CAD is evaluated on that setting: one record."""
+    key = repr(cfg.train)
+    if key not in _perception:
+        _perception[key] = load_perception(cfg.train, quiet=True)
+    perception = _perception[key]
+    mode, attack = setting
+    scene = generate_scene(case.seed)
+    t = len(scene.frames) - 1
+    rec = {"split": split, "seed": case.seed, "kind": case.kind, "setting": _key(mode, attack)}
+    # a removal is only meaningful when the victim sees the target without an attack
+    if case.kind == "remove":
+        scans = observe(scene, t)
+        boxes, _ = perception.detect(scans, case.victim, mode, scene.pose(t, case.victim))
+        rec["attackable"] = bool(len(boxes) and box_iou(boxes, case.box[None]).max() > 0)
+        # returns of the target from vehicles other than the attacker: beyond its reach
+        rec["benign_returns"] = int(
+            sum((s.hit_ids == case.target_id).sum() for v, s in scans.items() if v != case.attacker)
+        )
+    else:
+        rec["attackable"] = True
+    if rec["attackable"]:
+        ts = time.time()
+        a = run_attack(perception, case, mode, attack, cfg.whitebox, scene)
+        rec.update(success=a.success, seconds=time.time() - ts)
+        if (mode, attack) in CAD_SETTINGS:
+            ev = collect_evidence(perception, case, a, mode, scene=scene)
+            rec.update(cad=asdict(ev))
+    return rec
 
 
 def summarise(records: list[dict]) -> dict:

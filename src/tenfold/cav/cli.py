@@ -147,12 +147,17 @@ def detect(
 def bench(
     quick: Annotated[bool, typer.Option("--quick/--full", help="quick (minutes on CPU) or full")] = True,
     out: Path = Path("reports/cav_bench"),
+    workers: Annotated[
+        int | None, typer.Option(help="attack jobs side by side, one CPU thread each (default: one per core)")
+    ] = None,
     quiet: bool = False,
 ) -> None:
     """AP per fusion mode, attack success per setting, CAD's TPR/FPR; JSON, markdown table and plot."""
     from tenfold.cav.bench import BenchConfig, markdown, plot, run_bench, write_json
 
-    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet=quiet)
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg.workers = workers
+    result = run_bench(cfg, quiet=quiet)
     out.mkdir(parents=True, exist_ok=True)
     write_json(result, out / "cav_bench.json")
     (out / "cav_bench.md").write_text(markdown(result) + "\n")

@@ -12,14 +12,10 @@ import numpy as np
 def corners(boxes: np.ndarray) -> np.ndarray:
     """(N, 4, 2) corners, counter-clockwise: front-left, rear-left, rear-right, front-right."""
     b = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
-    c, s = np.cos(b[:, 4]), np.sin(b[:, 4])
-    hl, hw = b[:, 2] / 2, b[:, 3] / 2
-    local = np.stack(
-        [np.stack([hl, hw], -1), np.stack([-hl, hw], -1), np.stack([-hl, -hw], -1), np.stack([hl, -hw], -1)],
-        1,
-    )
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)  # (N, 2, 2)
-    return np.einsum("nij,nkj->nki", rot, local) + b[:, None, :2]
+    c, s = np.cos(b[:, 4])[:, None], np.sin(b[:, 4])[:, None]
+    lx = b[:, 2:3] / 2 * np.array([1.0, -1.0, -1.0, 1.0])  # (N, 4) corners in the box frame
+    ly = b[:, 3:4] / 2 * np.array([1.0, 1.0, -1.0, -1.0])
+    return np.stack([c * lx - s * ly + b[:, 0:1], s * lx + c * ly + b[:, 1:2]], -1)
 
 
 def to_box_frame(points: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -111,12 +107,15 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros((len(a), len(b)))
     if len(a) == 0 or len(b) == 0:
         return out
-    ca, cb = corners(a), corners(b)
     ra = np.hypot(a[:, 2], a[:, 3]) / 2
     rb = np.hypot(b[:, 2], b[:, 3]) / 2
     dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
+    pairs = np.nonzero(dist < ra[:, None] + rb[None, :])  # boxes whose circumcircles are apart cannot meet
+    if len(pairs[0]) == 0:
+        return out
+    ca, cb = corners(a), corners(b)
     area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
-    for i, j in zip(*np.nonzero(dist < ra[:, None] + rb[None, :]), strict=True):
+    for i, j in zip(*pairs, strict=True):
         inter = polygon_area(clip_polygon(ca[i], cb[j]))
         out[i, j] = inter / (area_a[i] + area_b[j] - inter)
     return out

@@ -143,8 +143,13 @@ def generate_scene(seed: int, cfg: WorldConfig | None = None) -> Scene:
         grown = track.copy()
         grown[:, 2] += 2.0  # keep a gap to other vehicles, also inside the junction
         grown[:, 3] += 1.0
-        if any(box_iou(grown[t], o[t])[0, 0] > 0 for o in tracks for t in range(cfg.frames)):
-            continue
+        if tracks:  # only frames where the circumcircles meet can overlap (box_iou's own pre-check, batched)
+            others = np.stack(tracks)  # (vehicles, frames, 5)
+            gap = np.hypot(others[..., 0] - grown[:, 0], others[..., 1] - grown[:, 1])
+            reach = np.hypot(others[..., 2], others[..., 3]) / 2 + np.hypot(grown[:, 2], grown[:, 3]) / 2
+            near = zip(*np.nonzero(gap < reach), strict=True)
+            if any(box_iou(grown[t], tracks[k][t])[0, 0] > 0 for k, t in near):
+                continue
         tracks.append(track)
         vels.append(direction * speed)
     if len(tracks) < n_cav:

@@ -274,18 +274,15 @@ def _train_in_child(role: str, quiet: bool) -> str:
 def prepare_models(quiet: bool = False) -> tuple[str, str]:
     """(agent, memory) checkpoint dirs of the default recipes: the shared warm-up first, then the two
     models side by side, one process and one core each (about an hour on two cores, once)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from tenfold.core.bench import in_processes
 
     if all(model_artefact(recipe(role)).available() for role in ("agent", "memory")):
         return tuple(str(trained_model(recipe(role), quiet=quiet)) for role in ("agent", "memory"))
     if any(recipe(role).warm_start != DrillRecipe() for role in ("agent", "memory")):
         raise RuntimeError("prepare_models trains the default warm-up first; the recipes use another")
     drilled_model(quiet=quiet)
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-        agent = pool.submit(_train_in_child, "agent", quiet)
-        memory = pool.submit(_train_in_child, "memory", True)  # one progress bar is enough
-        return agent.result(), memory.result()
+    jobs = [("agent", quiet), ("memory", True)]  # one progress bar is enough
+    return tuple(in_processes(_train_in_child, jobs, workers=2))
 
 
 def fact_recall(summary: str, game: VaultGame, cut: int) -> tuple[int, int]:

@@ -214,18 +214,49 @@ def _adjust(logits: torch.Tensor, s: SeqState) -> torch.Tensor:
     return out
 
 
-def _sample(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator | None) -> int:
-    if p.greedy:
-        return int(logits.argmax())
-    probs = torch.softmax(logits / p.temperature, dim=-1)
-    if p.top_p < 1.0:
-        sorted_p, order = probs.sort(descending=True)
-        keep = (sorted_p.cumsum(-1) - sorted_p) < p.top_p
-        keep[0] = True  # the most likely token, even when top_p rounds to 0 in float32
-        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
-        raise TenfoldError("the next-token distribution is not finite (NaN/inf logits); cannot sample")
-    return int(torch.multinomial(probs, 1, generator=gen))
+def _choose(logits: torch.Tensor, seqs: list[SeqState], forced: dict[int, int]) -> list[int | Exception]:
+    """The next token of every row of `logits` (raw, (n, vocab) float32): forced, greedy, or sampled
+    with the row's temperature and top-p from the row's own generator; an Exception for a row that
+    cannot be sampled (that sequence fails alone).
+
+    The distributions of all sampled rows are built in one batched pass (penalties and logit bias first,
+    row by row, for the few rows that have them); only the draw itself is per row, because each sequence
+    owns its generator (what makes a request's `seed` reproducible whatever it is batched with). Done row
+    by row, the softmax/sort/cumsum of a small model's decode step cost as much as the forward pass.
+    """
+    failed: dict[int, Exception] = {}
+    adjusted = [i for i, s in enumerate(seqs) if i not in forced and s.params.adjusts_logits]
+    if adjusted:
+        logits = logits.clone()
+        for i in adjusted:
+            try:
+                logits[i] = _adjust(logits[i], seqs[i])
+            except Exception as exc:  # noqa: BLE001 - this sequence fails alone; the batch goes on
+                failed[i] = exc
+    out: list[int | Exception] = logits.argmax(-1).tolist()
+    out_of_band = {**forced, **failed}
+    for i, t in out_of_band.items():
+        out[i] = t
+    rows = [i for i, s in enumerate(seqs) if i not in out_of_band and not s.params.greedy]
+    if not rows:
+        return out
+    temps = torch.tensor([seqs[i].params.temperature for i in rows], dtype=logits.dtype, device=logits.device)
+    probs = torch.softmax(logits[rows] / temps[:, None], dim=-1)
+    top_p = [seqs[i].params.top_p for i in rows]
+    if min(top_p) < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        keep = (sorted_p.cumsum(-1) - sorted_p) < torch.tensor(top_p, dtype=probs.dtype, device=probs.device)[
+            :, None
+        ]
+        keep[:, 0] = True  # the most likely token, even when top_p rounds to 0 in float32
+        probs = torch.zeros_like(probs).scatter(1, order, sorted_p * keep)
+    ok = (torch.isfinite(probs).all(-1) & (probs.sum(-1) > 0)).tolist()
+    for j, i in enumerate(rows):
+        if ok[j]:
+            out[i] = int(torch.multinomial(probs[j], 1, generator=seqs[i].generator))
+        else:
+            out[i] = TenfoldError("the next-token distribution is not finite (NaN/inf logits); cannot sample")
+    return out
 
 
 class GrowingLayer(DynamicLayer):
@@ -535,21 +566,12 @@ class DecodeBatch:
         if self.hook is not None:
             state = StepState(self.steps, self.seqs, logits, _entropy(logits))
             self.hook(state)
-        greedy = logits.argmax(-1).tolist()
         tokens: list[int] = []
-        for i, s in enumerate(self.seqs):
-            try:
-                if state is not None and i in state.forced:
-                    tokens.append(state.forced[i])
-                elif s.params.adjusts_logits:
-                    tokens.append(_sample(_adjust(logits[i], s), s.params, s.generator))
-                elif s.params.greedy:
-                    tokens.append(greedy[i])
-                else:
-                    tokens.append(_sample(logits[i], s.params, s.generator))
-            except Exception as exc:  # noqa: BLE001 - this sequence fails alone; the batch goes on
-                s.finish_reason, s.error = "error", exc
-                tokens.append(self.tok.pad_id)
+        for s, t in zip(self.seqs, _choose(logits, self.seqs, state.forced if state else {}), strict=True):
+            if isinstance(t, Exception):
+                s.finish_reason, s.error = "error", t
+                t = self.tok.pad_id
+            tokens.append(t)
         chosen = torch.tensor(tokens, device=logits.device)[:, None]
         logp_all = torch.log_softmax(logits, dim=-1)
         logps = logp_all.gather(1, chosen)[:, 0].tolist()  # one device sync

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tenfold.core.bench import save_figure
+from tenfold.core.bench import map_jobs, save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 from tenfold.envs.arith import (
@@ -54,6 +54,7 @@ class BenchConfig:
     pool_size: int = 30000
     split_at: float | None = None  # the HeaPA arms' boundary (None: the median, as the paper)
     answers: str = "worked"  # the policy's answer format: "worked" steps or the "bare" number
+    workers: int | None = None  # runs side by side, one process and one CPU thread each (None: one per core)
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -73,6 +74,8 @@ class BenchConfig:
             raise TenfoldError(f"unknown arms {bad}; arms are {ARMS}")
         if self.answers not in ANSWER_FORMATS:
             raise TenfoldError(f"answers must be one of {ANSWER_FORMATS}, got {self.answers!r}")
+        if self.workers is not None and self.workers < 1:
+            raise TenfoldError(f"workers must be at least 1 (or None: one per CPU core), got {self.workers}")
         if len(self.seeds) < 1 or self.budget < self.group_size * self.prompts_per_step:
             raise TenfoldError("need at least one seed and a budget of at least one step")
         return self
@@ -172,6 +175,7 @@ def evaluate_policy(model, tok, cfg: BenchConfig) -> dict:
         temperature=1.0,
         top_p=0.7,
         max_new_tokens=MAX_ANSWER_TOKENS[cfg.answers],
+        batch_size=512,  # one evaluation (6 levels x eval_n x samples) in one batch: fewer decode steps
     )
 
 
@@ -192,12 +196,12 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
 
     cfg.validate()
     warm = warm_policy(WarmStart.for_answers(cfg.answers), quiet=quiet)
-    runs = []
-    with progress_bar("heapa bench", total=len(cfg.arms) * len(cfg.seeds), quiet=quiet) as bar:
-        for seed in cfg.seeds:
-            for arm in cfg.arms:
-                runs.append(run_arm(arm, seed, cfg, warm))
-                bar.advance(1, arm=arm, final=runs[-1]["final"])
+    jobs = [(arm, seed, cfg, warm) for seed in cfg.seeds for arm in cfg.arms]
+    with progress_bar("heapa bench", total=len(jobs), quiet=quiet) as bar:
+        # each run is seeded on its own, so its result does not depend on what runs beside it
+        runs = map_jobs(
+            run_arm, jobs, cfg.workers, lambda i, r: bar.advance(1, arm=r["arm"], final=r["final"])
+        )
     return {"config": asdict(cfg), "runs": runs, "summary": summarize(runs, cfg)}
 
 

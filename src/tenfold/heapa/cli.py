@@ -78,12 +78,17 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick/--full")] = True,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="runs side by side, one CPU thread each (default: one per core)")
+    ] = None,
     quiet: bool = False,
 ) -> None:
     """Uniform, DAPO filtering, prioritized and three HeaPA arms at an equal rollout budget, >= 3 seeds."""
     from tenfold.heapa.bench import BenchConfig, markdown, plot, run_bench, write_json
 
-    result = run_bench(BenchConfig.quick() if quick else BenchConfig(), quiet)
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg.workers = workers
+    result = run_bench(cfg, quiet)
     print(markdown(result))
     if json_out:
         write_json(result, json_out)

@@ -31,7 +31,7 @@ def sample_groups(
     max_new_tokens: int = 8,
     stop: Sequence[str] = ("\n",),
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 256,  # a whole step's rollouts in one batch (fewer, fuller decode steps)
 ) -> list[Rollout]:
     """n completions of each prompt (prompt-major order: group g is rollouts[g*n:(g+1)*n]). Each
     completion has its own seed, so a run is reproducible and no two completions share a stream."""

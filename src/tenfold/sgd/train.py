@@ -391,12 +391,9 @@ def _train_in_child(role: str, quiet: bool) -> str:
 def prepare_models(quiet: bool = False) -> tuple[str, str]:
     """(large, small) checkpoint dirs of the default recipes, trained side by side when missing (one
     process and one core each; the large model takes longest) and cached after that."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from tenfold.core.bench import in_processes
 
     if all(model_artefact(recipe(role)).available() for role in ("large", "small")):
         return str(trained_model(recipe("large"))), str(trained_model(recipe("small")))
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-        large = pool.submit(_train_in_child, "large", quiet)
-        small = pool.submit(_train_in_child, "small", True)  # one progress bar is enough
-        return large.result(), small.result()
+    jobs = [("large", quiet), ("small", True)]  # one progress bar is enough
+    return tuple(in_processes(_train_in_child, jobs, workers=2))
