@@ -60,3 +60,8 @@ def test_generate_train_score_verify(tmp_path):
 def test_bad_input_is_a_user_error(args):
     r = runner.invoke(app, ["autospec", *args])
     assert isinstance(r.exception, TenfoldError), r.exception
+
+
+def test_bench_refuses_a_bad_worker_count():
+    r = runner.invoke(app, ["autospec", "bench", "--workers", "0"])
+    assert isinstance(r.exception, TenfoldError) and "workers" in str(r.exception)

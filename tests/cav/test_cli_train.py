@@ -116,7 +116,8 @@ def test_bench_pipeline_end_to_end_on_a_tiny_config(tmp_path, monkeypatch, tiny_
     from tenfold.cav import bench
 
     monkeypatch.setattr(bench, "load_perception", lambda *a, **k: tiny_perception)
-    cfg = bench.BenchConfig(val_scenes=3, test_scenes=3, unseen_scenes=4, ap_scenes=2)
+    # one worker: the patched perception lives in this process only
+    cfg = bench.BenchConfig(val_scenes=3, test_scenes=3, unseen_scenes=4, ap_scenes=2, workers=1)
     cfg.whitebox = bench.WhiteBoxConfig(steps=3)
     result = bench.run_bench(cfg, quiet=True)
     splits = {r["split"] for r in result["records"]}
@@ -131,3 +132,8 @@ def test_bench_pipeline_end_to_end_on_a_tiny_config(tmp_path, monkeypatch, tiny_
     md = bench.markdown(result)
     assert "CAD thresholds" in md and "early/raycast" in md
     assert bench.plot(result, tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_bench_refuses_a_bad_worker_count_before_any_work(tmp_path):
+    r = runner.invoke(app, ["cav", "bench", "--workers", "0", "--out", str(tmp_path)])
+    assert isinstance(r.exception, TenfoldError) and "workers" in str(r.exception)

@@ -43,3 +43,8 @@ def test_unknown_answer_format_is_a_user_error(tmp_path, monkeypatch):
     _patch_warm(monkeypatch, tmp_path)
     r = runner.invoke(app, ["heapa", "train", "--answers", "essay", "--out", str(tmp_path / "x")])
     assert isinstance(r.exception, TenfoldError) and "answers" in str(r.exception)
+
+
+def test_bench_refuses_a_bad_worker_count():
+    r = runner.invoke(app, ["heapa", "bench", "--workers", "0"])
+    assert isinstance(r.exception, TenfoldError) and "workers" in str(r.exception)

@@ -20,7 +20,7 @@ from tenfold.cav.geometry import box_iou
 from tenfold.cav.perception import observe
 from tenfold.cav.train import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TrainConfig, evaluate_ap, load_perception
 from tenfold.cav.world import generate_scene
-from tenfold.core.bench import map_jobs
+from tenfold.core.bench import check_workers, map_jobs
 from tenfold.core.io import atomic_write_text
 from tenfold.core.progress import progress_bar
 
@@ -53,6 +53,7 @@ def _cases(offset: int, n: int, unseen: bool = False) -> list:
 
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
+    check_workers(cfg.workers)
     t0 = time.time()
     perception = load_perception(cfg.train, quiet=quiet)
     ap = evaluate_ap(perception, [TEST_SEED_OFFSET + i for i in range(cfg.ap_scenes)], quiet=quiet)

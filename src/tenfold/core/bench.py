@@ -261,13 +261,18 @@ def in_processes(fn, jobs: list[tuple], workers: int, threads: int | None = 1, o
                 os.environ[k] = v
 
 
+def check_workers(workers: int | None) -> int | None:
+    """`workers` unchanged when it is a count of processes (None: one per CPU core); else TenfoldError."""
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise TenfoldError(f"workers must be at least 1 (or None: one per CPU core), got {workers!r}")
+    return workers
+
+
 def map_jobs(fn, jobs: list[tuple], workers: int | None = None, on_done=None) -> list:
     """`[fn(*job) for job in jobs]` for independent, self-seeded jobs: in this process when `workers`
     is 1 (or there is one job), else side by side in `workers` processes of one CPU thread each (None:
     one per core). `on_done(i, result)` as each finishes. Raises TenfoldError for `workers` < 1."""
-    if workers is not None and workers < 1:
-        raise TenfoldError(f"workers must be at least 1 (or None: one per CPU core), got {workers}")
-    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    workers = min(len(jobs), check_workers(workers) or os.cpu_count() or 1)
     if workers > 1:
         return in_processes(fn, jobs, workers, on_done=on_done)
     results = []

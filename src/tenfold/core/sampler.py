@@ -245,9 +245,9 @@ def _choose(logits: torch.Tensor, seqs: list[SeqState], forced: dict[int, int]) 
     top_p = [seqs[i].params.top_p for i in rows]
     if min(top_p) < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = (sorted_p.cumsum(-1) - sorted_p) < torch.tensor(top_p, dtype=probs.dtype, device=probs.device)[
-            :, None
-        ]
+        # rows without top-p keep every token (cumsum can reach 1.0 in float32 before the tail does)
+        bound = torch.tensor([p if p < 1.0 else float("inf") for p in top_p], device=probs.device)[:, None]
+        keep = (sorted_p.cumsum(-1) - sorted_p) < bound
         keep[:, 0] = True  # the most likely token, even when top_p rounds to 0 in float32
         probs = torch.zeros_like(probs).scatter(1, order, sorted_p * keep)
     ok = (torch.isfinite(probs).all(-1) & (probs.sum(-1) > 0)).tolist()

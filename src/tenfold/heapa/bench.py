@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tenfold.core.bench import map_jobs, save_figure
+from tenfold.core.bench import check_workers, map_jobs, save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 from tenfold.envs.arith import (
@@ -74,8 +74,7 @@ class BenchConfig:
             raise TenfoldError(f"unknown arms {bad}; arms are {ARMS}")
         if self.answers not in ANSWER_FORMATS:
             raise TenfoldError(f"answers must be one of {ANSWER_FORMATS}, got {self.answers!r}")
-        if self.workers is not None and self.workers < 1:
-            raise TenfoldError(f"workers must be at least 1 (or None: one per CPU core), got {self.workers}")
+        check_workers(self.workers)
         if len(self.seeds) < 1 or self.budget < self.group_size * self.prompts_per_step:
             raise TenfoldError("need at least one seed and a budget of at least one step")
         return self
