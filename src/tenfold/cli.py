@@ -26,22 +26,13 @@ app.add_typer(artefacts_app, name="artefacts")
 
 
 def _mount_systems() -> None:
-    """One sub-app per built system; their heavy imports happen inside the commands."""
-    from tenfold.autospec.cli import app as autospec_app
-    from tenfold.cake.cli import app as cake_app
-    from tenfold.cav.cli import app as cav_app
-    from tenfold.comem.cli import app as comem_app
-    from tenfold.heapa.cli import app as heapa_app
-    from tenfold.hetermoe.cli import app as hetermoe_app
-    from tenfold.sgd.cli import app as sgd_app
+    """One sub-app per built system in `tenfold.systems`; their heavy imports happen inside the commands."""
+    import importlib
 
-    app.add_typer(cake_app, name="cake")
-    app.add_typer(comem_app, name="comem")
-    app.add_typer(sgd_app, name="sgd")
-    app.add_typer(heapa_app, name="heapa")
-    app.add_typer(hetermoe_app, name="hetermoe")
-    app.add_typer(autospec_app, name="autospec")
-    app.add_typer(cav_app, name="cav")
+    from tenfold import systems
+
+    for system, module in systems.built("cli"):
+        app.add_typer(importlib.import_module(module).app, name=system.name)
 
 
 _mount_systems()
@@ -50,7 +41,7 @@ _mount_systems()
 @app.command()
 def models() -> None:
     """List the model presets (built from configs; no download)."""
-    from tenfold.core.models import describe_presets
+    from tenfold.core.presets import describe_presets
 
     for r in describe_presets():
         print(

@@ -15,6 +15,16 @@ def test_preset_sizes(name, lo, hi):
     assert model.config.vocab_size == tok.vocab_size
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_listed_param_count_equals_the_built_model(name):
+    """`tenfold models` counts parameters from the config (no torch); the built model is the reference."""
+    from tenfold.core.presets import describe_presets
+
+    listed = {r["name"]: r["params"] for r in describe_presets()}
+    model, _ = build_preset(name)
+    assert listed[name] == count_params(model)
+
+
 def test_moe_preset_is_sparse():
     model, _ = build_preset("moe-tiny")
     assert model.config.num_local_experts == PRESETS["moe-tiny"].experts == 4

@@ -5,9 +5,16 @@ loader = CakeLoader(model, KVStore("kv/"))
 r = loader.prefill(prompt_ids, mode="cake")   # r.cache, r.first_token, r.split_chunk, r.ttft
 """
 
-from tenfold.cake.kvcache import PrefixCache
-from tenfold.cake.loader import MODES, CakeLoader, PrefillResult, ideal_split, model_fingerprint
-from tenfold.cake.store import ChunkSpec, KVStore, Throttle, prefix_keys
+from tenfold.core.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "tenfold.cake.kvcache": ["PrefixCache"],
+        "tenfold.cake.loader": ["MODES", "CakeLoader", "PrefillResult", "ideal_split", "model_fingerprint"],
+        "tenfold.cake.store": ["ChunkSpec", "KVStore", "Throttle", "prefix_keys"],
+    },
+)
 
 __all__ = [
     "MODES",

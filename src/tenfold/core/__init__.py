@@ -1,11 +1,18 @@
 """The shared LM core: models, tokenizer, sampler, training, backends, server, reproduce framework."""
 
-from tenfold.core.backends import Backend, Completion, LocalBackend, OpenAIBackend, make_backend
-from tenfold.core.errors import CheckpointError, ContextLengthError, TenfoldError, UnknownModelError
-from tenfold.core.models import PRESETS, build_preset, load_model, save_model
-from tenfold.core.sampler import DecodeBatch, Generation, SamplingParams, StepState, generate
-from tenfold.core.tokenizer import Tokenizer
-from tenfold.core.train import TrainConfig, train_lm
+from tenfold.core.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "tenfold.core.backends": ["Backend", "Completion", "LocalBackend", "OpenAIBackend", "make_backend"],
+        "tenfold.core.errors": ["CheckpointError", "ContextLengthError", "TenfoldError", "UnknownModelError"],
+        "tenfold.core.models": ["PRESETS", "build_preset", "load_model", "save_model"],
+        "tenfold.core.sampler": ["DecodeBatch", "Generation", "SamplingParams", "StepState", "generate"],
+        "tenfold.core.tokenizer": ["Tokenizer"],
+        "tenfold.core.train": ["TrainConfig", "train_lm"],
+    },
+)
 
 __all__ = [
     "PRESETS",

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenfold import systems
 from tenfold.core.cache import (
     DONE_FILE,
     MANIFEST_FILE,
@@ -78,19 +79,14 @@ def register_artefact(
 
 def discover() -> dict[str, ShippedRecipe]:
     """Import every built system's `train` module, where its artefacts are registered."""
-    from tenfold.core.reproduce import SYSTEMS
-
-    for name in SYSTEMS[1:]:
-        if importlib.util.find_spec(f"tenfold.{name}") and importlib.util.find_spec(f"tenfold.{name}.train"):
-            importlib.import_module(f"tenfold.{name}.train")
+    for system, module in systems.built("train"):
+        if system.name != "core":  # core trains nothing of its own to ship
+            importlib.import_module(module)
     return RECIPES
 
 
 def resolve(names: list[str] | None) -> list[ShippedRecipe]:
-    from tenfold.core.reproduce import SYSTEMS
-
-    order = {name: i for i, name in enumerate(SYSTEMS)}
-    recipes = dict(sorted(discover().items(), key=lambda kv: order.get(kv[1].system, len(order))))
+    recipes = dict(sorted(discover().items(), key=lambda kv: systems.order(kv[1].system)))
     if not names:
         return list(recipes.values())
     unknown = [n for n in names if n not in recipes and n not in {r.system for r in recipes.values()}]

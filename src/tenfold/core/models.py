@@ -15,7 +15,6 @@ garbage weights.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,38 +24,8 @@ from transformers.utils import logging as hf_logging
 from tenfold.core.device import pick_device
 from tenfold.core.errors import CheckpointError, TenfoldError, UnknownModelError, one_line
 from tenfold.core.io import atomic_write_text, file_sha256
+from tenfold.core.presets import PRESETS
 from tenfold.core.tokenizer import HFTokenizer, Tokenizer, load_tokenizer
-
-
-@dataclass(frozen=True)
-class Preset:
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    ffn: int
-    context: int = 32768
-    experts: int = 0  # 0: dense Llama; >0: Mixtral-style MoE
-    experts_per_token: int = 2
-    note: str = ""
-
-
-PRESETS: dict[str, Preset] = {
-    "tiny": Preset(hidden=128, layers=4, heads=4, kv_heads=4, ffn=512, note="~1M params, dense"),
-    "micro": Preset(
-        hidden=128,
-        layers=2,
-        heads=4,
-        kv_heads=4,
-        ffn=512,
-        note="~0.6M params, dense; tiny's width, half its depth",
-    ),
-    "small": Preset(hidden=256, layers=6, heads=8, kv_heads=8, ffn=1024, note="~6M params, dense"),
-    "base": Preset(hidden=512, layers=8, heads=8, kv_heads=8, ffn=1792, note="~30M params, dense"),
-    "moe-tiny": Preset(
-        hidden=128, layers=2, heads=4, kv_heads=4, ffn=256, experts=4, note="~1M params, 4 experts, top-2"
-    ),
-}
 
 META_FILE = "tenfold.json"
 RECORD_KEY = "files"  # in META_FILE: {file name: {"size": bytes, "sha256": hex digest}}
@@ -311,11 +280,3 @@ def count_params(model: torch.nn.Module) -> int:
 def context_length(model: PreTrainedModel) -> int:
     cfg = model.config
     return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048))
-
-
-def describe_presets() -> list[dict]:
-    rows = []
-    for name, p in PRESETS.items():
-        model, _ = build_preset(name)
-        rows.append({"name": name, "params": count_params(model), **asdict(p)})
-    return rows

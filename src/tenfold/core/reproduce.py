@@ -14,7 +14,6 @@ is reported, not hidden.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import math
 import os
@@ -25,12 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from tenfold import systems
 from tenfold.core.errors import TenfoldError, one_line
 from tenfold.core.io import atomic_write_text
 
-SYSTEMS = ("core", "cake", "comem", "sgd", "heapa", "t2po", "resd", "mars", "hetermoe", "autospec", "cav")
 MODES = ("quick", "full")
 
 
@@ -104,14 +101,11 @@ def register(system: str, description: str = "", artefacts: tuple[str, ...] = ()
 
 
 def discover() -> dict[str, Reproduction]:
-    """Import every built system's `reproduce` module (found by name; core imports no system code)."""
-    importlib.import_module("tenfold.core.reproduce_core")
-    for name in SYSTEMS[1:]:
-        if importlib.util.find_spec(f"tenfold.{name}") is not None and importlib.util.find_spec(
-            f"tenfold.{name}.reproduce"
-        ):
-            importlib.import_module(f"tenfold.{name}.reproduce")
-    return REGISTRY
+    """Import the `reproduce` module of every built system in `tenfold.systems` (found by name: core
+    imports no system code), in the list's order."""
+    for _, module in systems.built("reproduce"):
+        importlib.import_module(module)
+    return {s.name: REGISTRY[s.name] for s in systems.SYSTEMS if s.name in REGISTRY}
 
 
 def run_reproductions(
@@ -179,6 +173,8 @@ def _clock(seconds: float) -> str:
 
 def write_report(out_dir: str | Path) -> Path:
     """Gather every `<system>.json` under `out_dir` into REPORT.md."""
+    import torch  # for the machine line only; the rest of this module stays light
+
     out = Path(out_dir)
     results = []
     for p in sorted(out.glob("*.json")):
@@ -188,8 +184,7 @@ def write_report(out_dir: str | Path) -> Path:
             continue
         if isinstance(data, dict) and "system" in data and "rows" in data:
             results.append(data)
-    order = {s: i for i, s in enumerate(SYSTEMS)}
-    results.sort(key=lambda d: order.get(d["system"], len(order)))
+    results.sort(key=lambda d: systems.order(d["system"]))
     n_rows = sum(len(d["rows"]) for d in results)
     n_pass = sum(r["pass"] for d in results for r in d["rows"])
     lines = [

@@ -3,10 +3,17 @@
 from tenfold.heapa import HeapPool, PoolItem, HeapSampler, HeaPASource, HeaPAConfig
 """
 
-from tenfold.heapa.api import HeapSampler
-from tenfold.heapa.lineage import Lineage
-from tenfold.heapa.pool import HeapPool, PoolConfig, PoolItem
-from tenfold.heapa.sources import HeaPAConfig, HeaPASource, PrioritizedSource
+from tenfold.core.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "tenfold.heapa.api": ["HeapSampler"],
+        "tenfold.heapa.lineage": ["Lineage"],
+        "tenfold.heapa.pool": ["HeapPool", "PoolConfig", "PoolItem"],
+        "tenfold.heapa.sources": ["HeaPAConfig", "HeaPASource", "PrioritizedSource"],
+    },
+)
 
 __all__ = [
     "HeaPAConfig",

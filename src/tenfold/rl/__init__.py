@@ -3,9 +3,16 @@
 from tenfold.rl import Config, train_rl, UniformSource
 """
 
-from tenfold.rl.grpo import Config, group_advantages, informative, policy_loss
-from tenfold.rl.rollout import Rollout, sample_groups
-from tenfold.rl.trainer import RunResult, UniformSource, train_rl
+from tenfold.core.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "tenfold.rl.grpo": ["Config", "group_advantages", "informative", "policy_loss"],
+        "tenfold.rl.rollout": ["Rollout", "sample_groups"],
+        "tenfold.rl.trainer": ["RunResult", "UniformSource", "train_rl"],
+    },
+)
 
 __all__ = [
     "Config",

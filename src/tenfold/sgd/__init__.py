@@ -4,9 +4,16 @@ graph (independent points in parallel, parents' answers forwarded, easy points o
 In progress: the three modes through one code path (`answer`), the skeleton parser, the graph
 scheduler and the task (`tenfold.envs.chains`); trained models, CLI and benchmark follow."""
 
-from tenfold.sgd.api import MODES, Answer, SGDConfig, answer
-from tenfold.sgd.graph import GraphResult, PointResult, critical_tokens, decode_graph
-from tenfold.sgd.skeleton import Point, Skeleton, parse_skeleton
+from tenfold.core.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "tenfold.sgd.api": ["MODES", "Answer", "SGDConfig", "answer"],
+        "tenfold.sgd.graph": ["GraphResult", "PointResult", "critical_tokens", "decode_graph"],
+        "tenfold.sgd.skeleton": ["Point", "Skeleton", "parse_skeleton"],
+    },
+)
 
 __all__ = [
     "MODES",
