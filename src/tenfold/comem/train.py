@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tenfold.comem.context import agent_view, memory_view
+from tenfold.core import sft
 from tenfold.core.artefacts import default_quality, register_artefact
-from tenfold.core.cache import Artefact
-from tenfold.core.train import Tokens, TrainConfig, chat_example, train_lm
+from tenfold.core.train import Tokens, chat_example
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame, parse_action
 
 DATA_VERSION = "vault-v5"
@@ -132,58 +132,42 @@ def recall_drill(n: int, seed: int) -> list[tuple[str, str]]:
 
 
 @dataclass
-class DrillRecipe:
-    preset: str = "tiny"
+class DrillRecipe(sft.DrillRecipe):
+    """The recall warm-up both Vault models start from (`recall_drill`)."""
+
     steps: int = 900
-    batch_size: int = 32
     lr: float = 1e-3
-    seed: int = 0
 
 
-def train_drill(r: DrillRecipe, out_dir: Path, quiet: bool = False) -> Path:
-    from tenfold.core.models import build_preset
-
-    model, tok = build_preset(r.preset, seed=r.seed)
-    cfg = TrainConfig(
-        steps=r.steps,
-        batch_size=r.batch_size,
-        lr=r.lr,
-        max_len=512,
-        seed=r.seed,
-        completion_only=True,
-        out_dir=str(out_dir / "train"),
-        quiet=quiet,
-    )
-    train_lm(model, tok, recall_drill(r.steps * r.batch_size, r.seed), cfg)
-    return Path(cfg.out_dir) / "last"
-
-
-def drill_artefact(r: DrillRecipe | None = None, quiet: bool = False) -> Artefact:
+def cached_drill(r: DrillRecipe | None = None, quiet: bool = False) -> sft.CachedModel:
+    """The recall warm-up of `r` (default: today's) as a cached model; its examples are plain strings."""
     r = r or DrillRecipe()
-    return Artefact("comem-drill", asdict(r), DATA_VERSION, lambda d: train_drill(r, d, quiet))
+    return sft.drill_model(
+        "comem-drill", r, DATA_VERSION, lambda _tok: recall_drill(r.steps * r.batch_size, r.seed), quiet=quiet
+    )
 
 
 def drilled_model(r: DrillRecipe | None = None, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the recall warm-up (trained once, then cached)."""
-    return drill_artefact(r, quiet).path(retrain) / "train" / "last"
+    return cached_drill(r, quiet).path(retrain)
 
 
 @dataclass
-class ModelRecipe:
-    role: str  # "agent" or "memory"
-    preset: str = "tiny"
+class ModelRecipe(sft.SFTRecipe):
+    """The agent or the memory model (`role`), by SFT on the expert's episodes (`agent_corpus`,
+    `memory_corpus`)."""
+
+    steps: int = 400
+    batch_size: int = 8
+    lr: float = 3e-3
+    max_len: int = 2048
+    ckpt_every: int = 150  # a killed build resumes from here (not part of the key)
     examples: int = 2000
     min_steps: int = 20
     max_steps: int = 80
     interval: int = 4
     compressed_share: float = 0.3  # agent only
     incremental: bool = True  # memory only: previous summary + new turns (False: the whole history)
-    steps: int = 400
-    batch_size: int = 8
-    lr: float = 3e-3
-    max_len: int = 2048
-    seed: int = 0
-    warm_start: DrillRecipe | None = None  # start from this recall warm-up (None: from scratch)
 
 
 def recipe(role: str) -> ModelRecipe:
@@ -199,65 +183,29 @@ def recipe(role: str) -> ModelRecipe:
     raise ValueError(f"role must be 'agent' or 'memory', got {role!r}")
 
 
-def train_model(recipe: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
-    from tenfold.core.models import build_preset, load_model
-
-    if recipe.warm_start is not None:
-        model, tok = load_model(drilled_model(recipe.warm_start, quiet=quiet))
-        if recipe.warm_start.preset != recipe.preset:
-            raise ValueError(f"warm start is {recipe.warm_start.preset!r}, recipe is {recipe.preset!r}")
-    else:
-        model, tok = build_preset(recipe.preset, seed=recipe.seed)
-    if recipe.role == "agent":
-        corpus = agent_corpus(
-            tok,
-            recipe.examples,
-            recipe.min_steps,
-            recipe.max_steps,
-            recipe.interval,
-            recipe.compressed_share,
-            recipe.seed,
-        )
-    else:
-        corpus = memory_corpus(
-            tok,
-            recipe.examples,
-            recipe.min_steps,
-            recipe.max_steps,
-            recipe.interval,
-            recipe.seed,
-            recipe.incremental,
-        )
-    cfg = TrainConfig(
-        steps=recipe.steps,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        max_len=recipe.max_len,
-        seed=recipe.seed,
-        bucket_by_length=True,
-        ckpt_every=150,  # a killed build resumes from here (not part of the key)
-        out_dir=str(out_dir / "train"),
-        quiet=quiet,
-    )
-    train_lm(model, tok, corpus, cfg)
-    return Path(cfg.out_dir) / "last"
+def sft_corpus(tok, r: ModelRecipe) -> list[Tokens]:
+    """The SFT examples of the recipe's role."""
+    if r.role == "agent":
+        return agent_corpus(tok, r.examples, r.min_steps, r.max_steps, r.interval, r.compressed_share, r.seed)
+    return memory_corpus(tok, r.examples, r.min_steps, r.max_steps, r.interval, r.seed, r.incremental)
 
 
-def model_artefact(recipe: ModelRecipe, quiet: bool = False) -> Artefact:
-    return Artefact(
-        f"comem-{recipe.role}", asdict(recipe), DATA_VERSION, lambda d: train_model(recipe, d, quiet)
+def cached_model(r: ModelRecipe, quiet: bool = False) -> sft.CachedModel:
+    """The agent or memory model of `r` as a cached model (from its warm-up, `cached_drill`)."""
+    return sft.sft_model(
+        f"comem-{r.role}", r, DATA_VERSION, lambda tok: sft_corpus(tok, r), cached_drill, quiet
     )
 
 
 def trained_model(recipe: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the model for `recipe` (shipped, cached, or trained once)."""
-    return model_artefact(recipe, quiet).path(retrain) / "train" / "last"
+    return cached_model(recipe, quiet).path(retrain)
 
 
 register_artefact(  # a first stage, shipped so that a change to the agent or memory recipe skips it
     "comem-drill",
     "comem",
-    drill_artefact,
+    lambda: cached_drill().artefact,
     ship=("train/last",),
     minutes=28,  # each estimate: measured on one torch thread, beside another one-thread training
     doc="the recall warm-up both Vault models start from",
@@ -276,7 +224,7 @@ def prepare_models(quiet: bool = False) -> tuple[str, str]:
     models side by side, one process and one core each (about an hour on two cores, once)."""
     from tenfold.core.bench import in_processes
 
-    if all(model_artefact(recipe(role)).available() for role in ("agent", "memory")):
+    if all(cached_model(recipe(role)).available() for role in ("agent", "memory")):
         return tuple(str(trained_model(recipe(role), quiet=quiet)) for role in ("agent", "memory"))
     if any(recipe(role).warm_start != DrillRecipe() for role in ("agent", "memory")):
         raise RuntimeError("prepare_models trains the default warm-up first; the recipes use another")
@@ -388,7 +336,7 @@ for _role, _minutes in (("agent", 64), ("memory", 60)):
     register_artefact(
         f"comem-{_role}",
         "comem",
-        lambda role=_role: model_artefact(recipe(role)),
+        lambda role=_role: cached_model(recipe(role)).artefact,
         ship=("train/last",),
         minutes=_minutes,
         doc=f"the Vault game's {_role} model (SFT from the recall warm-up)",

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tenfold.core import sft
 from tenfold.core.artefacts import register_artefact
 from tenfold.core.cache import Artefact
 from tenfold.core.errors import TenfoldError
-from tenfold.core.train import IGNORE, Tokens, TrainConfig, chat_example, train_lm
+from tenfold.core.train import IGNORE, Tokens, chat_example
 from tenfold.envs.chains import ChainConfig, ChainQuestion, generate
 from tenfold.sgd.prompts import (
     POINT_SYSTEM,
@@ -106,42 +107,21 @@ def recall_example(tok, rng: random.Random, max_parts: int = 8) -> Tokens:
 
 
 @dataclass
-class DrillRecipe:
+class DrillRecipe(sft.DrillRecipe):
     """The recall warm-up (`recall_example`) one model starts SFT from."""
 
-    preset: str = "tiny"
     steps: int = 1000
-    batch_size: int = 32
     lr: float = 2e-3
-    seed: int = 0
 
 
-def train_drill(r: DrillRecipe, out_dir: Path, quiet: bool = False) -> Path:
-    from tenfold.core.models import build_preset
+def cached_drill(r: DrillRecipe, quiet: bool = False) -> sft.CachedModel:
+    """The recall warm-up of `r` as a cached model (one per preset), trained in the entry itself."""
 
-    model, tok = build_preset(r.preset, seed=r.seed)
-    rng = random.Random(r.seed + 11)
-    data = [recall_example(tok, rng, DRILL_PARTS) for _ in range(r.steps * r.batch_size)]
-    cfg = TrainConfig(
-        steps=r.steps,
-        batch_size=r.batch_size,
-        lr=r.lr,
-        max_len=512,
-        seed=r.seed,
-        out_dir=str(out_dir),
-        quiet=quiet,
-    )
-    train_lm(model, tok, data, cfg)
-    return out_dir / "last"
+    def data(tok) -> list[Tokens]:
+        rng = random.Random(r.seed + 11)
+        return [recall_example(tok, rng, DRILL_PARTS) for _ in range(r.steps * r.batch_size)]
 
-
-def drill_artefact(r: DrillRecipe, quiet: bool = False) -> Artefact:
-    return Artefact(f"sgd-drill-{r.preset}", asdict(r), DRILL_VERSION, lambda d: train_drill(r, d, quiet))
-
-
-def drilled_model(r: DrillRecipe, retrain: bool = False, quiet: bool = False) -> Path:
-    """Checkpoint directory of the recall warm-up for `r` (trained once, then cached)."""
-    return drill_artefact(r, quiet).path(retrain) / "last"
+    return sft.drill_model(f"sgd-drill-{r.preset}", r, DRILL_VERSION, data, folder="", quiet=quiet)
 
 
 @dataclass
@@ -182,26 +162,21 @@ class PolishRecipe:
 
 
 @dataclass
-class ModelRecipe:
+class ModelRecipe(sft.SFTRecipe):
     """One SGD model: `small` (easy points) or `large` (skeleton, hard points, whole answers)."""
 
-    role: str
-    preset: str = "tiny"
-    questions: int = 3000
     steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
     max_len: int = 1280  # the longest chat (a whole worked answer to 8 parts) is ~1,150 tokens
-    seed: int = 0
-    warm_start: DrillRecipe | None = None  # start from this recall warm-up (None: from scratch)
+    ckpt_every: int = 500  # also keep step-N checkpoints (to follow learning; not part of the key)
+    questions: int = 3000
     jobs: tuple[str, ...] = ("skeleton", "point", "direct")  # which expert chats (see JOBS)
     recall_share: float = 0.0  # recall examples mixed into SFT, as a share of the chats (keeps lookups sharp)
-    ckpt_every: int = 500  # also keep step-N checkpoints (to follow learning; not part of the key)
     polish: PolishRecipe | None = None  # a second stage with fixed shares for some jobs (from the first)
 
     def cache_key(self) -> dict:
-        d = asdict(self)
-        del d["ckpt_every"]
+        d = super().cache_key()
         d["jobs"] = list(d["jobs"])
         for opt in ("recall_share", "polish"):  # models trained before an option keep their cache entries
             if not d[opt]:
@@ -256,42 +231,30 @@ def recipe(role: str) -> ModelRecipe:
     raise TenfoldError(f"role must be 'small' or 'large', got {role!r}")
 
 
-def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
-    from tenfold.core.models import build_preset, load_model
-
-    if r.polish is not None:
-        return polish_model(r, out_dir, quiet)
-    if r.warm_start is not None:
-        if r.warm_start.preset != r.preset:
-            raise TenfoldError(f"warm start is {r.warm_start.preset!r}, recipe is {r.preset!r}")
-        model, tok = load_model(drilled_model(r.warm_start, quiet=quiet))
-    else:
-        model, tok = build_preset(r.preset, seed=r.seed)
-    examples: list = [chat_example(tok, c) for c in corpus(r.questions, r.seed, tuple(r.jobs))]
+def sft_examples(tok, r: ModelRecipe) -> list[Tokens]:
+    """The first stage's examples: the expert chats of the recipe's jobs, and its share of recall examples."""
+    examples = [chat_example(tok, c) for c in corpus(r.questions, r.seed, tuple(r.jobs))]
     if r.recall_share:
         rng = random.Random(r.seed + 5)
         examples += [recall_example(tok, rng) for _ in range(int(len(examples) * r.recall_share))]
         rng.shuffle(examples)
-    return _sft(model, tok, examples, r, out_dir / "train", r.steps, r.lr, r.seed, quiet)
+    return examples
 
 
-def _sft(
-    model, tok, examples, r: ModelRecipe, out: Path, steps: int, lr: float, seed: int, quiet: bool
-) -> Path:
-    """One SFT stage of `r` (its batch size, length limit and checkpoints); returns out/last."""
-    cfg = TrainConfig(
-        steps=steps,
-        batch_size=r.batch_size,
-        lr=lr,
-        max_len=r.max_len,
-        seed=seed,
-        bucket_by_length=True,
-        ckpt_every=r.ckpt_every,
-        out_dir=str(out),
-        quiet=quiet,
-    )
-    train_lm(model, tok, examples, cfg)
-    return out / "last"
+def cached_model(r: ModelRecipe, quiet: bool = False) -> sft.CachedModel:
+    """The model of `r` as a cached model: its first stage (from its warm-up), or with a `polish`, the
+    second stage, cached apart from the first, which it starts from."""
+    if r.polish is None:
+        return sft.sft_model(
+            f"sgd-{r.role}", r, DATA_VERSION, lambda tok: sft_examples(tok, r), cached_drill, quiet
+        )
+    artefact = Artefact(f"sgd-{r.role}", r.cache_key(), DATA_VERSION, lambda d: polish_model(r, d, quiet))
+    return sft.CachedModel(artefact, checkpoint_dir(r))
+
+
+def train_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
+    """Train `r` into `out_dir`, outside the cache; returns its final checkpoint."""
+    return cached_model(r, quiet).train(out_dir)
 
 
 def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
@@ -313,7 +276,7 @@ def polish_model(r: ModelRecipe, out_dir: Path, quiet: bool = False) -> Path:
         cut_rng = random.Random(p.seed + 99)
         chats = [cut_plan(c) if cut_rng.random() < p.cut_plans else c for c in chats]
     examples = [chat_example(tok, c) for c in chats]
-    return _sft(model, tok, examples, r, out_dir / "polish", p.steps, p.lr, p.seed, quiet)
+    return sft.sft_stage(model, tok, examples, r, out_dir / "polish", p.steps, p.lr, p.seed, quiet)
 
 
 def cut_plan(chat: list[dict]) -> list[dict]:
@@ -336,11 +299,7 @@ def cut_plan(chat: list[dict]) -> list[dict]:
 def trained_model(r: ModelRecipe, retrain: bool = False, quiet: bool = False) -> Path:
     """Checkpoint directory of the model for `r` (trained once, then cached; a polished recipe is
     cached apart from its first stage, which it starts from)."""
-    return model_artefact(r, quiet).path(retrain) / checkpoint_dir(r)
-
-
-def model_artefact(r: ModelRecipe, quiet: bool = False) -> Artefact:
-    return Artefact(f"sgd-{r.role}", r.cache_key(), DATA_VERSION, lambda d: train_model(r, d, quiet))
+    return cached_model(r, quiet).path(retrain)
 
 
 def checkpoint_dir(r: ModelRecipe) -> str:
@@ -356,7 +315,7 @@ for _role, (_drill_min, _stage1_min, _final_min) in _MINUTES.items():
     register_artefact(
         _drill,
         "sgd",
-        lambda role=_role: drill_artefact(recipe(role).warm_start),
+        lambda role=_role: cached_drill(recipe(role).warm_start).artefact,
         ship=("last",),
         minutes=_drill_min,
         doc=f"the recall warm-up the {_role} model starts from",
@@ -364,7 +323,7 @@ for _role, (_drill_min, _stage1_min, _final_min) in _MINUTES.items():
     register_artefact(
         f"sgd-{_role}-stage1",
         "sgd",
-        lambda role=_role: model_artefact(replace(recipe(role), polish=None)),
+        lambda role=_role: cached_model(replace(recipe(role), polish=None)).artefact,
         ship=("train/last",),
         minutes=_stage1_min,
         doc=f"the {_role} model's first SFT stage, which its second stage starts from",
@@ -373,7 +332,7 @@ for _role, (_drill_min, _stage1_min, _final_min) in _MINUTES.items():
     register_artefact(
         f"sgd-{_role}",
         "sgd",
-        lambda role=_role: model_artefact(recipe(role)),
+        lambda role=_role: cached_model(recipe(role)).artefact,
         ship=(checkpoint_dir(recipe(_role)),),
         minutes=_final_min,
         doc=f"the {_role} model of the chains questions (skeleton, points, answers)",
@@ -393,7 +352,7 @@ def prepare_models(quiet: bool = False) -> tuple[str, str]:
     process and one core each; the large model takes longest) and cached after that."""
     from tenfold.core.bench import in_processes
 
-    if all(model_artefact(recipe(role)).available() for role in ("large", "small")):
+    if all(cached_model(recipe(role)).available() for role in ("large", "small")):
         return str(trained_model(recipe("large"))), str(trained_model(recipe("small")))
     jobs = [("large", quiet), ("small", True)]  # one progress bar is enough
     return tuple(in_processes(_train_in_child, jobs, workers=2))
