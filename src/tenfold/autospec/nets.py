@@ -82,6 +82,9 @@ def linear_layers(net: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def export_onnx(net: nn.Module, d_in: int, path: str | Path) -> Path:
+    from tenfold.autospec.verify import require
+
+    require("onnx")  # torch's exporter writes the file with it
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(

@@ -40,11 +40,27 @@ class Verdict:
         return self.__dict__.copy()
 
 
+def require(module: str):
+    """Import `module`, one of the packages of the `autospec` extra (onnx, onnxruntime, maraboupy).
+    Only autospec uses them, so a plain install leaves them out; without them, one TenfoldError that
+    says how to install them rather than an ImportError from deep inside a check."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = (exc.name or module).split(".")[0]
+        raise TenfoldError(
+            f"autospec needs the optional package {missing!r}, which is not installed: "
+            "pip install tenfold[autospec] (from a clone: pip install -e .[autospec])"
+        ) from None
+
+
 def onnx_layers(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(W, b) per affine layer of an ONNX MLP (Gemm, or MatMul + Add), ReLU between layers. Raises a
     TenfoldError naming the first unsupported operator."""
-    import onnx
-    from onnx import numpy_helper
+    onnx = require("onnx")
+    numpy_helper = require("onnx.numpy_helper")
 
     try:
         model = onnx.load(str(path))
@@ -186,9 +202,11 @@ def marabou_check_file(
     and given to it through its API (`addInequality`) instead."""
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # Marabou only warns when its ONNX reader lacks onnx or onnxruntime
         warnings.simplefilter("ignore")
-        from maraboupy import Marabou
+        require("onnx")
+        require("onnxruntime")
+        Marabou = require("maraboupy.Marabou")
 
     text = Path(property_path).read_text()
     read_vnnlib_box(text)  # a clear error for a malformed property before Marabou sees it
