@@ -10,7 +10,7 @@ import asyncio
 import pytest
 import torch
 
-from tenfold.core import sampler
+from tenfold.core import decode_batch, sampler
 from tenfold.core.engine import Engine
 from tenfold.core.errors import TenfoldError
 from tenfold.core.sampler import SamplingParams, encode_prompt, generate
@@ -130,7 +130,7 @@ def test_a_sequence_that_cannot_be_sampled_fails_alone(tiny, monkeypatch):
         out = real(logits, seqs, forced)
         return [RuntimeError("boom") if s.params.seed == 666 else t for s, t in zip(seqs, out, strict=True)]
 
-    monkeypatch.setattr(sampler, "_choose", flaky)
+    monkeypatch.setattr(decode_batch, "_choose", flaky)  # where DecodeBatch.step looks it up
     params = [SamplingParams(12, ignore_eos=True, temperature=0.8, seed=s) for s in (1, 666, 3, 4)]
 
     async def main():

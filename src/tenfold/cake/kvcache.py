@@ -1,11 +1,12 @@
-"""A preallocated prefix KV cache that compute and I/O fill in place, from opposite ends.
+"""A preallocated KV cache for one prompt that compute and I/O fill in place, from opposite ends.
 
-Hugging Face's `DynamicCache` grows by concatenation, so a chunked prefill copies the whole cache at
-every chunk (quadratic copying) and loaded chunks would need one more concatenation at the meeting
-point. `PrefixCache` allocates each layer's K/V for the whole prompt once: the model's forward
-writes chunk i at its positions and attends to a view of the valid head; the I/O worker copies
-loaded chunks straight into their final positions. Joining head and tail is then free: the valid
-length jumps to the end of the loaded tail.
+(The prompt's K/V in memory while it is prefilled; the chunks on disk are `store.KVStore`.)
+Hugging Face's `DynamicCache` grows by concatenation, so a chunked prefill copies the whole KV cache
+at every chunk (quadratic copying) and loaded chunks would need one more concatenation at the meeting
+point. `PrefixCache` allocates each layer's K/V for the whole prompt once (core's `BufferLayer`): the
+model's forward writes chunk i at its positions and attends to a view of the valid head; the I/O worker
+copies loaded chunks straight into their final positions. Joining head and tail is then free: the
+valid length jumps to the end of the loaded tail.
 """
 
 from __future__ import annotations
@@ -13,59 +14,15 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-
-class BufferLayer(DynamicLayer):
-    """One layer's K/V in a fixed buffer of `capacity` positions; `length` positions are valid."""
-
-    is_croppable = True
-
-    def __init__(self, capacity: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device):
-        super().__init__()
-        self.capacity, self.length = capacity, 0
-        self.device = torch.device(device)
-        self.kbuf = torch.empty(1, kv_heads, capacity, head_dim, dtype=dtype, device=self.device)
-        self.vbuf = torch.empty_like(self.kbuf)
-        self.is_initialized = True
-        self._publish()
-
-    def _publish(self) -> None:
-        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
-
-    def lazy_initialization(self, key_states, value_states) -> None:  # allocated up front instead
-        pass
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        end = self.length + key_states.shape[-2]
-        if key_states.shape[0] != 1 or end > self.capacity:
-            raise ValueError(f"PrefixCache holds one sequence of {self.capacity} positions; asked for {end}")
-        self.kbuf[:, :, self.length : end] = key_states
-        self.vbuf[:, :, self.length : end] = value_states
-        self.length = end
-        self._publish()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def set_length(self, length: int) -> None:
-        if not 0 <= length <= self.capacity:
-            raise ValueError(f"length {length} outside 0..{self.capacity}")
-        self.length = length
-        self._publish()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        self.set_length(self.length - abs(tokens_to_remove))
-
-    def reset(self) -> None:
-        self.set_length(0)
+from tenfold.core.kv_layers import BufferLayer
 
 
 class PrefixCache(Cache):
-    """A `transformers` cache of `layers` BufferLayers for one sequence of up to `capacity` tokens."""
+    """A `transformers` KV cache of `layers` fixed BufferLayers for one sequence of up to `capacity` tokens."""
 
     def __init__(self, layers: int, capacity: int, kv_heads: int, head_dim: int, dtype, device):
         super().__init__(
-            layers=[BufferLayer(capacity, kv_heads, head_dim, dtype, device) for _ in range(layers)]
+            layers=[BufferLayer.empty(capacity, kv_heads, head_dim, dtype, device) for _ in range(layers)]
         )
         self.capacity = capacity
 
