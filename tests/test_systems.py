@@ -35,3 +35,13 @@ def test_cli_start_up_imports_neither_torch_nor_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_package_export_resolves():
+    """The lazy re-exports name real objects (a typo would only show when a user asks for the name)."""
+    import importlib
+
+    for package in ["tenfold.core", "tenfold.rl"] + [s.module for s, _ in systems.built("cli")]:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"

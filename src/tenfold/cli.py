@@ -196,7 +196,8 @@ def serve_bench(
     out: Path = Path("reports/serve_bench"),
 ) -> None:
     """Throughput of N concurrent requests (batched) vs the same N sent one at a time."""
-    from tenfold.core.bench import bench_serving, isolated, plot_results, write_json
+    from tenfold.core.bench import bench_serving, plot_results
+    from tenfold.core.benchkit import isolated, write_json
 
     r = isolated(bench_serving, model, requests, prompt_len, max_tokens, repeats, threads=threads)
     write_json([r], out / "serve_bench.json")

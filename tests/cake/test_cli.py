@@ -111,3 +111,29 @@ def test_store_command_on_a_missing_directory(tmp_path):
     r = runner.invoke(app, ["cake", "store", str(tmp_path / "nope")])
     assert isinstance(r.exception, TenfoldError)
     assert not os.path.exists(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    "flag,tokens,serving_tokens", [("--quick", [4096], 4096), ("--full", [4096, 8192, 16384], 8192)]
+)
+def test_bench_takes_the_reproductions_settings(monkeypatch, tmp_path, flag, tokens, serving_tokens):
+    """`tenfold cake bench --quick/--full` runs exactly what `tenfold reproduce cake` runs in that mode."""
+    import tenfold.cake.api as api
+
+    seen = {}
+
+    def fake_bench(cfg, quiet=False, threads=1, serving=False):
+        seen["cfg"] = cfg
+        return {"configs": [], "serving": {"speedup": 2.0}}
+
+    monkeypatch.setattr(api, "bench", fake_bench)
+    monkeypatch.setattr("tenfold.cake.bench.summarize", lambda result: {"worst": (1.0, "none")})
+    out = runner.invoke(app, ["cake", "bench", flag, "--json", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    assert seen["cfg"].tokens == tokens and seen["cfg"].serving_tokens == serving_tokens
+    assert json.loads((tmp_path / "r.json").read_text())["serving"]["speedup"] == 2.0
+
+
+def test_bench_refuses_a_prefix_shorter_than_a_chunk():
+    out = runner.invoke(app, ["cake", "bench", "--tokens", "100"])
+    assert isinstance(out.exception, TenfoldError) and "at least one chunk" in str(out.exception)

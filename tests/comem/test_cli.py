@@ -31,3 +31,29 @@ def test_check_rejects_zero_games(untrained):
         app, ["comem", "check", "--agent", untrained, "--memory", untrained, "--games", "0"]
     )
     assert res.exit_code != 0 and "games must be >= 1" in str(res.exception or res.output)
+
+
+@pytest.mark.parametrize(
+    "flag,steps,ks", [("--quick", [40, 80], [1, 8]), ("--full", [20, 40, 60, 80], [1, 2, 4, 8])]
+)
+def test_bench_takes_the_reproductions_settings(monkeypatch, tmp_path, flag, steps, ks):
+    """`tenfold comem bench --quick/--full` runs what `tenfold reproduce comem` runs in that mode."""
+    import tenfold.comem.api as api
+
+    seen = {}
+    monkeypatch.setattr(
+        api, "bench", lambda cfg, quiet=False: seen.setdefault("cfg", cfg) and {"rows": [], "summary": {}}
+    )
+    monkeypatch.setattr("tenfold.comem.bench.markdown_tables", lambda result, summary: "table")
+    out = CliRunner().invoke(app, ["comem", "bench", flag, "--json", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    assert seen["cfg"].steps == steps and seen["cfg"].ks == ks and seen["cfg"].k == 4
+    assert json.loads((tmp_path / "r.json").read_text()) == {"rows": [], "summary": {}}
+
+
+def test_run_plays_an_episode_with_given_models(untrained):
+    out = CliRunner().invoke(
+        app, ["comem", "run", "--steps", "12", "--agent", untrained, "--memory", untrained, "--no-verbose"]
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{") :])["steps"] >= 1

@@ -4,7 +4,7 @@ import operator
 
 import pytest
 
-from tenfold.core.bench import map_jobs
+from tenfold.core.benchkit import map_jobs
 from tenfold.core.errors import TenfoldError
 
 JOBS = [(2, 10), (3, 3), (5, 1), (7, 2)]

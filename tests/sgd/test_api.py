@@ -120,7 +120,8 @@ def test_bench_config_rejects_impossible_shapes():
 def test_bench_table_plot_and_json(tmp_path):
     import json
 
-    from tenfold.sgd.bench import ARMS, BenchConfig, markdown_table, plot, run_arms, summarize, write_json
+    from tenfold.core.benchkit import write_json
+    from tenfold.sgd.bench import ARMS, BenchConfig, markdown_table, plot, run_arms, summarize
 
     summary = summarize(asyncio.run(run_arms(BenchConfig(questions=4), Reader("large"), Reader("small"))))
     table = markdown_table(summary)

@@ -13,7 +13,6 @@ covering spec, and whether verification finds a re-checked counterexample inside
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from tenfold.autospec.nets import export_onnx, flaw_box, flawed_labels, predict,
 from tenfold.autospec.spec import Spec
 from tenfold.autospec.systems import SYSTEMS, Dataset, simulate
 from tenfold.autospec.verify import verify
-from tenfold.core.bench import map_jobs, save_figure
+from tenfold.core.benchkit import map_jobs, save_figure
 from tenfold.core.progress import progress_bar
 
 METHODS = {"autospec": autospec, "hand-written": hand_written, "grid": grid, "clusters": clusters}
@@ -293,9 +292,3 @@ def plot(result: dict, path: str | Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8, ncol=4, loc="lower center")
     return save_figure(fig, path)
-
-
-def write_json(result: dict, path: str | Path) -> None:
-    from tenfold.core.io import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))

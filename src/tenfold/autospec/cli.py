@@ -8,17 +8,13 @@ from typing import Annotated
 
 import typer
 
+from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, WorkersOpt, finish_bench
+
 app = typer.Typer(
     help="AutoSpec: specifications for neural networks in learning-augmented systems.", no_args_is_help=True
 )
 
 SystemOpt = Annotated[str, typer.Option(help="abr, cc, throughput or scheduler")]
-
-
-def _data(system: str, traces: int, steps: int, seed: int):
-    from tenfold.autospec.systems import simulate
-
-    return simulate(system, traces, steps, seed).split_by_trace(0.3, seed)
 
 
 @app.command()
@@ -37,32 +33,15 @@ def generate(
     ] = False,
 ) -> None:
     """Simulate the system, generate specs from the generation traces, write them."""
-    from tenfold.autospec.bench import METHODS
-    from tenfold.autospec.generate import GenConfig, autospec
+    from tenfold.autospec import api
     from tenfold.autospec.spec import save_specs, to_vnnlib
-    from tenfold.core.errors import TenfoldError
 
-    if method not in METHODS:
-        raise TenfoldError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if polytope and method != "autospec":
-        raise TenfoldError("--polytope applies to the autospec method only")
-    gen, _ = _data(system, traces, steps, seed)
-    specs = autospec(gen, GenConfig(polytope=True)) if polytope else METHODS[method](gen)
-    meta = {
-        "system": system,
-        "method": method,
-        "features": gen.features,
-        "task": gen.task,
-        "classes": gen.classes,
-        "traces": traces,
-        "steps": steps,
-        "seed": seed,
-    }
+    specs, meta = api.generate(system, method, traces, steps, seed, polytope)
     save_specs(specs, out, meta)
     print(f"{len(specs)} specs -> {out}")
     if vnnlib_dir:
         vnnlib_dir.mkdir(parents=True, exist_ok=True)
-        n_out = gen.classes if gen.task == "classification" else 1
+        n_out = meta["classes"] if meta["task"] == "classification" else 1
         for i, s in enumerate(specs):
             (vnnlib_dir / f"spec_{i:03d}.vnnlib").write_text(to_vnnlib(s, n_out))
         print(f"VNN-LIB properties -> {vnnlib_dir}")
@@ -76,11 +55,12 @@ def score(
     ] = None,
 ) -> None:
     """Precision, recall, F1 and tightness on the system's held-out traces."""
+    from tenfold.autospec.api import simulate_split
     from tenfold.autospec.metrics import score as score_fn
     from tenfold.autospec.spec import load_specs
 
     ss, meta = load_specs(specs)
-    _, ev = _data(meta["system"], meta["traces"], meta["steps"], meta["seed"])
+    _, ev = simulate_split(meta["system"], meta["traces"], meta["steps"], meta["seed"])
     y = None
     if onnx:
         import numpy as np
@@ -107,9 +87,10 @@ def train(
     ] = None,
 ) -> None:
     """Train the system's network (imitation of the logged decisions) and export it to ONNX."""
+    from tenfold.autospec.api import simulate_split
     from tenfold.autospec.nets import export_onnx, flawed_labels, train_net
 
-    gen, _ = _data(system, traces, steps, seed)
+    gen, _ = simulate_split(system, traces, steps, seed)
     if flawed:
         gen, _ = flawed_labels(gen)
     n = net_steps if net_steps is not None else (4500 if flawed else 1500)
@@ -166,23 +147,18 @@ def verify(
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick/--full")] = True,
-    json_out: Annotated[Path | None, typer.Option("--json")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="cases side by side, one CPU thread each (default: one per core)")
-    ] = None,
-    quiet: bool = False,
+    quick: QuickOpt = True,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """AutoSpec vs hand-written, grid and clustering specs on the four systems (>= 3 seeds), verification,
     and the flawed networks."""
-    from tenfold.autospec.bench import BenchConfig, markdown, plot, run_bench, write_json
+    from tenfold.autospec import api
+    from tenfold.autospec.bench import BenchConfig, markdown, plot
 
     cfg = BenchConfig.quick() if quick else BenchConfig()
     cfg.workers = workers
-    result = run_bench(cfg, quiet)
-    print(markdown(result))
-    if json_out:
-        write_json(result, json_out)
-    if plot_out:
-        print(f"wrote {plot(result, plot_out)}")
+    result = api.bench(cfg, quiet)
+    finish_bench(result, markdown(result), json_path, plot_path, plot)

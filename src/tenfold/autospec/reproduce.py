@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tenfold.autospec.bench import METHODS, BenchConfig, markdown, plot, run_bench, write_json
+from tenfold.autospec.api import bench
+from tenfold.autospec.bench import METHODS, BenchConfig, markdown, plot
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
 
 CATCH = 0.2  # a flaw is caught when the share of region points breaking a covering spec rises this much
@@ -13,7 +15,7 @@ CATCH = 0.2  # a flaw is caught when the share of region points breaking a cover
 )
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
-    result = run_bench(cfg, quiet=ctx.quiet)
+    result = bench(cfg, quiet=ctx.quiet)
     write_json(result, ctx.out_dir / "autospec_bench.json")
     (ctx.out_dir / "autospec_bench.md").write_text(markdown(result) + "\n")
     plot(result, ctx.plot_path("f1"))

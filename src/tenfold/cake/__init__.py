@@ -1,8 +1,12 @@
-"""Cake: bidirectional KV-cache loading for long-prefix prefill (Jin et al., ICML 2025).
+"""Cake: bidirectional KV-cache loading for long-prefix prefill ("Compute Or Load KV Cache? Why Not
+Both?", Jin et al., ICML 2025; arXiv 2410.03065): the prefix's KV is computed from the front while it
+is loaded from storage from the back, and the two meet where their speeds balance.
 
-from tenfold.cake import CakeLoader, KVStore
-loader = CakeLoader(model, KVStore("kv/"))
-r = loader.prefill(prompt_ids, mode="cake")   # r.cache, r.first_token, r.split_chunk, r.ttft
+    from tenfold.cake import CakeLoader, KVStore
+    loader = CakeLoader(model, KVStore("kv/"))
+    r = loader.prefill(prompt_ids, mode="cake")   # r.cache, r.first_token, r.split_chunk, r.ttft
+
+Entry points: `tenfold.cake.api` (`run`, `bench`); CLI `tenfold cake`.
 """
 
 from tenfold.core.lazy import lazy_exports

@@ -15,7 +15,6 @@ the sweep covers on both sides. The last configuration has no limit: the real di
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,25 +24,32 @@ import torch
 
 from tenfold.cake.loader import DEFAULT_CHUNK_TOKENS, CakeLoader, ideal_split
 from tenfold.cake.store import KVStore
-from tenfold.core.bench import save_figure
+from tenfold.core.benchkit import save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 
-BALANCE_FACTORS_QUICK = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
-BALANCE_FACTORS_FULL = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
+BALANCE_FACTORS = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
 
 
 @dataclass
 class BenchConfig:
+    """The full benchmark's settings; `quick()` is the quick reproduction's (one prefix length)."""
+
     model: str = "small"
-    tokens: list[int] = field(default_factory=lambda: [4096])  # prefix lengths
+    tokens: list[int] = field(default_factory=lambda: [4096, 8192, 16384])  # prefix lengths
     bandwidths_gbps: list[float | None] | None = None  # None: sweep around the balance point + no limit
     query_tokens: int = 16  # the request's own tokens after the shared prefix
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     repeats: int = 2
     seed: int = 0
     store_dir: str | None = None  # default: a fresh temporary directory per prompt length
-    balance_factors: tuple[float, ...] = BALANCE_FACTORS_QUICK
+    balance_factors: tuple[float, ...] = BALANCE_FACTORS
+    serving_tokens: int = 8192  # the serving benchmark's shared prefix (`api.bench(..., serving=True)`)
+    serving_requests: int = 4
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(tokens=[4096], serving_tokens=4096)
 
     def validate(self) -> BenchConfig:
         if not self.tokens or any(t < self.chunk_tokens for t in self.tokens):
@@ -247,13 +253,6 @@ def markdown_table(result: dict) -> str:
             f"| {r['split_chunk']} ({r['ideal_split_chunk']}) of {r['n_chunks']} |"
         )
     return "\n".join(lines)
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    return path
 
 
 def bench_serving(

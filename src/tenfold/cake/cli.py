@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, finish_bench
+
 app = typer.Typer(help="Cake: bidirectional KV-cache loading for long-prefix prefill.", no_args_is_help=True)
 
 
@@ -25,38 +27,17 @@ def run(
     device: str | None = None,
 ) -> None:
     """Prefill PROMPT with prefix reuse from STORE, then generate greedily; prints how it was filled."""
-    from tenfold.cake.loader import MODES, CakeLoader
-    from tenfold.cake.store import KVStore
+    from tenfold.cake import api
     from tenfold.core.errors import TenfoldError
-    from tenfold.core.models import load_model
-    from tenfold.core.sampler import DecodeBatch, SamplingParams, encode_prompt
 
-    if mode not in MODES:
-        raise TenfoldError(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
     if prompt.startswith("@"):
         try:
             prompt = Path(prompt[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise TenfoldError(f"cannot read prompt file {prompt[1:]!r}: {exc.strerror}") from exc
-    lm, tok = load_model(model, device)
-    kv = KVStore(store, max_bytes=int(max_gb * 2**30) if max_gb else None)
-    kv.throttle.set_gbps(bandwidth_gbps)
-    loader = CakeLoader(lm, kv, chunk_tokens)
-    ids = encode_prompt(tok, prompt)
-    info = {}
-
-    def prefill(prompt_ids):
-        r = loader.prefill(prompt_ids, mode)
-        info.update(r=r)
-        return r.cache.to_dynamic(lm.config), r.logits
-
-    batch = DecodeBatch(lm, tok, prefill=prefill)
-    seq = batch.new_sequence(0, ids, SamplingParams(max_new_tokens=max_tokens))
-    batch.add([seq])
-    while batch.seqs:
-        batch.step()
-    print(seq.text)
-    r = info["r"]
+    out = api.run(prompt, store, model, mode, max_tokens, chunk_tokens, bandwidth_gbps, max_gb, device)
+    print(out.text)
+    r = out.prefill
     print(
         f"[{r.n_tokens} prompt tokens, {r.n_chunks} storable chunks: {len(r.loaded)} loaded, "
         f"{len(r.computed)} computed, split at chunk {r.split_chunk}; prefill {r.ttft * 1000:.1f} ms "
@@ -67,57 +48,67 @@ def run(
 
 @app.command()
 def bench(
+    quick: QuickOpt = True,
     model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "small",
-    tokens: Annotated[list[int] | None, typer.Option(help="prefix length (repeatable)")] = None,
+    tokens: Annotated[
+        list[int] | None, typer.Option(help="prefix length (repeatable; default: quick 4K, full 4K, 8K, 16K)")
+    ] = None,
     bandwidth_gbps: Annotated[
         list[float] | None,
         typer.Option(
             help="storage bandwidth (repeatable; 0 = no limit). Default: a sweep around the balance point"
         ),
     ] = None,
-    quick: Annotated[bool, typer.Option("--quick/--full", help="quick: 4K tokens; full: 4K, 8K, 16K")] = True,
     repeats: Annotated[
         int, typer.Option(help="rounds per configuration (best kept; short ones get more)")
     ] = 2,
     chunk_tokens: int = 256,
     query_tokens: int = 16,
     threads: Annotated[int, typer.Option(help="CPU threads for torch in the benchmark process")] = 1,
-    json_path: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None,
-    plot_path: Annotated[
-        Path | None, typer.Option("--plot", help="write the TTFT-vs-bandwidth plot here")
-    ] = None,
-    quiet: bool = False,
+    serving: Annotated[
+        bool, typer.Option(help="also time `tenfold serve --kv-store` on a repeated prefix")
+    ] = False,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """TTFT of compute-only, I/O-only and Cake (and the analytic ideal) over a bandwidth sweep."""
-    from tenfold.cake.bench import BenchConfig, plot, run_bench, summarize, write_json
-    from tenfold.core.bench import isolated
+    from dataclasses import replace
 
-    cfg = BenchConfig(
+    from tenfold.cake import api
+    from tenfold.cake.bench import BenchConfig, plot, summarize
+
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg = replace(
+        cfg,
         model=model,
-        tokens=tokens or ([4096] if quick else [4096, 8192, 16384]),
+        tokens=tokens or cfg.tokens,
         bandwidths_gbps=[b or None for b in bandwidth_gbps] if bandwidth_gbps else None,
         chunk_tokens=chunk_tokens,
         query_tokens=query_tokens,
         repeats=repeats,
-    ).validate()
-    result = isolated(run_bench, cfg, quiet, threads=threads)
-    print(
-        f"{'tokens':>6} {'Gbps':>8} {'compute':>8} {'io':>8} {'cake':>8} {'ideal':>8} {'split':>6} {'ideal':>6}"
     )
+    result = api.bench(cfg, quiet, threads=threads, serving=serving)
+    finish_bench(result, _table(result, summarize(result)), json_path, plot_path, plot)
+
+
+def _table(result: dict, summary: dict) -> str:
+    lines = [
+        f"{'tokens':>6} {'Gbps':>8} {'compute':>8} {'io':>8} {'cake':>8} {'ideal':>8} {'split':>6} {'ideal':>6}"
+    ]
     for r in result["configs"]:
         bw = "disk" if r["bandwidth_gbps"] is None else f"{r['bandwidth_gbps']:.3g}"
-        print(
+        lines.append(
             f"{r['tokens']:>6} {bw:>8} {r['ttft_compute']:8.3f} {r['ttft_io']:8.3f} {r['ttft_cake']:8.3f} "
             f"{r['ttft_ideal']:8.3f} {r['split_chunk']:>6} {r['ideal_split_chunk']:>6}"
         )
-    for k, v in summarize(result).items():
-        print(f"{k}: {v[0]:.3f} ({v[1]})" if isinstance(v, tuple) else f"{k}: {v}")
-    if json_path:
-        write_json(result, json_path)
-        print(f"wrote {json_path}")
-    if plot_path:
-        plot(result, plot_path)
-        print(f"wrote {plot_path}")
+    for k, v in summary.items():
+        lines.append(f"{k}: {v[0]:.3f} ({v[1]})" if isinstance(v, tuple) else f"{k}: {v}")
+    if "serving" in result:
+        lines.append(
+            f"serving: repeated-prefix TTFT {result['serving']['speedup']:.2f}x faster with --kv-store"
+        )
+    return "\n".join(lines)
 
 
 def _n(count: int, word: str) -> str:

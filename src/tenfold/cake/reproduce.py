@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from tenfold.cake.bench import BenchConfig, bench_serving, plot, run_bench, summarize, write_json
-from tenfold.core.bench import isolated
+from tenfold.cake.api import bench
+from tenfold.cake.bench import BenchConfig, plot, summarize
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
 
 
 @register("cake", "bidirectional KV-cache loading: compute the head, load the tail, meet in the middle")
 def reproduce(ctx: Context) -> list[Row]:
-    cfg = BenchConfig(model="small", tokens=[4096] if ctx.quick else [4096, 8192, 16384])
-    result = isolated(run_bench, cfg, ctx.quiet)  # one torch thread, fresh process (see core.bench)
-    serving = isolated(bench_serving, "small", 4096 if ctx.quick else 8192, 4)
-    result["serving"] = serving
+    cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
+    result = bench(cfg, ctx.quiet, serving=True)  # one torch thread, fresh processes (see core.bench)
+    serving = result["serving"]
     write_json(result, ctx.out_dir / "cake_bench.json")
     plot(result, ctx.plot_path("ttft_vs_bandwidth"))
     s = summarize(result)

@@ -1,6 +1,10 @@
 """Data-fabrication attacks on collaborative LiDAR perception and their collaborative anomaly detection
-(Zhang et al., "On Data Fabrication in Collaborative Vehicular Perception: Attacks and
-Countermeasures", USENIX Security 2024), in a generated 2D bird's-eye-view world."""
+("On Data Fabrication in Collaborative Vehicular Perception: Attacks and Countermeasures", Zhang, Jin,
+Zhu, Sun, Zhang, Chen, Mao, USENIX Security 2024; arXiv 2309.12955), in a generated 2D bird's-eye-view
+world.
+
+Entry points: `tenfold.cav.api` (`attack_scene`, `check_frame`, `bench`); CLI `tenfold cav`.
+"""
 
 from tenfold.core.lazy import lazy_exports
 

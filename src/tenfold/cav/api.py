@@ -1,4 +1,5 @@
-"""What a user imports: simulate a scene, attack a victim's perception, run CAD on the result."""
+"""What a user imports: simulate a scene, attack a victim's perception, run CAD on the result, and
+benchmark attacks and CAD over many scenes (`bench`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from tenfold.cav.train import load_perception
 from tenfold.cav.world import Scene, generate_scene
 from tenfold.core.errors import TenfoldError
 
-__all__ = ["Detection", "attack_scene", "check_frame", "generate_scene", "load_perception", "make_case"]
+__all__ = [
+    "Detection",
+    "attack_scene",
+    "bench",
+    "check_frame",
+    "generate_scene",
+    "load_perception",
+    "make_case",
+]
 
 
 def attack_scene(
@@ -67,3 +76,11 @@ def check_frame(
         e.spoof,
         [(a, c) for a, c in e.regions if a > remove_threshold],
     )
+
+
+def bench(cfg=None, quiet: bool = False) -> dict:
+    """Fusion AP, every attack setting's success and CAD's TPR/FPR (`cfg`: a `cav.bench.BenchConfig`,
+    default the full benchmark; `BenchConfig.quick()` is the quick reproduction's)."""
+    from tenfold.cav.bench import BenchConfig, run_bench
+
+    return run_bench(cfg or BenchConfig(), quiet=quiet)

@@ -6,7 +6,6 @@ seeds give every reported number.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +19,7 @@ from tenfold.cav.geometry import box_iou
 from tenfold.cav.perception import observe
 from tenfold.cav.train import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TrainConfig, evaluate_ap, load_perception
 from tenfold.cav.world import generate_scene
-from tenfold.core.bench import check_workers, map_jobs
-from tenfold.core.io import atomic_write_text
+from tenfold.core.benchkit import check_workers, map_jobs, save_figure
 from tenfold.core.progress import progress_bar
 
 CAD_SETTINGS = (("early", "raycast"), ("intermediate", "whitebox"))  # the attacks CAD is evaluated on
@@ -237,13 +235,4 @@ def plot(result: dict, path: str | Path) -> Path:
     ax2.set_ylabel("true-positive rate (successful attacks flagged)")
     ax2.set_title("CAD on the test scenes")
     ax2.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_json(result: dict, path: str | Path) -> None:
-    atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
+    return save_figure(fig, path)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, WorkersOpt, finish_bench
+
 app = typer.Typer(
     help="Data-fabrication attacks on collaborative LiDAR perception and collaborative anomaly detection.",
     no_args_is_help=True,
@@ -145,22 +147,25 @@ def detect(
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick/--full", help="quick (minutes on CPU) or full")] = True,
-    out: Path = Path("reports/cav_bench"),
-    workers: Annotated[
-        int | None, typer.Option(help="attack jobs side by side, one CPU thread each (default: one per core)")
+    quick: QuickOpt = True,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="write cav_bench.json, .md and .png into this folder")
     ] = None,
-    quiet: bool = False,
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """AP per fusion mode, attack success per setting, CAD's TPR/FPR; JSON, markdown table and plot."""
-    from tenfold.cav.bench import BenchConfig, markdown, plot, run_bench, write_json
+    from tenfold.cav import api
+    from tenfold.cav.bench import BenchConfig, markdown, plot
 
     cfg = BenchConfig.quick() if quick else BenchConfig()
     cfg.workers = workers
-    result = run_bench(cfg, quiet=quiet)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(result, out / "cav_bench.json")
-    (out / "cav_bench.md").write_text(markdown(result) + "\n")
-    plot(result, out / "cav_bench.png")
-    print(markdown(result))
+    result = api.bench(cfg, quiet=quiet)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        json_path, plot_path = json_path or out / "cav_bench.json", plot_path or out / "cav_bench.png"
+        (out / "cav_bench.md").write_text(markdown(result) + "\n")
+    finish_bench(result, markdown(result), json_path, plot_path, plot)
     print(json.dumps({"seconds": round(result["seconds"], 1)}))

@@ -10,6 +10,7 @@ import numpy as np
 from tenfold.cav.geometry import corners
 from tenfold.cav.lidar import Scan
 from tenfold.cav.world import CAR, Scene
+from tenfold.core.benchkit import save_figure
 
 
 def render(
@@ -93,12 +94,7 @@ def render(
     ax.plot([], [], color="magenta", label="attack target")
     ax.plot([], [], color="red", lw=4, alpha=0.5, label="flagged by CAD")
     ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def render_case(

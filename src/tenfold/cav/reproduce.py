@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tenfold.cav.bench import BenchConfig, markdown, plot, run_bench, write_json
+from tenfold.cav.api import bench
+from tenfold.cav.bench import BenchConfig, markdown, plot
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
 
 
@@ -13,7 +15,7 @@ from tenfold.core.reproduce import Context, Row, register
 )
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
-    result = run_bench(cfg, quiet=ctx.quiet)
+    result = bench(cfg, quiet=ctx.quiet)
     write_json(result, ctx.out_dir / "cav_bench.json")
     (ctx.out_dir / "cav_bench.md").write_text(markdown(result) + "\n")
     plot(result, ctx.plot_path("attacks_cad"))

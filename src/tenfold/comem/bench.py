@@ -15,25 +15,25 @@ and environment step it runs beside; see `analytic_bound`), quality vs k, and th
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tenfold.comem.runtime import BackendMemory, EpisodeResult, PolicyConfig, run_episode
-from tenfold.core.bench import save_figure
+from tenfold.core.benchkit import save_figure
 from tenfold.core.errors import TenfoldError
-from tenfold.core.io import atomic_write_text
 from tenfold.core.progress import progress_bar
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
 
 
 @dataclass
 class BenchConfig:
-    steps: list[int] = field(default_factory=lambda: [40])  # episode lengths (difficulty)
+    """The full benchmark's settings; `quick()` is the quick reproduction's."""
+
+    steps: list[int] = field(default_factory=lambda: [20, 40, 60, 80])  # episode lengths (difficulty)
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 8])
-    min_episodes: int = 2  # per (length, concurrency, policy): waves of c sessions until at least this many
+    min_episodes: int = 8  # per (length, concurrency, policy): waves of c sessions until at least this many
     interval: int = 4  # R
     # Staleness bound of the main arms. The paper's code awaits a summary one step after starting it
     # (k = 1), which only stalls rarely when a memory call takes about one agent + environment step.
@@ -51,6 +51,11 @@ class BenchConfig:
     memory: str | None = None
     seed: int = 10_000  # episode seeds start here (training draws from its own generator)
     prefix_cache_gb: float = 1.0
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        # the k row compares the sweep's ends; the full run sweeps between them
+        return cls(steps=[40, 80], min_episodes=2, ks=[1, 8])
 
     def validate(self) -> BenchConfig:
         if not self.steps or min(self.steps) < 3 * (self.doors + self.forks) + 3:
@@ -338,9 +343,3 @@ def markdown_tables(result: dict, summary: dict) -> str:
                 f"| {r['k']} | {r['episode_s']:.2f} | {r['wait_s']:.2f} | {r['success']:.2f} | {r['score']:.2f} |"
             )
     return "\n".join(out)
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, json.dumps(result, indent=2, default=str))

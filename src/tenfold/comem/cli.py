@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, finish_bench
 
 app = typer.Typer(help="CoMem: asynchronous k-step-off agent memory.", no_args_is_help=True)
 
@@ -43,28 +44,9 @@ def run(
     verbose: bool = True,
 ) -> None:
     """Play one Vault episode in-process under POLICY and print each step."""
-    import asyncio
+    from tenfold.comem import api
 
-    from tenfold.comem.runtime import BackendMemory, PolicyConfig, run_episode
-    from tenfold.comem.train import recipe, trained_model
-    from tenfold.core.backends import make_backend
-    from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame
-
-    agent_spec = agent or str(trained_model(recipe("agent")))
-    memory_spec = memory or str(trained_model(recipe("memory")))
-    game = VaultGame(VaultConfig(steps, seed=seed))
-
-    async def main():
-        a, m = make_backend(agent_spec), make_backend(memory_spec)
-        try:
-            return await run_episode(
-                game, a, BackendMemory(m), PolicyConfig(policy, interval, k), AGENT_SYSTEM, TASK
-            )
-        finally:
-            await a.aclose()
-            await m.aclose()
-
-    res = asyncio.run(main())
+    game, res = api.play(policy, steps, seed, agent, memory, interval, k)
     if verbose:
         for (obs, reply), r in zip(game.log, res.records, strict=True):
             print(f"{r.t:3d} {r.seconds * 1000:6.0f} ms  {obs:45s} -> {reply}")
@@ -109,10 +91,10 @@ def check(
 
 @app.command()
 def bench(
-    quick: Annotated[
-        bool, typer.Option("--quick/--full", help="quick: 40 and 80 steps; full: 20, 40, 60, 80")
-    ] = True,
-    steps: Annotated[list[int] | None, typer.Option(help="episode lengths (repeatable)")] = None,
+    quick: QuickOpt = True,
+    steps: Annotated[
+        list[int] | None, typer.Option(help="episode lengths (repeatable; default: quick 40, 80; full 20-80)")
+    ] = None,
     concurrency: Annotated[list[int] | None, typer.Option(help="concurrent sessions (repeatable)")] = None,
     agent: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
     memory: Annotated[str | None, typer.Option(help="checkpoint dir or URL (default: trained tiny)")] = None,
@@ -121,43 +103,31 @@ def bench(
     k: Annotated[int | None, typer.Option(help="staleness bound of the main arms (default: R)")] = None,
     ks: Annotated[list[int] | None, typer.Option("--ks", help="k values of the quality sweep")] = None,
     proxy: Annotated[bool, typer.Option(help="also run comem through the proxy")] = True,
-    json_path: Annotated[Path | None, typer.Option("--json")] = None,
-    plot_path: Annotated[Path | None, typer.Option("--plot")] = None,
-    quiet: bool = False,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """full vs sync vs comem (and the proxy) on the same seeded episodes; see docs/comem.md."""
-    from tenfold.comem.bench import BenchConfig, plot, run_bench, summarize, write_json
+    from dataclasses import replace
 
-    cfg = BenchConfig(
-        steps=steps or ([40, 80] if quick else [20, 40, 60, 80]),
-        concurrency=concurrency or [1, 4, 8],
+    from tenfold.comem import api
+    from tenfold.comem.bench import BenchConfig, markdown_tables, plot
+
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg = replace(
+        cfg,
+        steps=steps or cfg.steps,
+        concurrency=concurrency or cfg.concurrency,
         agent=agent,
         memory=memory,
         env_latency=env_latency,
         interval=interval,
         k=interval if k is None else k,
-        ks=ks or [1, 2, 4, 8],
+        ks=ks or cfg.ks,
         proxy=proxy,
-        min_episodes=2 if quick else 8,
     )
-    result = run_bench(cfg, quiet)
-    s = summarize(result)
-    print(
-        f"{'steps':>5} {'conc':>4} {'policy':>12} {'episode s':>9} {'step ms':>8} {'agent ms':>8} {'wait s':>7} {'success':>7}"
-    )
-    for r in result["rows"] + result["proxy"]:
-        print(
-            f"{r['steps']:5d} {r['concurrency']:4d} {r['policy']:>12} {r['episode_s']:9.2f} "
-            f"{r['step_s'] * 1000:8.1f} {r['agent_s'] * 1000:8.1f} {r['wait_s']:7.2f} {r['success']:7.2f}"
-        )
-    for c in s["cells"]:
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()}))
-    for r in result["k_sweep"]:
-        print(f"k={r['k']}: success {r['success']:.2f}, episode {r['episode_s']:.2f} s")
-    if json_path:
-        write_json({**result, "summary": s}, json_path)
-    if plot_path:
-        plot(result, plot_path)
+    result = api.bench(cfg, quiet)
+    finish_bench(result, markdown_tables(result, result["summary"]), json_path, plot_path, plot)
 
 
 @app.command()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from tenfold.comem.bench import BenchConfig, plot, run_bench, summarize, write_json
-from tenfold.core.bench import isolated
+from tenfold.comem.api import bench
+from tenfold.comem.bench import BenchConfig, plot
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
 
 
@@ -13,16 +14,9 @@ from tenfold.core.reproduce import Context, Row, register
     artefacts=("comem-agent", "comem-memory"),
 )
 def reproduce(ctx: Context) -> list[Row]:
-    cfg = BenchConfig(
-        steps=[40, 80] if ctx.quick else [20, 40, 60, 80],
-        concurrency=[1, 4, 8],
-        min_episodes=2 if ctx.quick else 8,
-        ks=[1, 8] if ctx.quick else [1, 2, 4, 8],  # the row compares the ends; the full run sweeps between
-        k_episodes=8,
-    )
-    result = isolated(run_bench, cfg, ctx.quiet)
-    s = summarize(result)
-    write_json({**result, "summary": s}, ctx.out_dir / "comem_bench.json")
+    result = bench(BenchConfig.quick() if ctx.quick else BenchConfig(), ctx.quiet)
+    s = result["summary"]
+    write_json(result, ctx.out_dir / "comem_bench.json")
     plot(result, ctx.plot_path("latency_success"))
     long = [c for c in s["cells"] if c["steps"] >= 40]
     by_c = {c["concurrency"]: c for c in long if c["steps"] == max(x["steps"] for x in long)}

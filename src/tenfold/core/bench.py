@@ -17,9 +17,6 @@ thread of the process had run forward passes, so benchmarks sharing a process wo
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +24,14 @@ from pathlib import Path
 
 import torch
 
-from tenfold.core.errors import TenfoldError
+from tenfold.core.benchkit import (  # noqa: F401 - the kit is used through core.bench too
+    check_workers,
+    in_processes,
+    isolated,
+    map_jobs,
+    save_figure,
+    write_json,
+)
 from tenfold.core.models import load_model
 from tenfold.core.sampler import SamplingParams, generate
 
@@ -219,70 +223,6 @@ def bench_serving(
     return BenchResult("serving", [conc, seq], conc.tokens_per_s / seq.tokens_per_s, setup)
 
 
-def isolated(fn, *args, threads: int | None = 1, **kwargs):
-    """Run `fn(*args, **kwargs)` in a fresh spawned process with `threads` CPU threads; return its result.
-
-    `threads` sets OMP_NUM_THREADS/MKL_NUM_THREADS for the child (None: the machine's default).
-    """
-    return in_processes(functools.partial(fn, **kwargs), [args], workers=1, threads=threads)[0]
-
-
-def in_processes(fn, jobs: list[tuple], workers: int, threads: int | None = 1, on_done=None) -> list:
-    """`[fn(*job) for job in jobs]`, run by `workers` fresh spawned processes of `threads` CPU threads
-    each; results in job order. `fn` must be importable (a module-level function or a partial of one);
-    `on_done(i, result)` is called as each job finishes (in the parent, in finishing order).
-
-    Small models use a second core poorly inside one process (a decode step is mostly per-op overhead),
-    so independent runs side by side, one thread each, finish sooner than one after another on two threads.
-    """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    try:
-        if threads is not None:
-            for k in saved:
-                os.environ[k] = str(threads)
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool:
-            futures = {
-                pool.submit(fn, *job): i for i, job in enumerate(jobs)
-            }  # children get this environment
-            results: list = [None] * len(jobs)
-            for f in as_completed(futures):
-                results[futures[f]] = f.result()
-                if on_done is not None:
-                    on_done(futures[f], results[futures[f]])
-            return results
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def check_workers(workers: int | None) -> int | None:
-    """`workers` unchanged when it is a count of processes (None: one per CPU core); else TenfoldError."""
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise TenfoldError(f"workers must be at least 1 (or None: one per CPU core), got {workers!r}")
-    return workers
-
-
-def map_jobs(fn, jobs: list[tuple], workers: int | None = None, on_done=None) -> list:
-    """`[fn(*job) for job in jobs]` for independent, self-seeded jobs: in this process when `workers`
-    is 1 (or there is one job), else side by side in `workers` processes of one CPU thread each (None:
-    one per core). `on_done(i, result)` as each finishes. Raises TenfoldError for `workers` < 1."""
-    workers = min(len(jobs), check_workers(workers) or os.cpu_count() or 1)
-    if workers > 1:
-        return in_processes(fn, jobs, workers, on_done=on_done)
-    results = []
-    for i, job in enumerate(jobs):
-        results.append(fn(*job))
-        if on_done is not None:
-            on_done(i, results[-1])
-    return results
-
-
 def plot_results(
     results: list[BenchResult], path: str | Path, title: str = "tenfold core throughput"
 ) -> Path:
@@ -303,22 +243,3 @@ def plot_results(
         ax.margins(y=0.15)
     fig.suptitle(title)
     return save_figure(fig, path)
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Lay out, write (creating the folder) and close a matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_json(results: list[BenchResult], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.to_dict() for r in results], indent=2))
-    return path

@@ -1,6 +1,10 @@
-"""HeaPA: a heap-based frontier prompt pool with on-policy augmentation for RL with verifiable rewards.
+"""HeaPA: heap sampling and on-policy query augmentation for RL with verifiable rewards (arXiv
+2601.22448): a bounded prompt pool ordered by mean reward in heaps, batches from the difficulty
+frontier, policy-written variants checked by a validator, a lineage graph.
 
-from tenfold.heapa import HeapPool, PoolItem, HeapSampler, HeaPASource, HeaPAConfig
+    from tenfold.heapa import HeapPool, PoolItem, HeapSampler, HeaPASource, HeaPAConfig
+
+Entry points: `tenfold.heapa.api` (`HeapSampler`, `warm`, `train`, `bench`); CLI `tenfold heapa`.
 """
 
 from tenfold.core.lazy import lazy_exports

@@ -1,4 +1,5 @@
-"""HeaPA's pool outside our trainer: a plain iterator (`HeapPool`) and a PyTorch sampler adapter.
+"""What a HeaPA user calls: the pool outside our trainer (`HeapPool`, and `HeapSampler` for a PyTorch or
+TRL loop), and our own RLVR runs: `warm` (the SFT'd arithmetic policy), `train` (one arm), `bench`.
 
     pool = HeapPool([PoolItem(i, text) for i, text in enumerate(prompts)])
     batch = pool.sample(64)                  # cold first, then the frontier
@@ -65,3 +66,63 @@ class HeapSampler:
 
     def load_state_dict(self, d: dict) -> None:
         self.pool.load_state_dict(d)
+
+
+def warm(answers: str = "worked", retrain: bool = False, quiet: bool = False) -> tuple:
+    """The warm-start policy for `answers` (worked or bare; shipped, cached or trained) and its held-out
+    accuracy per level (avg@2 at temperature 1.0, top-p 0.7): (checkpoint dir, accuracy)."""
+    from tenfold.core.models import load_model
+    from tenfold.heapa.bench import BenchConfig, evaluate_policy
+    from tenfold.heapa.train import WarmStart, warm_policy
+
+    cfg = BenchConfig(answers=answers).validate()
+    path = warm_policy(WarmStart.for_answers(answers), retrain=retrain, quiet=quiet)
+    model, tok = load_model(path)
+    return path, evaluate_policy(model.eval(), tok, cfg)
+
+
+def train(
+    arm: str = "heap+aug+path",
+    budget: int = 6144,
+    out_dir: str | None = "runs/heapa",
+    seed: int = 0,
+    answers: str = "worked",
+    resume: bool = False,
+    quiet: bool = False,
+):
+    """GRPO on generated arithmetic from the warm policy, prompts chosen by `arm`, until `budget`
+    rollouts; metrics and checkpoints under `out_dir` (resumable). Returns the run's RunResult."""
+    from tenfold.core.models import load_model
+    from tenfold.envs.arith import sample_problems
+    from tenfold.heapa.bench import ARMS, BenchConfig, evaluate_policy, make_source, train_arm
+    from tenfold.heapa.train import WarmStart, warm_policy
+
+    if arm not in ARMS:
+        raise TenfoldError(f"unknown arm {arm!r}; arms are {', '.join(ARMS)}")
+    cfg = BenchConfig(budget=budget, answers=answers).validate()
+    policy, tok = load_model(warm_policy(WarmStart.for_answers(answers), quiet=quiet))
+    source = make_source(arm, sample_problems(cfg.problems, seed), seed, cfg, policy, tok)
+    try:
+        return train_arm(
+            policy,
+            tok,
+            source,
+            arm,
+            seed,
+            cfg,
+            evaluate=lambda m: evaluate_policy(m, tok, cfg),
+            ckpt_every=cfg.eval_every,
+            out_dir=out_dir,
+            resume=resume,
+            quiet=quiet,
+        )
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+
+
+def bench(cfg, quiet: bool = False) -> dict:
+    """Every arm of `cfg` (a `heapa.bench.BenchConfig`) at an equal rollout budget, over its seeds."""
+    from tenfold.heapa.bench import run_bench
+
+    return run_bench(cfg, quiet)

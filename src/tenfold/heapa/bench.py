@@ -11,13 +11,12 @@ accuracy, wall-clock per step and the share of it spent in the prompt source (po
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tenfold.core.bench import check_workers, map_jobs, save_figure
+from tenfold.core.benchkit import check_workers, map_jobs, save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 from tenfold.envs.arith import (
@@ -305,10 +304,4 @@ def plot(result: dict, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_json(result: dict, path: str | Path) -> None:
-    from tenfold.core.io import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
-
-
-__all__ = ["ARMS", "BenchConfig", "markdown", "plot", "run_bench", "write_json"]
+__all__ = ["ARMS", "BenchConfig", "markdown", "plot", "run_bench"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import statistics
 
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
-from tenfold.heapa.bench import BenchConfig, markdown, plot, run_bench, write_json
+from tenfold.heapa.api import bench
+from tenfold.heapa.bench import BenchConfig, markdown, plot
 
 FULL = "heap+aug+path"
 
@@ -18,7 +20,7 @@ FULL = "heap+aug+path"
 )
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
-    result = run_bench(cfg, quiet=ctx.quiet)
+    result = bench(cfg, quiet=ctx.quiet)
     write_json(result, ctx.out_dir / "heapa_bench.json")
     (ctx.out_dir / "heapa_bench.md").write_text(markdown(result) + "\n")
     plot(result, ctx.plot_path("curves"))

@@ -8,12 +8,11 @@ each ratio beside the paper's figure.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tenfold.core.bench import save_figure
+from tenfold.core.benchkit import save_figure
 from tenfold.core.progress import progress_bar
 from tenfold.hetermoe.costmodel import BUILTIN_PROFILES, CostModel, Workload, get_model, parse_cluster
 from tenfold.hetermoe.des import simulate
@@ -196,12 +195,6 @@ def plot(result: dict, path: str | Path) -> Path:
     ax2.set_ylabel("HeterMoE time / LP bound")
     ax2.legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def write_json(result: dict, path: str | Path) -> None:
-    from tenfold.core.io import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(result, indent=1, default=str))
 
 
 # --- the real runtime against the simulator ------------------------------------------------------------

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, finish_bench
+
 app = typer.Typer(
     help="HeterMoE: attention on new GPUs, experts on old ones, zebra-parallel overlap.",
     no_args_is_help=True,
@@ -20,15 +22,6 @@ ProfileOpt = Annotated[
     typer.Option(help="device profiles from `tenfold hetermoe profile` (added to the built-in ones)"),
 ]
 SCHEDULES = ("heter_moe", "zp", "dist_ep", "ep", "hetero_pp")
-
-
-def _setup(cluster: str, model: str, seq: int, batch: int, profile: Path | None):
-    from tenfold.hetermoe.costmodel import CostModel, Workload, get_model, load_profiles, parse_cluster
-
-    profiles = load_profiles(profile) if profile else None
-    return CostModel(get_model(model).validate(), Workload(seq, batch).validate()), parse_cluster(
-        cluster, profiles
-    )
 
 
 @app.command()
@@ -45,10 +38,10 @@ def plan(
     gantt: Annotated[Path | None, typer.Option(help="write a Gantt PNG of the schedules")] = None,
 ) -> None:
     """Choose R and the expert assignment, and compare every schedule (simulated)."""
-    from tenfold.hetermoe.planner import plan as make_plan
+    from tenfold.hetermoe import api
 
-    cost, cl = _setup(cluster, model, seq, batch, profile)
-    p = make_plan(cost, cl, r)
+    cost, cl = api.setup(cluster, model, seq, batch, profile)
+    p = api.plan(cluster, model, seq, batch, r, profile)
     d = p.to_dict()
     print(
         f"{cl}  {model}  seq {seq}  batch {batch}: R = {p.R}, experts on attention GPUs per layer "
@@ -108,12 +101,13 @@ def simulate(
 ) -> None:
     """Simulate one iteration of one schedule; print its time and each stream's busy share."""
     from tenfold.core.errors import TenfoldError
+    from tenfold.hetermoe import api
     from tenfold.hetermoe.planner import gather_and_squeeze
     from tenfold.hetermoe.schedules import Setting, dist_ep, ep, hetero_pp, zp
 
     if schedule not in SCHEDULES:
         raise TenfoldError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-    cost, cl = _setup(cluster, model, seq, batch, profile)
+    cost, cl = api.setup(cluster, model, seq, batch, profile)
     s = Setting(cost, cl)
     moved = gather_and_squeeze(s, r).experts_moved if schedule == "heter_moe" else [0] * cost.model.layers
     tl = {
@@ -144,27 +138,22 @@ def simulate(
 
 @app.command()
 def bench(
-    quick: Annotated[
-        bool, typer.Option("--quick/--full", help="one model and one runtime case, or all")
-    ] = True,
+    quick: QuickOpt = True,
     runtime: Annotated[bool, typer.Option(help="also run the real multi-process runtime (ZP and EP)")] = True,
-    json_out: Annotated[Path | None, typer.Option("--json")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot")] = None,
-    quiet: bool = False,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """The paper's comparisons on its clusters, models and sequence lengths (simulated), and the real
     runtime's iteration time beside the simulator's prediction."""
-    from tenfold.hetermoe.bench import BenchConfig, markdown, plot, run_bench, write_json
+    from tenfold.hetermoe import api
+    from tenfold.hetermoe.bench import BenchConfig, markdown, plot
 
     cfg = BenchConfig.quick() if quick else BenchConfig()
     if not runtime:
         cfg.runtime_cases = []
-    result = run_bench(cfg, quiet)
-    print(markdown(result))
-    if json_out:
-        write_json(result, json_out)
-    if plot_out:
-        print(f"wrote {plot(result, plot_out)}")
+    result = api.bench(cfg, quiet)
+    finish_bench(result, markdown(result), json_path, plot_path, plot)
 
 
 @app.command()
@@ -202,14 +191,13 @@ def train(
 ) -> None:
     """Train the small MoE with the real multi-process runtime (gloo; spawns M + N processes here; use
     `torchrun -m tenfold.hetermoe.runtime` for several machines)."""
-    from tenfold.hetermoe.runtime import RuntimeConfig, compare, reference, run
+    from tenfold.hetermoe import api
+    from tenfold.hetermoe.runtime import RuntimeConfig, compare
 
     cfg = RuntimeConfig(
         schedule, attention_ranks, expert_ranks, micro_batches, batch, seq, steps, emulate=emulate
     )
-    cfg.validate()
-    res = run(cfg)
-    ref = reference(cfg) if check else None
+    res, ref = api.train(cfg, check)
     for i, s in enumerate(res["steps"]):
         extra = f"  (one process: {ref['losses'][i]:.5f})" if ref else ""
         print(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
-from tenfold.hetermoe.bench import BenchConfig, markdown, plot, run_bench, write_json
+from tenfold.hetermoe.api import bench
+from tenfold.hetermoe.bench import BenchConfig, markdown, plot
 
 
 @register(
@@ -12,7 +14,7 @@ from tenfold.hetermoe.bench import BenchConfig, markdown, plot, run_bench, write
 )
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
-    result = run_bench(cfg, quiet=ctx.quiet)
+    result = bench(cfg, quiet=ctx.quiet)
     write_json(result, ctx.out_dir / "hetermoe_bench.json")
     (ctx.out_dir / "hetermoe_bench.md").write_text(markdown(result) + "\n")
     plot(result, ctx.plot_path("speedups"))

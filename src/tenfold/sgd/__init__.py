@@ -1,8 +1,9 @@
-"""Skeleton Graph Decoding (Jin et al., 2024): a skeleton with dependencies and difficulty, decoded as a
-graph (independent points in parallel, parents' answers forwarded, easy points on a small model).
+"""Skeleton Graph Decoding ("Adaptive Skeleton Graph Decoding", Jin et al., 2024): a skeleton with
+dependencies and difficulty, decoded as a graph (independent points in parallel, parents' answers
+forwarded, easy points on a small model).
 
-In progress: the three modes through one code path (`answer`), the skeleton parser, the graph
-scheduler and the task (`tenfold.envs.chains`); trained models, CLI and benchmark follow."""
+Entry points: `tenfold.sgd.api` (`answer`, `bench`); CLI `tenfold sgd`.
+"""
 
 from tenfold.core.lazy import lazy_exports
 

@@ -157,3 +157,26 @@ async def answer(
     }
     text = "\n".join(r.text for r in res.points)
     return Answer(text, cfg.mode, time.perf_counter() - t0, skeleton, trace, list(skeleton.warnings))
+
+
+def bench(
+    cfg, large: str | None = None, small: str | None = None, quiet: bool = False, judge: str | None = None
+) -> dict:
+    """Every arm (ar, SoT, SGD with and without routing, plan first, escalation) on the same generated
+    questions (`cfg`: a `sgd.bench.BenchConfig`), in a fresh one-thread process. `large` / `small`:
+    checkpoint dirs, presets or URLs; default the tiny models trained here. `judge`: an LLM judge's URL."""
+    from tenfold.core.benchkit import isolated
+
+    if large is None and small is not None:
+        raise TenfoldError("a small model needs a large one (--small needs --large)")
+    return isolated(_bench, cfg.validate(), large, small, quiet, judge)
+
+
+def _bench(cfg, large: str | None, small: str | None, quiet: bool, judge: str | None) -> dict:
+    from tenfold.sgd.bench import run_bench
+
+    if large is None:
+        from tenfold.sgd.train import prepare_models
+
+        large, small = prepare_models(quiet)
+    return run_bench(cfg, large, small, quiet, judge=judge)

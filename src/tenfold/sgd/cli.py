@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, finish_bench
 
 app = typer.Typer(
     help="Skeleton Graph Decoding: skeleton with dependencies, points decoded as a graph.",
@@ -98,34 +99,36 @@ def run(
 
 @app.command()
 def bench(
+    quick: QuickOpt = True,
     large: LargeOpt = None,
     small: SmallOpt = None,
     questions: Annotated[
-        int, typer.Option(help="generated questions (--quick: as many as the quick reproduction)")
-    ] = 24,
-    quick: bool = False,
+        int | None, typer.Option(help="generated questions (default: quick 24, full 48)")
+    ] = None,
     min_parts: Annotated[int, typer.Option(help="parts per question, at least")] = 7,
     max_parts: Annotated[int, typer.Option(help="parts per question, at most (8 at most)")] = 8,
     max_depth: Annotated[int, typer.Option(help="longest dependency chain between parts")] = 1,
     judge: Annotated[str | None, typer.Option(help="OpenAI-compatible URL of an LLM judge")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json")] = None,
-    plot_path: Annotated[Path | None, typer.Option("--plot")] = None,
-    quiet: bool = False,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """ar vs SoT vs SGD (with and without routing) on the same generated questions: latency, exact
     match per part and dependency depth, small-model share; optionally an LLM-judge score."""
-    from tenfold.sgd.bench import BenchConfig, markdown_table, plot, run_bench, write_json
-    from tenfold.sgd.reproduce import QUICK_QUESTIONS
+    from dataclasses import replace
 
-    cfg = BenchConfig(QUICK_QUESTIONS if quick else questions, min_parts, max_parts, max_depth).validate()
-    if large is None:
-        large, small = _default_models(small)
-    result = run_bench(cfg, large, small, quiet, judge=judge)
-    print(markdown_table(result["summary"]))
-    if json_path:
-        write_json(result, json_path)
-    if plot_path:
-        plot(result["summary"], plot_path)
+    from tenfold.sgd import api
+    from tenfold.sgd.bench import BenchConfig, markdown_table, plot
+
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg = replace(cfg, questions=questions or cfg.questions, min_parts=min_parts, max_parts=max_parts)
+    cfg = replace(cfg, max_depth=max_depth)
+    if large is None and small is None:
+        print(f"using {DEFAULT_MODELS}")
+    result = api.bench(cfg, large, small, quiet, judge)
+    finish_bench(
+        result, markdown_table(result["summary"]), json_path, plot_path, lambda r, p: plot(r["summary"], p)
+    )
 
 
 def _default_models(small: str | None) -> tuple[str, str]:

@@ -4,19 +4,12 @@ unsure small-model points)."""
 
 from __future__ import annotations
 
-from tenfold.core.bench import isolated
+from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
-from tenfold.sgd.bench import BenchConfig, plot, run_bench, write_json
+from tenfold.sgd.api import bench
+from tenfold.sgd.bench import BenchConfig, plot
 
 MIN_AR_EM = 0.2
-QUICK_QUESTIONS = 24  # 180 parts: one part is 0.006 of exact match (16 questions gave 0.008 steps)
-
-
-def _bench(cfg: BenchConfig, quiet: bool) -> dict:
-    from tenfold.sgd.train import prepare_models
-
-    large, small = prepare_models(quiet)
-    return run_bench(cfg, large, small, quiet)
 
 
 @register(
@@ -25,8 +18,7 @@ def _bench(cfg: BenchConfig, quiet: bool) -> dict:
     artefacts=("sgd-large", "sgd-small"),
 )
 def reproduce(ctx: Context) -> list[Row]:
-    cfg = BenchConfig(questions=QUICK_QUESTIONS if ctx.quick else 48)
-    result = isolated(_bench, cfg, ctx.quiet)
+    result = bench(BenchConfig.quick() if ctx.quick else BenchConfig(), quiet=ctx.quiet)
     s = result["summary"]["arms"]
     write_json(result, ctx.out_dir / "sgd_bench.json")
     plot(result["summary"], ctx.plot_path("speed_quality"))
