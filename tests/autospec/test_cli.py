@@ -65,3 +65,14 @@ def test_bad_input_is_a_user_error(args):
 def test_bench_refuses_a_bad_worker_count():
     r = runner.invoke(app, ["autospec", "bench", "--workers", "0"])
     assert isinstance(r.exception, TenfoldError) and "workers" in str(r.exception)
+
+
+def test_a_missing_optional_package_names_the_extra(monkeypatch, tmp_path):
+    """Without the `autospec` extra, reading an ONNX network is one TenfoldError saying what to install."""
+    import sys
+
+    from tenfold.autospec.verify import onnx_layers
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what `import onnx` sees when it is not installed
+    with pytest.raises(TenfoldError, match=r"tenfold\[autospec\]"):
+        onnx_layers(tmp_path / "net.onnx")
