@@ -72,7 +72,8 @@ def warm(answers: str = "worked", retrain: bool = False, quiet: bool = False) ->
     """The warm-start policy for `answers` (worked or bare; shipped, cached or trained) and its held-out
     accuracy per level (avg@2 at temperature 1.0, top-p 0.7): (checkpoint dir, accuracy)."""
     from tenfold.core.models import load_model
-    from tenfold.heapa.bench import BenchConfig, evaluate_policy
+    from tenfold.heapa.arms import evaluate_policy
+    from tenfold.heapa.bench import BenchConfig
     from tenfold.heapa.train import WarmStart, warm_policy
 
     cfg = BenchConfig(answers=answers).validate()
@@ -94,7 +95,8 @@ def train(
     rollouts; metrics and checkpoints under `out_dir` (resumable). Returns the run's RunResult."""
     from tenfold.core.models import load_model
     from tenfold.envs.arith import sample_problems
-    from tenfold.heapa.bench import ARMS, BenchConfig, evaluate_policy, make_source, train_arm
+    from tenfold.heapa.arms import ARMS, evaluate_policy, make_source, train_arm
+    from tenfold.heapa.bench import BenchConfig
     from tenfold.heapa.train import WarmStart, warm_policy
 
     if arm not in ARMS:
