@@ -105,7 +105,7 @@ def discover() -> dict[str, Reproduction]:
     imports no system code), in the list's order."""
     for _, module in systems.built("reproduce"):
         importlib.import_module(module)
-    return {s.name: REGISTRY[s.name] for s in systems.SYSTEMS if s.name in REGISTRY}
+    return dict(sorted(REGISTRY.items(), key=lambda kv: systems.order(kv[0])))  # unlisted ones last
 
 
 def run_reproductions(
