@@ -222,7 +222,7 @@ def _train_in_child(role: str, quiet: bool) -> str:
 def prepare_models(quiet: bool = False) -> tuple[str, str]:
     """(agent, memory) checkpoint dirs of the default recipes: the shared warm-up first, then the two
     models side by side, one process and one core each (about an hour on two cores, once)."""
-    from tenfold.core.bench import in_processes
+    from tenfold.core.benchkit import in_processes
 
     if all(cached_model(recipe(role)).available() for role in ("agent", "memory")):
         return tuple(str(trained_model(recipe(role), quiet=quiet)) for role in ("agent", "memory"))

@@ -6,7 +6,7 @@ only; machines are shared and noisy.
 
 Noise handling: arms are timed interleaved, `repeats` times each, and the fastest time per arm is
 kept (as `timeit` does), because shared VMs have slow phases that would otherwise land on one arm.
-`isolated(fn, ...)` runs a benchmark in a fresh process with a fixed number of CPU threads (1 by
+`core.benchkit.isolated(fn, ...)` runs a benchmark in a fresh process with a fixed number of CPU threads (1 by
 default). Reasons, both measured on the 2-core development VMs: (1) with 2 OpenMP threads, decoding
 has phases ~10x slower than normal (the threads' barrier waits stall; 1 thread never showed them, and
 decodes one sequence as fast as 2 threads do), which made ratios swing from 1.7x to 11x between runs;
@@ -24,14 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tenfold.core.benchkit import (  # noqa: F401 - the kit is used through core.bench too
-    check_workers,
-    in_processes,
-    isolated,
-    map_jobs,
-    save_figure,
-    write_json,
-)
+from tenfold.core.benchkit import save_figure
 from tenfold.core.models import load_model
 from tenfold.core.sampler import SamplingParams, generate
 

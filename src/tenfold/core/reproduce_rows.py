@@ -7,10 +7,9 @@ from tenfold.core.bench import (
     bench_kv_cache,
     bench_serving,
     bench_shared_prefix,
-    isolated,
     plot_results,
-    write_json,
 )
+from tenfold.core.benchkit import isolated, write_json
 from tenfold.core.reproduce import Context, Row, register
 
 

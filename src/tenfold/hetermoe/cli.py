@@ -40,11 +40,10 @@ def plan(
     """Choose R and the expert assignment, and compare every schedule (simulated)."""
     from tenfold.hetermoe import api
 
-    cost, cl = api.setup(cluster, model, seq, batch, profile)
     p = api.plan(cluster, model, seq, batch, r, profile)
     d = p.to_dict()
     print(
-        f"{cl}  {model}  seq {seq}  batch {batch}: R = {p.R}, experts on attention GPUs per layer "
+        f"{p.cluster}  {model}  seq {seq}  batch {batch}: R = {p.R}, experts on attention GPUs per layer "
         f"{p.experts_moved}{'  (' + p.note + ')' if p.note else ''}"
     )
     print(f"{'schedule':<14}{'iteration ms':>14}{'HeterMoE speed-up':>20}")
@@ -60,7 +59,7 @@ def plan(
 
         atomic_write_text(json_out, json.dumps(d, indent=1))
     if gantt:
-        _gantt(cost, cl, p.R, p.experts_moved, gantt)
+        _gantt(*api.setup(cluster, model, seq, batch, profile), p.R, p.experts_moved, gantt)
 
 
 def _gantt(cost, cl, r: int, moved: list[int], path: Path, schedules=SCHEDULES) -> None:

@@ -121,8 +121,13 @@ def bench(
     from tenfold.sgd.bench import BenchConfig, markdown_table, plot
 
     cfg = BenchConfig.quick() if quick else BenchConfig()
-    cfg = replace(cfg, questions=questions or cfg.questions, min_parts=min_parts, max_parts=max_parts)
-    cfg = replace(cfg, max_depth=max_depth)
+    cfg = replace(
+        cfg,
+        questions=questions or cfg.questions,
+        min_parts=min_parts,
+        max_parts=max_parts,
+        max_depth=max_depth,
+    )
     if large is None and small is None:
         print(f"using {DEFAULT_MODELS}")
     result = api.bench(cfg, large, small, quiet, judge)

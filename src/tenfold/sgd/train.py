@@ -350,7 +350,7 @@ def _train_in_child(role: str, quiet: bool) -> str:
 def prepare_models(quiet: bool = False) -> tuple[str, str]:
     """(large, small) checkpoint dirs of the default recipes, trained side by side when missing (one
     process and one core each; the large model takes longest) and cached after that."""
-    from tenfold.core.bench import in_processes
+    from tenfold.core.benchkit import in_processes
 
     if all(cached_model(recipe(role)).available() for role in ("large", "small")):
         return str(trained_model(recipe("large"))), str(trained_model(recipe("small")))
