@@ -33,6 +33,7 @@ class System:
 
 SYSTEMS: tuple[System, ...] = (
     System("core", "the shared LM core's own benchmarks", package="tenfold.core"),
+    System("base", "tenfold-base: the pretrained small LM the LLM systems fine-tune from"),
     System("cake", "Cake: KV cache loaded from disk backwards while computed forwards"),
     System("comem", "CoMem: agent memory summarised asynchronously, k steps behind"),
     System("sgd", "Skeleton Graph Decoding: dependency-aware parallel decoding"),

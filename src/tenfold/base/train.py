@@ -1,0 +1,103 @@
+"""Pretraining tenfold-base: a Llama-architecture model trained from scratch with the core trainer on
+the generated mixture (`mixture.py`), shipped as the artefact `tenfold-base`.
+
+The recipe is one dataclass; its fields and the mixture version make the artefact key, so a changed
+recipe is a new model (and the shipped one is reported stale). Training keeps a checkpoint every
+`ckpt_every` steps: an interrupted build resumes, and `tenfold base eval --over-training` draws the
+probes' curves from those checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tenfold.base.mixture import DEFAULT_WEIGHTS, MIXTURE_VERSION, check_weights
+from tenfold.core.artefacts import register_artefact
+from tenfold.core.cache import Artefact
+from tenfold.core.errors import TenfoldError
+
+MODEL_NAME = "tenfold-base"
+
+
+@dataclass
+class BaseRecipe:
+    preset: str = "tiny"  # the architecture (core.presets): 4 layers, d=128, ~1.1M parameters
+    docs: int = 160_000  # generated documents (about 48M tokens), packed into `max_len` sequences
+    max_len: int = 1024
+    steps: int = 6000
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    seed: int = 0
+    ckpt_every: int = 500
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    def validate(self) -> BaseRecipe:
+        from tenfold.core.presets import PRESETS
+
+        if self.preset not in PRESETS or PRESETS[self.preset].experts:
+            dense = [n for n, p in PRESETS.items() if not p.experts]
+            raise TenfoldError(f"preset must be a dense preset {dense}, got {self.preset!r}")
+        for name in ("docs", "max_len", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise TenfoldError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_weights(self.weights)
+        return self
+
+    def config(self) -> dict:
+        cfg = asdict(self)
+        cfg.pop("ckpt_every")  # where checkpoints go does not shape the weights
+        return cfg
+
+
+def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Path:
+    """Train the recipe's model into `out_dir/train` (checkpoints `step-N`, final `last`); returns `last`.
+    Resumes from the newest checkpoint of the same run in `out_dir/train`."""
+    from tenfold.base.mixture import corpus
+    from tenfold.core.models import build_preset
+    from tenfold.core.train import TrainConfig, train_lm
+
+    recipe.validate()
+    model, tok = build_preset(recipe.preset, seed=recipe.seed)
+    data = corpus(tok, recipe.seed, recipe.docs, recipe.max_len, recipe.weights)
+    cfg = TrainConfig(
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        warmup_steps=recipe.warmup_steps,
+        min_lr_ratio=recipe.min_lr_ratio,
+        seed=recipe.seed,
+        max_len=recipe.max_len,
+        ckpt_every=recipe.ckpt_every,
+        log_every=10,
+        out_dir=str(Path(out_dir) / "train"),
+        quiet=quiet,
+    )
+    result = train_lm(model, tok, data, cfg)
+    return Path(result.checkpoint)
+
+
+def base_artefact(recipe: BaseRecipe | None = None, quiet: bool = False) -> Artefact:
+    recipe = (recipe or BaseRecipe()).validate()
+
+    def build(d: Path) -> Path:
+        return pretrain(recipe, d, quiet=quiet)
+
+    return Artefact(MODEL_NAME, recipe.config(), MIXTURE_VERSION, build)
+
+
+def model_dir(retrain: bool = False, quiet: bool = False) -> Path:
+    """The checkpoint directory of tenfold-base (shipped, cached, or pretrained here once)."""
+    return base_artefact(quiet=quiet).path(retrain) / "train" / "last"
+
+
+register_artefact(
+    MODEL_NAME,
+    "base",
+    base_artefact,
+    ship=("train/last",),
+    minutes=75,
+    doc="the pretrained base model every LLM system can fine-tune from",
+)
