@@ -156,7 +156,7 @@ def recall_doc(rng: random.Random, n_facts: int, context: int, n_questions: int)
 
 def recall_component(rng: random.Random) -> Doc:
     n = rng.randint(3, 16)
-    context = rng.randint(n * 22, 760)
+    context = rng.randint(n * 22, 900)
     body, qa = recall_doc(rng, n, context, rng.randint(1, min(n, 10)))
     return Doc("recall", body + "\n" + "\n".join(q + a for q, a in qa))
 
