@@ -99,6 +99,8 @@ def copy_doc(rng: random.Random, distance: int | None = None) -> tuple[str, str]
     parts = [f"Note {k}: {v}." for k, v in notes]
     before = parts[:target]
     after = parts[target + 1 :]
+    if len(" ".join(after)) + 2 > distance:  # the other notes do not fit in the gap: they go first
+        before, after = before + after, []
     lead = filler(rng, rng.randint(0, 60))
     gap_notes = " ".join(after)
     gap = max(0, distance - len(gap_notes) - 2)

@@ -88,9 +88,29 @@ def base_artefact(recipe: BaseRecipe | None = None, quiet: bool = False) -> Arte
     return Artefact(MODEL_NAME, recipe.config(), MIXTURE_VERSION, build)
 
 
-def model_dir(retrain: bool = False, quiet: bool = False) -> Path:
-    """The checkpoint directory of tenfold-base (shipped, cached, or pretrained here once)."""
-    return base_artefact(quiet=quiet).path(retrain) / "train" / "last"
+def model_dir(train: bool = True, retrain: bool = False, quiet: bool = False) -> Path:
+    """The checkpoint directory of tenfold-base: shipped, cached, or (with `train`) pretrained here once.
+    With `train=False` a missing model is an error that says how to build it, not an hour of training."""
+    art = base_artefact(quiet=quiet)
+    if not train and not retrain and art.available() is None:
+        from tenfold.core.artefacts import RECIPES, status
+
+        minutes = status(RECIPES[MODEL_NAME], hashes=False).minutes
+        raise TenfoldError(
+            f"{MODEL_NAME} is neither shipped nor in the cache; pretrain it (about {minutes:.0f} min on "
+            f"2 CPU cores) with: tenfold artefacts build {MODEL_NAME}"
+        )
+    return art.path(retrain) / "train" / "last"
+
+
+def describe() -> dict:
+    """The row of `tenfold models`: preset, a note, and whether the model is shipped, cached or missing."""
+    recipe = BaseRecipe()
+    return {
+        "preset": recipe.preset,
+        "note": "pretrained on the generated mixture; the default model",
+        "state": base_artefact().available() or "missing",
+    }
 
 
 register_artefact(
