@@ -40,19 +40,28 @@ _mount_systems()
 
 @app.command()
 def models() -> None:
-    """List the model presets (built from configs; no download)."""
-    from tenfold.core.presets import describe_presets
+    """List the trained models (pretrained here, shipped) and the untrained presets (built from configs)."""
+    from tenfold.core.presets import describe_presets, describe_trained
 
+    print("trained (load by name; shipped with tenfold, or rebuilt with `tenfold artefacts build NAME`):")
+    for r in describe_trained():
+        print(
+            f"  {r['name']:13s} {r['params'] / 1e6:6.2f}M params  d={r['hidden']} L={r['layers']}  "
+            f"[{r['state']}] {r['note']}"
+        )
+    print("untrained presets (random weights from a seed; for training and benchmarks):")
     for r in describe_presets():
         print(
-            f"{r['name']:10s} {r['params'] / 1e6:6.2f}M params  d={r['hidden']} L={r['layers']} ctx={r['context']}  {r['note']}"
+            f"  {r['name']:13s} {r['params'] / 1e6:6.2f}M params  d={r['hidden']} L={r['layers']} ctx={r['context']}  {r['note']}"
         )
 
 
 @app.command()
 def generate(
     prompt: str,
-    model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "tiny",
+    model: Annotated[
+        str, typer.Option(help="trained model (tenfold-base), untrained preset, or local checkpoint dir")
+    ] = "tenfold-base",
     max_tokens: int = 64,
     temperature: float = 0.0,
     top_p: float = 1.0,
@@ -75,7 +84,9 @@ def generate(
 @serve_app.callback()
 def serve(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option(help="preset name or local checkpoint dir")] = "tiny",
+    model: Annotated[
+        str, typer.Option(help="trained model (tenfold-base), untrained preset, or local checkpoint dir")
+    ] = "tenfold-base",
     host: str = "127.0.0.1",
     port: int = 8000,
     device: str | None = None,

@@ -46,6 +46,11 @@ SYSTEMS: tuple[System, ...] = (
     System("cav", "collaborative perception attacks and their detection"),
 )
 
+# trained models loadable by name (`--model tenfold-base`): name -> the module that provides
+# `model_dir(train=...)` (its checkpoint directory: shipped or cached; `train=False` refuses to train it)
+# and `describe()` (a row for `tenfold models`)
+TRAINED_MODELS = {"tenfold-base": "tenfold.base.train"}
+
 # core's reproduce rows are in `tenfold.core.reproduce_rows`; every other system's in `<package>.reproduce`
 REPRODUCE_MODULE = {"core": "reproduce_rows"}
 

@@ -96,9 +96,13 @@ def test_encoding_frames_documents_and_chat_loss_is_on_the_assistant():
     text = mx.Doc("text", "The cook is wise.")
     ids, labels = mx.encode_doc(TOK, text)
     assert ids[0] == TOK.bos_id and ids[-1] == TOK.eos_id and labels[0] == IGNORE and labels[1:] == ids[1:]
-    chat = mx.Doc("chat", messages=({"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hi!"}))
+    chat = mx.Doc(
+        "chat", messages=({"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hi!"})
+    )
     ids, labels = mx.encode_doc(TOK, chat)
-    trained = TOK.decode([t for t, y in zip(ids, labels, strict=True) if y != IGNORE], skip_special_tokens=False)
+    trained = TOK.decode(
+        [t for t, y in zip(ids, labels, strict=True) if y != IGNORE], skip_special_tokens=False
+    )
     assert trained == "Hi!<|end|>"
 
 

@@ -30,7 +30,10 @@ def _probe_job(model: str, probe: str, cfg: ProbeConfig) -> dict:
 
     lm, tok = load_model(model, "cpu")
     if probe == "copy":
-        return {f"copy@{d}": p.copy_probe(lm, tok, d, cfg.copy_n, cfg.batch_size)["exact"] for d in cfg.copy_distances}
+        return {
+            f"copy@{d}": p.copy_probe(lm, tok, d, cfg.copy_n, cfg.batch_size)["exact"]
+            for d in cfg.copy_distances
+        }
     if probe == "recall":
         r = p.recall_probe(lm, tok, cfg.recall_episodes, cfg.recall_facts, cfg.recall_context, cfg.batch_size)
         return {"recall": r["exact"], "recall tokens": r["tokens"]}
@@ -42,7 +45,9 @@ def _probe_job(model: str, probe: str, cfg: ProbeConfig) -> dict:
     return {f"loss/{k}": v for k, v in p.heldout_losses(lm, tok, cfg.loss_docs).items()}
 
 
-def evaluate(model: str | Path = MODEL_NAME, cfg: ProbeConfig | None = None, workers: int | None = None) -> dict:
+def evaluate(
+    model: str | Path = MODEL_NAME, cfg: ProbeConfig | None = None, workers: int | None = None
+) -> dict:
     """Every probe (see `tenfold.base.probes`) on a model by name or checkpoint path; probe families run
     side by side in `workers` processes (None: one per core)."""
     from tenfold.core.benchkit import map_jobs
@@ -68,11 +73,15 @@ def checkpoints(train_dir: str | Path) -> list[tuple[int, Path]]:
         except (OSError, ValueError, KeyError):
             continue
     if not found:
-        raise TenfoldError(f"no training checkpoints (step-N or last with trainer.json) in {str(train_dir)!r}")
+        raise TenfoldError(
+            f"no training checkpoints (step-N or last with trainer.json) in {str(train_dir)!r}"
+        )
     return sorted(found.items())
 
 
-def curve(train_dir: str | Path, cfg: ProbeConfig | None = None, workers: int | None = None, every: int = 1) -> list[dict]:
+def curve(
+    train_dir: str | Path, cfg: ProbeConfig | None = None, workers: int | None = None, every: int = 1
+) -> list[dict]:
     """The probes over training: `evaluate` on every `every`-th checkpoint of a run (and its last)."""
     points = checkpoints(train_dir)
     points = [pt for i, pt in enumerate(points) if i % every == 0 or i == len(points) - 1]

@@ -9,7 +9,9 @@ import typer
 
 from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, WorkersOpt, finish_bench
 
-app = typer.Typer(help="tenfold-base: the pretrained small LM the LLM systems fine-tune from.", no_args_is_help=True)
+app = typer.Typer(
+    help="tenfold-base: the pretrained small LM the LLM systems fine-tune from.", no_args_is_help=True
+)
 
 
 @app.command("eval")

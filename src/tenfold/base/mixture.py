@@ -24,7 +24,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenfold.base.text import ADJECTIVES, PEOPLE, PLACES, THINGS, paragraph, prose
+from tenfold.base.text import PEOPLE, THINGS, paragraph, prose
 from tenfold.core.errors import TenfoldError
 from tenfold.envs.arith import LEVELS, make_problem, worked_steps
 
@@ -76,7 +76,10 @@ def random_key(rng: random.Random, taken: set[str]) -> str:
 
 def random_value(rng: random.Random) -> str:
     """A value no model can guess: 2-4 random lowercase 'words' and sometimes a number."""
-    words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 5))) for _ in range(rng.randint(2, 4))]
+    words = [
+        "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 5)))
+        for _ in range(rng.randint(2, 4))
+    ]
     if rng.random() < 0.5:
         words.insert(rng.randrange(len(words) + 1), str(rng.randint(10, 999)))
     return " ".join(words)
@@ -107,7 +110,11 @@ def copy_doc(rng: random.Random, distance: int | None = None) -> tuple[str, str]
     cut = rng.randint(0, gap)
     middle = " ".join(x for x in (filler(rng, cut), gap_notes, filler(rng, gap - cut)) if x)
     head = " ".join(x for x in (lead, *before, parts[target]) if x)
-    prompt = f"{head} {middle} {copy_query(notes[target][0])}" if middle else f"{head} {copy_query(notes[target][0])}"
+    prompt = (
+        f"{head} {middle} {copy_query(notes[target][0])}"
+        if middle
+        else f"{head} {copy_query(notes[target][0])}"
+    )
     return prompt, f" {notes[target][1]}."
 
 
@@ -126,8 +133,34 @@ def copy_component(rng: random.Random) -> Doc:
 
 # ---- recall -----------------------------------------------------------------------------------------
 
-FACT_OBJECTS = ("door", "box", "gate", "safe", "locker", "chest", "vault", "room", "bag", "drawer", "car", "shed")
-FACT_COLOURS = ("red", "blue", "green", "gold", "grey", "pink", "black", "white", "brown", "teal", "amber", "violet")
+FACT_OBJECTS = (
+    "door",
+    "box",
+    "gate",
+    "safe",
+    "locker",
+    "chest",
+    "vault",
+    "room",
+    "bag",
+    "drawer",
+    "car",
+    "shed",
+)
+FACT_COLOURS = (
+    "red",
+    "blue",
+    "green",
+    "gold",
+    "grey",
+    "pink",
+    "black",
+    "white",
+    "brown",
+    "teal",
+    "amber",
+    "violet",
+)
 
 
 def make_facts(rng: random.Random, n: int) -> list[tuple[str, str]]:
@@ -136,7 +169,9 @@ def make_facts(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return [(f"{o} {c}", str(rng.randint(100, 999))) for o, c in pairs]
 
 
-def recall_doc(rng: random.Random, n_facts: int, context: int, n_questions: int) -> tuple[str, list[tuple[str, str]]]:
+def recall_doc(
+    rng: random.Random, n_facts: int, context: int, n_questions: int
+) -> tuple[str, list[tuple[str, str]]]:
     """Facts `Fact: door blue 482.` spread at random through `context` characters of prose, then the
     question prefix. Returns (context text, [(question prompt, answer)]) where each question is
     `Q: door blue? A:` and its answer ' 482'."""
@@ -166,13 +201,52 @@ def recall_component(rng: random.Random) -> Doc:
 # ---- lists and plans ----------------------------------------------------------------------------------
 
 PLANS = {
-    "make tea": ["fill the kettle", "boil the water", "put a tea bag in a cup", "pour the water", "wait three minutes", "take out the bag"],
-    "plant a tree": ["choose a sunny spot", "dig a hole", "put the tree in the hole", "fill the hole with soil", "water the tree"],
-    "send a letter": ["write the letter", "fold it", "put it in an envelope", "write the address", "add a stamp", "post it"],
-    "bake bread": ["mix flour and water", "add yeast and salt", "knead the dough", "let it rise", "shape the loaf", "bake it for forty minutes"],
+    "make tea": [
+        "fill the kettle",
+        "boil the water",
+        "put a tea bag in a cup",
+        "pour the water",
+        "wait three minutes",
+        "take out the bag",
+    ],
+    "plant a tree": [
+        "choose a sunny spot",
+        "dig a hole",
+        "put the tree in the hole",
+        "fill the hole with soil",
+        "water the tree",
+    ],
+    "send a letter": [
+        "write the letter",
+        "fold it",
+        "put it in an envelope",
+        "write the address",
+        "add a stamp",
+        "post it",
+    ],
+    "bake bread": [
+        "mix flour and water",
+        "add yeast and salt",
+        "knead the dough",
+        "let it rise",
+        "shape the loaf",
+        "bake it for forty minutes",
+    ],
     "cross the river": ["find the bridge", "check the path", "walk across", "wave to the guard"],
-    "open the vault": ["find the key", "walk to the vault", "enter the code", "turn the handle", "step inside"],
-    "clean the room": ["open the window", "pick up the toys", "dust the shelves", "sweep the floor", "close the window"],
+    "open the vault": [
+        "find the key",
+        "walk to the vault",
+        "enter the code",
+        "turn the handle",
+        "step inside",
+    ],
+    "clean the room": [
+        "open the window",
+        "pick up the toys",
+        "dust the shelves",
+        "sweep the floor",
+        "close the window",
+    ],
 }
 
 
@@ -264,7 +338,9 @@ ROOMS = ("kitchen", "hall", "garden", "cellar", "attic", "study", "porch", "barn
 DIRECTIONS = ("north", "south", "east", "west")
 
 
-def game_turn(rng: random.Random, goal: str, here: str, items: list[str], exits: dict[str, str], hint: str) -> tuple[str, str]:
+def game_turn(
+    rng: random.Random, goal: str, here: str, items: list[str], exits: dict[str, str], hint: str
+) -> tuple[str, str]:
     """(observation text with the admissible actions, the right action)."""
     actions = [f"go {d}" for d in exits] + [f"take {x}" for x in items] + ["look", "inventory"]
     rng.shuffle(actions)

@@ -64,7 +64,9 @@ def _greedy(model, tok, prompts, max_new_tokens: int, batch_size: int, stop_ids=
 
 def copy_probe(model, tok, distance: int, n: int, batch_size: int = 32) -> dict:
     """Exact match of the copied value (with its full stop) `distance` tokens back."""
-    cases = [copy_doc(random.Random(f"probe-copy:{HELD_OUT_SEED + i}:{distance}"), distance) for i in range(n)]
+    cases = [
+        copy_doc(random.Random(f"probe-copy:{HELD_OUT_SEED + i}:{distance}"), distance) for i in range(n)
+    ]
     gens = _greedy(model, tok, [p for p, _ in cases], max(len(a) for _, a in cases) + 2, batch_size)
     right = sum(g.text.startswith(a) for (_, a), g in zip(cases, gens, strict=True))
     return {"exact": right / n, "n": n}
@@ -80,7 +82,10 @@ def recall_probe(model, tok, episodes: int, facts: int, context: int, batch_size
             prompts.append(f"{body}\n{q}")
             answers.append(a)
     gens = _greedy(model, tok, prompts, 5, batch_size)
-    right = sum(g.text.startswith(a) and not g.text[len(a) : len(a) + 1].isdigit() for a, g in zip(answers, gens, strict=True))
+    right = sum(
+        g.text.startswith(a) and not g.text[len(a) : len(a) + 1].isdigit()
+        for a, g in zip(answers, gens, strict=True)
+    )
     return {"exact": right / len(prompts), "n": len(prompts), "tokens": len(tok.encode(prompts[0]))}
 
 

@@ -7,7 +7,9 @@ from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
 
 
-@register("base", "tenfold-base: the pretrained small LM (probes on held-out seeds)", artefacts=("tenfold-base",))
+@register(
+    "base", "tenfold-base: the pretrained small LM (probes on held-out seeds)", artefacts=("tenfold-base",)
+)
 def reproduce(ctx: Context) -> list[Row]:
     cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
     result = run(cfg)

@@ -39,7 +39,11 @@ def _a(word: str) -> str:
 
 def sentence(rng: random.Random) -> str:
     """One sentence, capitalised and ending with a full stop."""
-    subject = f"the {rng.choice(ADJECTIVES)} {rng.choice(PEOPLE)}" if rng.random() < 0.6 else f"the {rng.choice(PEOPLE)}"
+    subject = (
+        f"the {rng.choice(ADJECTIVES)} {rng.choice(PEOPLE)}"
+        if rng.random() < 0.6
+        else f"the {rng.choice(PEOPLE)}"
+    )
     shape = rng.random()
     if shape < 0.45:
         thing = rng.choice(THINGS)

@@ -103,6 +103,11 @@ def model_dir(train: bool = True, retrain: bool = False, quiet: bool = False) ->
     return art.path(retrain) / "train" / "last"
 
 
+def model_key() -> str:
+    """The artefact key of today's tenfold-base (what fine-tuned recipes record as their start)."""
+    return base_artefact().key
+
+
 def describe() -> dict:
     """The row of `tenfold models`: preset, a note, and whether the model is shipped, cached or missing."""
     recipe = BaseRecipe()

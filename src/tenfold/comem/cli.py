@@ -16,6 +16,9 @@ app = typer.Typer(help="CoMem: asynchronous k-step-off agent memory.", no_args_i
 def train(
     role: Annotated[str, typer.Argument(help="agent, memory, drill (the shared warm-up) or all")],
     retrain: bool = False,
+    init: Annotated[
+        str, typer.Option(help="start from: base (tenfold-base), drill (the recall warm-up) or scratch")
+    ] = "drill",
     quiet: bool = False,
 ) -> None:
     """Train (or find cached) the tiny Vault models; prints the checkpoint dir(s)."""
@@ -23,11 +26,11 @@ def train(
     from tenfold.core.errors import TenfoldError
 
     if role == "all" and not retrain:
-        print(*prepare_models(quiet), sep="\n")
+        print(*prepare_models(quiet, init), sep="\n")
     elif role == "drill":
         print(drilled_model(retrain=retrain, quiet=quiet))
     elif role in ("agent", "memory"):
-        print(trained_model(recipe(role), retrain=retrain, quiet=quiet))
+        print(trained_model(recipe(role, init), retrain=retrain, quiet=quiet))
     else:
         raise TenfoldError(f"role must be agent, memory, drill or all (without --retrain), got {role!r}")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from tenfold.comem.context import agent_view, memory_view
 from tenfold.core import sft
 from tenfold.core.artefacts import default_quality, register_artefact
+from tenfold.core.errors import TenfoldError
 from tenfold.core.train import Tokens, chat_example
 from tenfold.envs.vault import AGENT_SYSTEM, TASK, VaultConfig, VaultGame, parse_action
 
@@ -170,16 +171,39 @@ class ModelRecipe(sft.SFTRecipe):
     incremental: bool = True  # memory only: previous summary + new turns (False: the whole history)
 
 
-def recipe(role: str) -> ModelRecipe:
-    """The default recipe per role (what `tenfold comem train` and the benchmark use)."""
+# where SFT starts: the pretrained tenfold-base, the recall warm-up (the from-scratch recipe), or a
+# freshly initialised preset
+INITS = ("base", "drill", "scratch")
+DEFAULT_INIT = "drill"
+BASE_MODEL = "tenfold-base"
+
+
+def recipe(role: str, init: str = DEFAULT_INIT) -> ModelRecipe:
+    """The recipe per role and start (what `tenfold comem train` and the benchmark use). From the base
+    model, half the steps of the warm-up recipe, with a checkpoint every quarter."""
+    if init not in INITS:
+        raise TenfoldError(f"init must be one of {INITS}, got {init!r}")
+    start: dict = (
+        {"warm_start": DrillRecipe()} if init == "drill" else {"base": BASE_MODEL} if init == "base" else {}
+    )
     if role == "agent":
         # 600 steps: the door look-up forms late (teacher-forced actions right 0.25 / 0.52 / 0.71 / 0.98 at
         # steps 150 / 300 / 450 / 600 of one run); a 450-step run of the same recipe stopped at 0.63
-        return ModelRecipe("agent", steps=600, lr=1e-3, compressed_share=0.5, warm_start=DrillRecipe())
-    if role == "memory":  # incremental views are short: more, larger batches for the same time
+        steps = 300 if init == "base" else 600
         return ModelRecipe(
-            "memory", examples=4000, steps=800, batch_size=16, lr=1e-3, max_len=1024, warm_start=DrillRecipe()
+            "agent",
+            steps=steps,
+            lr=1e-3,
+            compressed_share=0.5,
+            ckpt_every=steps // 4 if init == "base" else 150,
+            **start,
         )
+    if role == "memory":  # incremental views are short: more, larger batches for the same time
+        steps = 400 if init == "base" else 800
+        return ModelRecipe(
+            "memory", examples=4000, steps=steps, batch_size=16, lr=1e-3, max_len=1024,
+            ckpt_every=steps // 4 if init == "base" else 150, **start,
+        )  # fmt: skip
     raise ValueError(f"role must be 'agent' or 'memory', got {role!r}")
 
 
@@ -212,24 +236,29 @@ register_artefact(  # a first stage, shipped so that a change to the agent or me
 )
 
 
-def _train_in_child(role: str, quiet: bool) -> str:
+def _train_in_child(role: str, quiet: bool, init: str = DEFAULT_INIT) -> str:
     import torch
 
     torch.set_num_threads(1)
-    return str(trained_model(recipe(role), quiet=quiet))
+    return str(trained_model(recipe(role, init), quiet=quiet))
 
 
-def prepare_models(quiet: bool = False) -> tuple[str, str]:
-    """(agent, memory) checkpoint dirs of the default recipes: the shared warm-up first, then the two
-    models side by side, one process and one core each (about an hour on two cores, once)."""
+def prepare_models(quiet: bool = False, init: str = DEFAULT_INIT) -> tuple[str, str]:
+    """(agent, memory) checkpoint dirs of the recipes for `init`: their shared start first (the warm-up,
+    or tenfold-base), then the two models side by side, one process and one core each (about an hour
+    on two cores, once)."""
     from tenfold.core.benchkit import in_processes
+    from tenfold.core.models import trained_model_dir
 
-    if all(cached_model(recipe(role)).available() for role in ("agent", "memory")):
-        return tuple(str(trained_model(recipe(role), quiet=quiet)) for role in ("agent", "memory"))
-    if any(recipe(role).warm_start != DrillRecipe() for role in ("agent", "memory")):
-        raise RuntimeError("prepare_models trains the default warm-up first; the recipes use another")
-    drilled_model(quiet=quiet)
-    jobs = [("agent", quiet), ("memory", True)]  # one progress bar is enough
+    if all(cached_model(recipe(role, init)).available() for role in ("agent", "memory")):
+        return tuple(str(trained_model(recipe(role, init), quiet=quiet)) for role in ("agent", "memory"))
+    if init == "drill":
+        if any(recipe(role).warm_start != DrillRecipe() for role in ("agent", "memory")):
+            raise RuntimeError("prepare_models trains the default warm-up first; the recipes use another")
+        drilled_model(quiet=quiet)
+    elif init == "base":
+        trained_model_dir(BASE_MODEL, train=True)
+    jobs = [("agent", quiet, init), ("memory", True, init)]  # one progress bar is enough
     return tuple(in_processes(_train_in_child, jobs, workers=2))
 
 

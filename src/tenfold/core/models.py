@@ -69,22 +69,62 @@ def build_preset(name: str, seed: int = 0) -> tuple[PreTrainedModel, Tokenizer]:
     return model, tok
 
 
+def trained_model_dir(name: str, train: bool = False) -> Path:
+    """Checkpoint directory of a trained model known by name (`tenfold.systems.TRAINED_MODELS`), such as
+    tenfold-base: shipped or cached; missing, an error naming the build command (or, with `train`,
+    trained now)."""
+    return Path(_trained_module(name).model_dir(train=train))
+
+
+def _trained_module(name: str):
+    import importlib
+
+    from tenfold.systems import TRAINED_MODELS
+
+    if name not in TRAINED_MODELS:
+        raise UnknownModelError(
+            f"unknown trained model {name!r}; trained models are {sorted(TRAINED_MODELS)}"
+        )
+    return importlib.import_module(TRAINED_MODELS[name])
+
+
+def trained_model_key(name: str) -> str:
+    """The artefact key of a trained model known by name (changes when its recipe does)."""
+    return _trained_module(name).model_key()
+
+
+def trained_model_preset(name: str) -> str:
+    """The preset (architecture) of a trained model known by name."""
+    return _trained_module(name).describe()["preset"]
+
+
+def known_model_names() -> list[str]:
+    from tenfold.systems import TRAINED_MODELS
+
+    return [*TRAINED_MODELS, *sorted(PRESETS)]
+
+
 def load_model(
     name_or_path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, Tokenizer | HFTokenizer]:
-    """Load a preset by name, or a checkpoint from a local directory. Returns (model, tokenizer) in eval mode.
+    """Load a trained model by name (tenfold-base), an untrained preset by name, or a checkpoint from a
+    local directory. Returns (model, tokenizer) in eval mode.
 
-    Nothing is downloaded: a name that is not a preset must be an existing local directory.
+    Nothing is downloaded: a name that is neither a trained model nor a preset must be an existing local
+    directory.
     """
+    from tenfold.systems import TRAINED_MODELS
+
     dev = pick_device(device)
     name = str(name_or_path)
     if name in PRESETS:
         model, tok = build_preset(name)
     else:
-        path = Path(name).expanduser()
+        path = trained_model_dir(name) if name in TRAINED_MODELS else Path(name).expanduser()
         if not path.is_dir():
             raise UnknownModelError(
-                f"model {name!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a local checkpoint directory"
+                f"model {name!r} is neither a trained model or preset ({', '.join(known_model_names())}) "
+                "nor a local checkpoint directory"
             )
         if not (path / "config.json").is_file():
             raise CheckpointError(f"checkpoint directory {str(path)!r} has no config.json")
@@ -268,9 +308,11 @@ def _check_finite(path: Path, model: torch.nn.Module, dtype: torch.dtype | None)
 
 
 def model_name(name_or_path: str | Path) -> str:
-    """A short display name: the preset name, or the checkpoint directory's name."""
+    """A short display name: the trained model's or preset's name, or the checkpoint directory's name."""
+    from tenfold.systems import TRAINED_MODELS
+
     s = str(name_or_path)
-    return s if s in PRESETS else Path(s).expanduser().resolve().name
+    return s if s in PRESETS or s in TRAINED_MODELS else Path(s).expanduser().resolve().name
 
 
 def count_params(model: torch.nn.Module) -> int:

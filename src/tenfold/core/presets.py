@@ -52,3 +52,18 @@ def describe_presets() -> list[dict]:
 
     vocab = Tokenizer.byte_level().vocab_size
     return [{"name": name, "params": param_count(p, vocab), **asdict(p)} for name, p in PRESETS.items()]
+
+
+def describe_trained() -> list[dict]:
+    """One row per trained model known by name (`tenfold.systems.TRAINED_MODELS`): its preset's row with
+    the model's name, a note and where it would load from ("shipped", "cache" or "missing")."""
+    import importlib
+
+    from tenfold.systems import TRAINED_MODELS
+
+    rows = {r["name"]: r for r in describe_presets()}
+    out = []
+    for name, module in TRAINED_MODELS.items():
+        info = importlib.import_module(module).describe()
+        out.append({**rows[info["preset"]], "name": name, "note": info["note"], "state": info["state"]})
+    return out

@@ -65,11 +65,22 @@ class SFTRecipe:
     seed: int = 0
     warm_start: DrillRecipe | None = None
     ckpt_every: int = 0  # also keep step-N checkpoints, for a killed build to resume (not in the key)
+    # start from this pretrained model (a name in `tenfold.systems.TRAINED_MODELS`, e.g. tenfold-base)
+    # instead of a fresh preset or a warm-up; its preset must be the recipe's
+    base: str | None = None
 
     def cache_key(self) -> dict:
-        """The recipe fields that shape the weights (all but `ckpt_every`)."""
+        """The recipe fields that shape the weights (all but `ckpt_every`). A base model enters as its
+        own artefact key, so a re-pretrained base is a new recipe; without one the key is as before
+        the field existed."""
         key = asdict(self)
         del key["ckpt_every"]
+        if self.base is None:
+            del key["base"]
+        else:
+            from tenfold.core.models import trained_model_key
+
+            key["base"] = trained_model_key(self.base)
         return key
 
 
@@ -129,11 +140,19 @@ def drill_model(
 def start_model(
     recipe: SFTRecipe, drill: Callable[[DrillRecipe, bool], CachedModel] | None = None, quiet: bool = False
 ):
-    """(model, tokenizer) SFT of `recipe` starts from: its warm-up, `drill(recipe.warm_start, quiet)`
-    (trained first when missing), or the fresh preset. A warm-up of another preset is refused before
-    anything trains."""
-    from tenfold.core.models import build_preset, load_model
+    """(model, tokenizer) SFT of `recipe` starts from: its base model (`recipe.base`, pretrained first
+    when missing), its warm-up, `drill(recipe.warm_start, quiet)` (trained first when missing), or the
+    fresh preset. A base or warm-up of another preset is refused before anything trains."""
+    from tenfold.core.models import build_preset, load_model, trained_model_dir, trained_model_preset
 
+    if recipe.base is not None:
+        if recipe.warm_start is not None:
+            raise TenfoldError(f"the {recipe.role} recipe names both a base model and a warm-up: pick one")
+        if (preset := trained_model_preset(recipe.base)) != recipe.preset:
+            raise TenfoldError(
+                f"base model {recipe.base} is the {preset!r} preset, the recipe {recipe.preset!r}"
+            )
+        return load_model(trained_model_dir(recipe.base, train=True))
     if recipe.warm_start is None:
         return build_preset(recipe.preset, seed=recipe.seed)
     if recipe.warm_start.preset != recipe.preset:
