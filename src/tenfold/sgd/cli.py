@@ -23,12 +23,15 @@ SmallOpt = Annotated[str | None, typer.Option(help="model for easy points (defau
 def train(
     role: Annotated[str, typer.Argument(help="small (easy points) or large")],
     retrain: bool = False,
+    init: Annotated[
+        str, typer.Option(help="large model's start: base (tenfold-base), drill (recall warm-up) or scratch")
+    ] = "drill",
     quiet: bool = False,
 ) -> None:
     """Train (or find cached) a tiny SGD model on generated chains questions; prints its checkpoint dir."""
     from tenfold.sgd.train import recipe, trained_model
 
-    print(trained_model(recipe(role), retrain=retrain, quiet=quiet))
+    print(trained_model(recipe(role, init), retrain=retrain, quiet=quiet))
 
 
 @app.command()

@@ -186,7 +186,15 @@ class ModelRecipe(sft.SFTRecipe):
         return d
 
 
-def recipe(role: str) -> ModelRecipe:
+# where the large model's SFT starts: the pretrained tenfold-base (its preset is the large model's), the
+# recall warm-up (the from-scratch recipe) or a fresh preset. The small model (`micro`) has no base of
+# its shape: it starts from its warm-up whatever `init` says.
+INITS = ("base", "drill", "scratch")
+DEFAULT_INIT = "drill"
+BASE_MODEL = "tenfold-base"
+
+
+def recipe(role: str, init: str = DEFAULT_INIT) -> ModelRecipe:
     """The default recipe per role: the large model (the 1M `tiny` preset) does every job, the small
     one (`micro`: the same width, half the depth, so about twice as fast per token) answers easy points
     only. Both start from the recall warm-up and train on about one pass over freshly generated
@@ -202,7 +210,11 @@ def recipe(role: str) -> ModelRecipe:
     Half of that stage's point chats show the plan only through the point's own line (`cut_plans`),
     as points that start while the plan streams see it: trained on full plans only, the small model
     lost 4.6 points on independent easy points with a cut plan (0.755 -> 0.709); trained on both, it
-    gets 0.808 with a cut plan (dependent easy points 0.756, against 0.692), same questions."""
+    gets 0.808 with a cut plan (dependent easy points 0.756, against 0.692), same questions.
+
+    From tenfold-base (`init="base"`) the large model trains half the steps of each stage."""
+    if init not in INITS:
+        raise TenfoldError(f"init must be one of {INITS}, got {init!r}")
     if role == "small":
         return ModelRecipe(
             "small",
@@ -219,13 +231,23 @@ def recipe(role: str) -> ModelRecipe:
             ),
         )
     if role == "large":
+        if init == "base":
+            return ModelRecipe(
+                "large",
+                preset="tiny",
+                questions=7000,
+                steps=1250,
+                lr=2e-3,
+                base=BASE_MODEL,
+                polish=replace(PolishRecipe(), steps=750),
+            )
         return ModelRecipe(
             "large",
             preset="tiny",
             questions=7000,
             steps=2500,
             lr=2e-3,
-            warm_start=DrillRecipe("tiny"),
+            warm_start=DrillRecipe("tiny") if init == "drill" else None,
             polish=PolishRecipe(),
         )
     raise TenfoldError(f"role must be 'small' or 'large', got {role!r}")
