@@ -118,6 +118,17 @@ def describe() -> dict:
     }
 
 
+def _probe_quality(entry: Path) -> dict:
+    """Manifest quality of a shipped tenfold-base: final training loss and the quick probes."""
+    from tenfold.base.probes import ProbeConfig, run_probes
+    from tenfold.core.artefacts import default_quality
+    from tenfold.core.models import load_model
+
+    model, tok = load_model(entry / "train" / "last", "cpu")
+    probes = run_probes(model, tok, ProbeConfig.quick())
+    return default_quality(entry) | {f"probe (quick, held-out): {k}": round(v, 3) for k, v in probes.items()}
+
+
 register_artefact(
     MODEL_NAME,
     "base",
@@ -125,4 +136,5 @@ register_artefact(
     ship=("train/last",),
     minutes=75,
     doc="the pretrained base model every LLM system can fine-tune from",
+    quality=_probe_quality,
 )
