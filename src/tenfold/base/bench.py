@@ -19,6 +19,7 @@ class BenchConfig:
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     curve_dir: str | None = None  # a training run's folder (step-N checkpoints): probes over training
     curve_every: int = 1
+    curve_probes: ProbeConfig = field(default_factory=ProbeConfig.quick)  # per checkpoint: the quick set
     workers: int | None = None
 
     @classmethod
@@ -31,7 +32,7 @@ def run(cfg: BenchConfig) -> dict:
 
     result = {"model": cfg.model, "probes": evaluate(cfg.model, cfg.probes, cfg.workers), "config": cfg}
     if cfg.curve_dir:
-        result["curve"] = curve(cfg.curve_dir, cfg.probes, cfg.workers, cfg.curve_every)
+        result["curve"] = curve(cfg.curve_dir, cfg.curve_probes, cfg.workers, cfg.curve_every)
     return result
 
 

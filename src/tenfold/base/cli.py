@@ -19,7 +19,8 @@ def eval_(
     model: Annotated[str, typer.Option(help="tenfold-base, or a local checkpoint dir")] = "tenfold-base",
     quick: QuickOpt = False,
     over_training: Annotated[
-        Path | None, typer.Option(help="a training run's folder: also probe its step-N checkpoints")
+        Path | None,
+        typer.Option(help="a training run's folder: also probe its step-N checkpoints (quick probes)"),
     ] = None,
     every: Annotated[int, typer.Option(help="with --over-training: every N-th checkpoint")] = 1,
     json_path: JsonOpt = None,
