@@ -25,7 +25,7 @@ class BaseRecipe:
     preset: str = "tiny"  # the architecture (core.presets): 4 layers, d=128, ~1.1M parameters
     docs: int = 160_000  # generated documents (about 48M tokens), packed into `max_len` sequences
     max_len: int = 1024
-    steps: int = 6000
+    steps: int = 5000
     batch_size: int = 8
     lr: float = 2e-3
     warmup_steps: int = 200
