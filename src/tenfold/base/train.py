@@ -18,6 +18,7 @@ from tenfold.core.cache import Artefact
 from tenfold.core.errors import TenfoldError
 
 MODEL_NAME = "tenfold-base"
+COPY_BATCH = 32  # examples per step of the copy stage (each about 100 tokens)
 
 
 @dataclass
@@ -36,9 +37,9 @@ class BaseRecipe:
     # A first stage of this many steps on `twice_doc`s alone (a random string, then the same string),
     # the loss on the repeat only, before the mixture (0: none). In the mixture the repeated halves are
     # about 2% of a batch's tokens: after 1,000 steps of mixture version 1 or 2 the model predicted the
-    # repeat no better than the original (no copying); 300 steps of these documents with the loss on
-    # both halves did not either (the unpredictable first halves dominate the gradient).
-    copy_steps: int = 400
+    # repeat no better than the original (no copying); neither did 300 steps of these documents packed
+    # ten to a sequence, with the loss on both halves or on the repeats only.
+    copy_steps: int = 800
 
     def validate(self) -> BaseRecipe:
         from tenfold.core.presets import PRESETS
@@ -61,19 +62,21 @@ class BaseRecipe:
 
 
 def copy_corpus(tok, recipe: BaseRecipe):
-    """The first stage's packed sequences: about one pass of `twice_doc`s (ten to a sequence)."""
+    """The first stage's examples: `twice_doc`s one per sequence (not packed: with other random strings
+    around, a byte before a repeated byte would match many places, and a copying head keyed on one
+    byte would not find its place), the loss on the repeat."""
     import random
 
-    from tenfold.base.mixture import Doc, encode_doc, pack, twice_doc
+    from tenfold.base.mixture import Doc, encode_doc, twice_doc
     from tenfold.core.train import IGNORE, Tokens
 
     rng = random.Random(f"tenfold-base-copy:{recipe.seed}")
-    encoded = []
-    for _ in range(recipe.copy_steps * recipe.batch_size * 10):
+    out = []
+    for _ in range(recipe.copy_steps * COPY_BATCH):  # about one pass
         ids, labels = encode_doc(tok, Doc("copy", twice_doc(rng)))
         half = len(ids) - ids[::-1].index(tok.encode("|")[0])  # the loss on the repeat only
-        encoded.append((ids, [IGNORE] * half + labels[half:]))
-    return [Tokens(tuple(x), tuple(y)) for x, y in pack(encoded, recipe.max_len)]
+        out.append(Tokens(tuple(ids), tuple([IGNORE] * half + labels[half:])))
+    return out
 
 
 def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Path:
@@ -88,7 +91,7 @@ def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Pa
     if recipe.copy_steps:
         copy_cfg = TrainConfig(
             steps=recipe.copy_steps,
-            batch_size=recipe.batch_size,
+            batch_size=COPY_BATCH,
             lr=recipe.lr,
             warmup_steps=min(recipe.warmup_steps, recipe.copy_steps // 2),
             min_lr_ratio=1.0,  # the mixture stage goes on at the same rate
