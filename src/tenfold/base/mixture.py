@@ -11,8 +11,8 @@ teaching a skill the LLM systems lean on.
     games     text-game transcripts: observation, goal, admissible actions, the action taken
     chat      conversations in the tokenizer's chat template (loss on the assistant turns)
 
-Documents are framed `<|bos|> text <|eos|>` (chat: the chat template, which starts with `<|bos|>`) and
-packed into training sequences of at most `max_len` tokens. Everything is a pure function of the seed;
+Documents are framed `<|bos|> text <|eos|>` (chat: the chat template, which starts with `<|bos|>`), one
+to a training sequence (or packed, an option). Everything is a pure function of the seed;
 held-out probes draw from seeds training never uses (`HELD_OUT_SEED`). `MIXTURE_VERSION` names the
 generators' output: change any generator and bump it (the shipped model's key includes it).
 """
@@ -510,10 +510,15 @@ def pack(encoded: list[tuple[list[int], list[int]]], max_len: int) -> list[tuple
     return out
 
 
-def corpus(tokenizer, seed: int, n_docs: int, max_len: int, weights: dict[str, float] | None = None):
-    """Packed training sequences (`core.train.Tokens`) from `n_docs` documents."""
+def corpus(
+    tokenizer, seed: int, n_docs: int, max_len: int, weights: dict[str, float] | None = None, packed: bool = False
+):
+    """Training examples (`core.train.Tokens`) from `n_docs` documents: one per document (cut at
+    `max_len`), or with `packed` documents packed into sequences of at most `max_len` tokens."""
     from tenfold.core.train import Tokens
 
     docs = documents(seed, n_docs, weights)
     encoded = [encode_doc(tokenizer, d) for d in docs]
-    return [Tokens(tuple(x), tuple(y)) for x, y in pack(encoded, max_len)]
+    if packed:
+        encoded = pack(encoded, max_len)
+    return [Tokens(tuple(x[:max_len]), tuple(y[:max_len])) for x, y in encoded]

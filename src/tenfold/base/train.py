@@ -24,10 +24,13 @@ COPY_BATCH = 32  # examples per step of the copy stage (each about 100 tokens)
 @dataclass
 class BaseRecipe:
     preset: str = "tiny"  # the architecture (core.presets): 4 layers, d=128, ~1.1M parameters
-    docs: int = 160_000  # generated documents (about 48M tokens), packed into `max_len` sequences
+    docs: int = 160_000  # generated documents (about 48M tokens)
     max_len: int = 1024
     steps: int = 4000
-    batch_size: int = 8
+    # documents per step, one to a sequence: packed ones put other random strings before a copy's
+    # source, which a copying head keyed on the bytes just before it cannot tell apart
+    batch_size: int = 24
+    packed: bool = False
     lr: float = 2e-3
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1
@@ -104,7 +107,7 @@ def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Pa
             quiet=quiet,
         )
         train_lm(model, tok, copy_corpus(tok, recipe), copy_cfg)
-    data = corpus(tok, recipe.seed, recipe.docs, recipe.max_len, recipe.weights)
+    data = corpus(tok, recipe.seed, recipe.docs, recipe.max_len, recipe.weights, recipe.packed)
     cfg = TrainConfig(
         steps=recipe.steps,
         batch_size=recipe.batch_size,
