@@ -194,7 +194,7 @@ def test_make_backend_dispatch():
     for b in (remote, named, local):
         assert isinstance(b, Backend)
         asyncio.run(b.aclose())
-    with pytest.raises(TenfoldError, match="neither a preset"):
+    with pytest.raises(TenfoldError, match="neither a trained model or preset"):
         make_backend("no-such-model-or-dir")
 
 

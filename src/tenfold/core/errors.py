@@ -16,7 +16,7 @@ class TenfoldError(ValueError):
 
 
 class UnknownModelError(TenfoldError):
-    """A model name that is neither a preset nor a local checkpoint directory."""
+    """A model name that is neither a trained model (tenfold-base), a preset nor a local checkpoint directory."""
 
 
 class ContextLengthError(TenfoldError):
