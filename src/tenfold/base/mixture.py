@@ -511,7 +511,12 @@ def pack(encoded: list[tuple[list[int], list[int]]], max_len: int) -> list[tuple
 
 
 def corpus(
-    tokenizer, seed: int, n_docs: int, max_len: int, weights: dict[str, float] | None = None, packed: bool = False
+    tokenizer,
+    seed: int,
+    n_docs: int,
+    max_len: int,
+    weights: dict[str, float] | None = None,
+    packed: bool = False,
 ):
     """Training examples (`core.train.Tokens`) from `n_docs` documents: one per document (cut at
     `max_len`), or with `packed` documents packed into sequences of at most `max_len` tokens."""
