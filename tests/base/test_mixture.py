@@ -118,3 +118,16 @@ def test_held_out_probes_do_not_repeat_training_documents():
     train = {d.text for d in mx.documents(0, 3000) if d.component == "copy"}
     held = {mx.copy_doc(random.Random(f"probe-copy:{mx.HELD_OUT_SEED + i}:200"), 200) for i in range(50)}
     assert not any(p + a in train for p, a in held)
+
+
+def test_copy_and_recall_take_the_loss_on_questions_and_answers_only():
+    for d in mx.component_documents("copy", 3, 40) + mx.component_documents("recall", 3, 20):
+        ids, labels = mx.encode_doc(TOK, d)
+        trained = TOK.decode([t for t, y in zip(ids, labels, strict=True) if y != IGNORE])
+        assert trained == d.text[d.loss_from :] and 0 < d.loss_from < len(d.text)
+        if d.text.startswith("Say it twice: "):
+            assert trained.strip() == d.text.split(" | ")[0].removeprefix("Say it twice: ")
+        elif d.component == "copy":
+            assert trained.startswith(" Repeat ")
+        else:
+            assert trained.startswith("\nQ: ")

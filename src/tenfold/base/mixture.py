@@ -28,7 +28,7 @@ from tenfold.base.text import PEOPLE, THINGS, paragraph, prose
 from tenfold.core.errors import TenfoldError
 from tenfold.envs.arith import LEVELS, make_problem, worked_steps
 
-MIXTURE_VERSION = "base-mix-2"
+MIXTURE_VERSION = "base-mix-3"
 HELD_OUT_SEED = 10**9  # probes and held-out losses draw from seeds at and above this; training below
 
 # share of documents drawn from each component (long copy and recall documents carry more tokens)
@@ -52,6 +52,10 @@ class Doc:
     component: str
     text: str = ""
     messages: tuple[dict, ...] = ()
+    # the loss starts at this character of `text` (0: all of it). Copy and recall documents take it on
+    # their questions and answers only: with the loss on their prose too, the answers are a few percent
+    # of a batch's targets, and in mixture version 2 the copying formed by the copy stage faded
+    loss_from: int = 0
 
 
 def filler(rng: random.Random, n: int) -> str:
@@ -123,6 +127,14 @@ def copy_doc(rng: random.Random, distance: int | None = None) -> tuple[str, str]
 TWICE_SHARE = 0.5
 
 
+def short_twice_doc(rng: random.Random) -> str:
+    """`Say it twice: w | w` for one random 6-16 character word of letters and digits: within it a byte
+    rarely repeats, so a copying head keyed on the byte before can find its place (in the longer
+    strings of `twice_doc` the same letter recurs, and it needs the bytes before that)."""
+    w = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(rng.randint(6, 16)))
+    return f"Say it twice: {w} | {w}"
+
+
 def twice_doc(rng: random.Random) -> str:
     """The plainest induction signal: a random string, then the same string again."""
     s = " ".join(random_value(rng) for _ in range(rng.randint(1, 6)))
@@ -131,9 +143,10 @@ def twice_doc(rng: random.Random) -> str:
 
 def copy_component(rng: random.Random) -> Doc:
     if rng.random() < TWICE_SHARE:
-        return Doc("copy", twice_doc(rng))
+        text = twice_doc(rng) if rng.random() < 0.5 else short_twice_doc(rng)
+        return Doc("copy", text, loss_from=text.index(" | ") + 2)
     prompt, answer = copy_doc(rng)
-    return Doc("copy", prompt + answer)
+    return Doc("copy", prompt + answer, loss_from=prompt.rindex(" Repeat "))
 
 
 # ---- recall -----------------------------------------------------------------------------------------
@@ -200,7 +213,7 @@ def recall_component(rng: random.Random) -> Doc:
     n = rng.randint(3, 16)
     context = rng.randint(n * 22, 900)
     body, qa = recall_doc(rng, n, context, rng.randint(1, min(n, 10)))
-    return Doc("recall", body + "\n" + "\n".join(q + a for q, a in qa))
+    return Doc("recall", body + "\n" + "\n".join(q + a for q, a in qa), loss_from=len(body))
 
 
 # ---- lists and plans ----------------------------------------------------------------------------------
@@ -482,15 +495,16 @@ def component_documents(component: str, seed: int, n: int) -> list[Doc]:
 
 
 def encode_doc(tokenizer, doc: Doc) -> tuple[list[int], list[int]]:
-    """(ids, labels) of one document: plain text `<|bos|> text <|eos|>` with the loss on all but bos;
-    chat in the chat template with the loss on the assistant turns."""
+    """(ids, labels) of one document: plain text `<|bos|> text <|eos|>` with the loss on the text from
+    `loss_from` on (and the eos); chat in the chat template with the loss on the assistant turns."""
     from tenfold.core.train import IGNORE, chat_example
 
     if doc.messages:
         t = chat_example(tokenizer, doc.messages)
         return list(t.ids), list(t.labels)
-    ids = [tokenizer.bos_id, *tokenizer.encode(doc.text), tokenizer.eos_id]
-    return ids, [IGNORE, *ids[1:]]
+    head = tokenizer.encode(doc.text[: doc.loss_from])
+    ids = [tokenizer.bos_id, *head, *tokenizer.encode(doc.text[doc.loss_from :]), tokenizer.eos_id]
+    return ids, [IGNORE] * (1 + len(head)) + ids[1 + len(head) :]
 
 
 def pack(encoded: list[tuple[list[int], list[int]]], max_len: int) -> list[tuple[list[int], list[int]]]:

@@ -26,12 +26,13 @@ class BaseRecipe:
     preset: str = "tiny"  # the architecture (core.presets): 4 layers, d=128, ~1.1M parameters
     docs: int = 160_000  # generated documents (about 48M tokens)
     max_len: int = 1024
-    steps: int = 4000
+    steps: int = 3500
     # documents per step, one to a sequence: packed ones put other random strings before a copy's
     # source, which a copying head keyed on the bytes just before it cannot tell apart
     batch_size: int = 24
     packed: bool = False
-    lr: float = 2e-3
+    lr: float = 1e-3  # the mixture's; the copy stage's is `copy_lr`
+    copy_lr: float = 2e-3
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1
     seed: int = 0
@@ -66,23 +67,13 @@ class BaseRecipe:
         return cfg
 
 
-def short_twice_doc(rng) -> str:
-    """`Say it twice: w | w` for one random 6-16 character word of letters and digits: within it a byte
-    rarely repeats, so a copying head keyed on the byte before can find its place (in the longer
-    strings of `twice_doc` the same letter recurs and it needs the bytes before that)."""
-    import string
-
-    w = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(rng.randint(6, 16)))
-    return f"Say it twice: {w} | {w}"
-
-
 def copy_corpus(tok, recipe: BaseRecipe):
     """The first stage's examples: `short_twice_doc`s and `twice_doc`s in turn, one per sequence (not packed: with other random strings
     around, a byte before a repeated byte would match many places, and a copying head keyed on one
     byte would not find its place), the loss on the repeat."""
     import random
 
-    from tenfold.base.mixture import Doc, encode_doc, twice_doc
+    from tenfold.base.mixture import Doc, encode_doc, short_twice_doc, twice_doc
     from tenfold.core.train import IGNORE, Tokens
 
     rng = random.Random(f"tenfold-base-copy:{recipe.seed}")
@@ -108,7 +99,7 @@ def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Pa
         copy_cfg = TrainConfig(
             steps=recipe.copy_steps,
             batch_size=COPY_BATCH,
-            lr=recipe.lr,
+            lr=recipe.copy_lr,
             warmup_steps=min(recipe.warmup_steps, recipe.copy_steps // 2),
             min_lr_ratio=1.0,  # the mixture stage goes on at the same rate
             seed=recipe.seed + 1,
