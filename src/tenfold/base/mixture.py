@@ -89,6 +89,9 @@ def random_value(rng: random.Random) -> str:
     return " ".join(words)
 
 
+COPY_MAX_CHARS = 960  # a copy document's length before its query, at most
+
+
 def copy_query(key: str) -> str:
     return f"Repeat {key}:"
 
@@ -110,7 +113,9 @@ def copy_doc(rng: random.Random, distance: int | None = None) -> tuple[str, str]
         before, after = before + after, []
     lead = filler(rng, rng.randint(0, 60))
     gap_notes = " ".join(after)
-    gap = max(0, distance - len(gap_notes) - 2)
+    head_len = len(lead) + sum(len(p) + 1 for p in before) + len(parts[target])
+    # the whole document, answer included, fits in a 1,024-token training sequence
+    gap = max(0, min(distance, COPY_MAX_CHARS - head_len) - len(gap_notes) - 2)
     cut = rng.randint(0, gap)
     middle = " ".join(x for x in (filler(rng, cut), gap_notes, filler(rng, gap - cut)) if x)
     head = " ".join(x for x in (lead, *before, parts[target]) if x)
