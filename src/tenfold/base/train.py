@@ -38,13 +38,8 @@ class BaseRecipe:
     seed: int = 0
     ckpt_every: int = 500
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    # A first stage of this many steps on `twice_doc`s alone (a random string, then the same string),
-    # the loss on the repeat only, before the mixture (0: none). In the mixture the repeated halves are
-    # about 2% of a batch's tokens: after 1,000 steps of mixture version 1 or 2 the model predicted the
-    # repeat no better than the original (no copying); neither did 300 steps of these documents packed
-    # ten to a sequence, with the loss on both halves or on the repeats only. One to a sequence, the
-    # repeat's loss was 2.8 nats per byte at step 400, 2.5 at 800 and 2.4 at 1,200: slow, because in
-    # those strings a letter recurs, so the byte before is no key. Half the stage is now short words.
+    # A first stage of this many steps on repeated random strings alone (`copy_corpus`), before the
+    # mixture (0: none): without it the model did not learn to copy (docs/base.md, Deviations)
     copy_steps: int = 1500
 
     def validate(self) -> BaseRecipe:
@@ -68,9 +63,10 @@ class BaseRecipe:
 
 
 def copy_corpus(tok, recipe: BaseRecipe):
-    """The first stage's examples: `short_twice_doc`s and `twice_doc`s in turn, one per sequence (not packed: with other random strings
-    around, a byte before a repeated byte would match many places, and a copying head keyed on one
-    byte would not find its place), the loss on the repeat."""
+    """The copy stage's examples: `short_twice_doc`s and `twice_doc`s in turn, the loss on the repeat,
+    one per sequence. Not packed: with other random strings around, the byte before a repeated byte
+    recurs in many places, and a copying head keyed on it has no unique place to copy from; short
+    words, in which a byte rarely recurs, are where copying first forms."""
     import random
 
     from tenfold.base.mixture import Doc, encode_doc, short_twice_doc, twice_doc
@@ -101,7 +97,7 @@ def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Pa
             batch_size=COPY_BATCH,
             lr=recipe.copy_lr,
             warmup_steps=min(recipe.warmup_steps, recipe.copy_steps // 2),
-            min_lr_ratio=1.0,  # the mixture stage goes on at the same rate
+            min_lr_ratio=1.0,  # constant after the warm-up
             seed=recipe.seed + 1,
             max_len=recipe.max_len,
             log_every=10,
