@@ -26,13 +26,13 @@ class BaseRecipe:
     preset: str = "tiny"  # the architecture (core.presets): 4 layers, d=128, ~1.1M parameters
     docs: int = 160_000  # generated documents (about 48M tokens)
     max_len: int = 1024
-    steps: int = 3500
+    steps: int = 3000
     # documents per step, one to a sequence: packed ones put other random strings before a copy's
     # source, which a copying head keyed on the bytes just before it cannot tell apart
     batch_size: int = 24
     packed: bool = False
     lr: float = 1e-3  # the mixture's; the copy stage's is `copy_lr`
-    copy_lr: float = 2e-3
+    copy_lr: float = 1e-3
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1
     seed: int = 0
@@ -40,7 +40,7 @@ class BaseRecipe:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     # A first stage of this many steps on repeated random strings alone (`copy_corpus`), before the
     # mixture (0: none): without it the model did not learn to copy (docs/base.md, Deviations)
-    copy_steps: int = 1500
+    copy_steps: int = 600
 
     def validate(self) -> BaseRecipe:
         from tenfold.core.presets import PRESETS
@@ -63,20 +63,19 @@ class BaseRecipe:
 
 
 def copy_corpus(tok, recipe: BaseRecipe):
-    """The copy stage's examples: `short_twice_doc`s and `twice_doc`s in turn, the loss on the repeat,
-    one per sequence. Not packed: with other random strings around, the byte before a repeated byte
-    recurs in many places, and a copying head keyed on it has no unique place to copy from; short
-    words, in which a byte rarely recurs, are where copying first forms."""
+    """The copy stage's examples: `short_twice_doc`s, the loss on the repeat, one per sequence. Short
+    random words, alone: in them a byte rarely recurs, so a copying head keyed on the byte before has
+    one place to copy from, and copying forms within a few hundred steps; in longer strings, or packed
+    among other strings, the byte before recurs and it did not (docs/base.md, Deviations)."""
     import random
 
-    from tenfold.base.mixture import Doc, encode_doc, short_twice_doc, twice_doc
+    from tenfold.base.mixture import Doc, encode_doc, short_twice_doc
     from tenfold.core.train import IGNORE, Tokens
 
     rng = random.Random(f"tenfold-base-copy:{recipe.seed}")
     out = []
-    for i in range(recipe.copy_steps * COPY_BATCH):  # about one pass
-        text = twice_doc(rng) if i % 2 else short_twice_doc(rng)
-        ids, labels = encode_doc(tok, Doc("copy", text))
+    for _ in range(recipe.copy_steps * COPY_BATCH):  # about one pass
+        ids, labels = encode_doc(tok, Doc("copy", short_twice_doc(rng)))
         half = len(ids) - ids[::-1].index(tok.encode("|")[0])  # the loss on the repeat only
         out.append(Tokens(tuple(ids), tuple([IGNORE] * half + labels[half:])))
     return out
