@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from tenfold.comem.train import agent_corpus, expert_messages, memory_corpus, recall_drill, sample_game
 from tenfold.core.models import build_preset
 from tenfold.envs.vault import VaultConfig, VaultGame, parse_action
@@ -81,3 +83,16 @@ def test_skill_probes_score_a_reader_fully_and_a_non_reader_zero():
     kept = asyncio.run(memory_skill(ListingMemory(), episodes=4))
     assert kept["fact_recall"] == 1.0 and kept["facts"] > 0
     assert asyncio.run(memory_skill(ForgetfulMemory(), episodes=4))["fact_recall"] == 0.0
+
+
+def test_recipes_from_the_base_model():
+    from tenfold.comem.train import recipe
+    from tenfold.core.errors import TenfoldError
+
+    for role in ("agent", "memory"):
+        base, drill = recipe(role, "base"), recipe(role)
+        assert base.base == "tenfold-base" and base.warm_start is None and drill.warm_start is not None
+        assert base.steps == drill.steps // 2 and base.ckpt_every == base.steps // 4
+        assert recipe(role, "scratch").warm_start is None and recipe(role, "scratch").base is None
+    with pytest.raises(TenfoldError, match="init must be one of"):
+        recipe("agent", "hub")

@@ -155,3 +155,14 @@ def test_recall_example_trains_every_statement_once_and_only_them():
         trained = tok.decode([i for i, y in zip(ex.ids, ex.labels, strict=True) if y != IGNORE])
         rhs = sorted(p.statement().split(" = ", 1)[1] + "." for p in q.parts)
         assert sorted(x.strip() + "." for x in trained.split(". ") if x.strip()) == rhs
+
+
+def test_large_recipe_from_the_base_model():
+    from tenfold.sgd.train import recipe
+
+    base, drill = recipe("large", "base"), recipe("large")
+    assert base.base == "tenfold-base" and base.warm_start is None
+    assert base.steps == drill.steps // 2 and base.polish.steps == drill.polish.steps // 2
+    assert recipe("small", "base") == recipe("small")  # no base of the small model's shape
+    with pytest.raises(TenfoldError, match="init must be one of"):
+        recipe("large", "hub")
