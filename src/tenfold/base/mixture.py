@@ -3,8 +3,9 @@ teaching a skill the LLM systems lean on.
 
     text      English prose from a small grammar (`text.py`)
     copy      notes with distinct random keys and random values, then "Repeat KEY:" 10-1,000 tokens
-              later (copying and induction; a value can only come from the context)
-    recall    10-24 facts ("Fact: door blue 482.") spread through about 1K tokens, then questions
+              later; or a random string said twice (copying and induction; a value can only come
+              from the context)
+    recall    3-16 facts ("Fact: door blue 482.") spread through up to 900 tokens, then questions
     lists     plans with numbered steps, list questions (count, first, last, item N)
     arith     worked arithmetic, levels L1-L6 of `tenfold.envs.arith`
     programs  straight-line programs with their trace and output, and one-line fixes after feedback
