@@ -70,14 +70,14 @@ def copy_corpus(tok, recipe: BaseRecipe):
     import random
 
     from tenfold.base.mixture import Doc, encode_doc, short_twice_doc
-    from tenfold.core.train import IGNORE, Tokens
+    from tenfold.core.train import Tokens
 
     rng = random.Random(f"tenfold-base-copy:{recipe.seed}")
     out = []
     for _ in range(recipe.copy_steps * COPY_BATCH):  # about one pass
-        ids, labels = encode_doc(tok, Doc("copy", short_twice_doc(rng)))
-        half = len(ids) - ids[::-1].index(tok.encode("|")[0])  # the loss on the repeat only
-        out.append(Tokens(tuple(ids), tuple([IGNORE] * half + labels[half:])))
+        text = short_twice_doc(rng)
+        ids, labels = encode_doc(tok, Doc("copy", text, loss_from=text.index(" | ") + 2))
+        out.append(Tokens(tuple(ids), tuple(labels)))
     return out
 
 
