@@ -9,6 +9,7 @@ from tenfold.base.train import MODEL_NAME, BaseRecipe, base_artefact, model_dir
 from tenfold.core.errors import TenfoldError
 
 PROBES = ("copy", "recall", "arith", "chat", "loss")
+STAGE_FOLDERS = ("copy", "mix", "train")  # a build directory's stages, in order (`BaseRecipe.stages`)
 
 
 def load(device=None):
@@ -61,20 +62,34 @@ def evaluate(
     return out
 
 
-def checkpoints(train_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, directory) of a training run's checkpoints (`step-N`, and `last` at its recorded step)."""
+def _run_checkpoints(train_dir: Path) -> dict[int, Path]:
     import json
 
-    train_dir = Path(train_dir)
     found = {}
     for d in [*train_dir.glob("step-*"), train_dir / "last"]:
         try:
             found[int(json.loads((d / "trainer.json").read_text())["step"])] = d
         except (OSError, ValueError, KeyError):
             continue
+    return found
+
+
+def checkpoints(train_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, directory) of a training run's checkpoints (`step-N`, and `last` at its recorded step).
+    Given a tenfold-base build directory (stage folders `copy`, `mix`, `train`), the stages' checkpoints
+    in order, each stage's steps counted after the stages before it."""
+    train_dir = Path(train_dir)
+    found = _run_checkpoints(train_dir)
+    if not found:  # a build directory: its stages one after another
+        offset = 0
+        for name in STAGE_FOLDERS:
+            stage = _run_checkpoints(train_dir / name)
+            found |= {offset + step: d for step, d in stage.items()}
+            offset += max(stage, default=0)
     if not found:
         raise TenfoldError(
-            f"no training checkpoints (step-N or last with trainer.json) in {str(train_dir)!r}"
+            f"no training checkpoints (step-N or last with trainer.json) in {str(train_dir)!r} "
+            f"or its stage folders {list(STAGE_FOLDERS)}"
         )
     return sorted(found.items())
 

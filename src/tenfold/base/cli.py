@@ -20,7 +20,10 @@ def eval_(
     quick: QuickOpt = False,
     over_training: Annotated[
         Path | None,
-        typer.Option(help="a training run's folder: also probe its step-N checkpoints (quick probes)"),
+        typer.Option(
+            help="a training run's folder, or a tenfold-base build folder (its stages in order): "
+            "also probe its step-N checkpoints (quick probes)"
+        ),
     ] = None,
     every: Annotated[int, typer.Option(help="with --over-training: every N-th checkpoint")] = 1,
     json_path: JsonOpt = None,

@@ -19,6 +19,18 @@ from tenfold.core.errors import TenfoldError
 
 MODEL_NAME = "tenfold-base"
 COPY_BATCH = 32  # examples per step of the copy stage (each about 100 tokens)
+# the focus stage's mixture: copy and recall take two thirds of the documents, the rest keep a share so
+# that what the first mixture stage taught (arithmetic, chat, games) is not forgotten
+FOCUS_WEIGHTS = {
+    "text": 0.05,
+    "copy": 0.40,
+    "recall": 0.25,
+    "lists": 0.05,
+    "arith": 0.07,
+    "programs": 0.06,
+    "games": 0.06,
+    "chat": 0.06,
+}
 
 
 @dataclass
@@ -41,6 +53,13 @@ class BaseRecipe:
     # A first stage of this many steps on repeated random strings alone (`copy_corpus`), before the
     # mixture (0: none): without it the model did not learn to copy (docs/base.md, Deviations)
     copy_steps: int = 600
+    # A third stage, the *focus*: the mixture again, `focus_docs` fresh documents with copy and recall
+    # weighted up, at `focus_lr` (warm-up, cosine to `min_lr_ratio`); 0 steps: none. After the first
+    # mixture stage the copies were near misses and their loss still falling (docs/base.md, Results)
+    focus_steps: int = 3000
+    focus_docs: int = 72_000  # one pass at `batch_size` 24
+    focus_lr: float = 5e-4
+    focus_weights: dict[str, float] = field(default_factory=lambda: dict(FOCUS_WEIGHTS))
 
     def validate(self) -> BaseRecipe:
         from tenfold.core.presets import PRESETS
@@ -51,7 +70,13 @@ class BaseRecipe:
         for name in ("docs", "max_len", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise TenfoldError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("copy_steps", "focus_steps"):
+            if getattr(self, name) < 0:
+                raise TenfoldError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.focus_steps and self.focus_docs < 1:
+            raise TenfoldError(f"focus_docs must be >= 1, got {self.focus_docs}")
         check_weights(self.weights)
+        check_weights(self.focus_weights)
         return self
 
     def config(self) -> dict:
@@ -59,7 +84,15 @@ class BaseRecipe:
         cfg.pop("ckpt_every")  # where checkpoints go does not shape the weights
         if not cfg["copy_steps"]:
             del cfg["copy_steps"]
+        if not cfg["focus_steps"]:  # recipes from before the focus stage keep their keys
+            for name in ("focus_steps", "focus_docs", "focus_lr", "focus_weights"):
+                del cfg[name]
         return cfg
+
+    def stages(self) -> list[str]:
+        """The training stages' folders under the build directory, in order; the last one's `last` is
+        the model."""
+        return ["copy"] * bool(self.copy_steps) + (["mix", "train"] if self.focus_steps else ["train"])
 
 
 def copy_corpus(tok, recipe: BaseRecipe):
@@ -82,44 +115,56 @@ def copy_corpus(tok, recipe: BaseRecipe):
 
 
 def pretrain(recipe: BaseRecipe, out_dir: str | Path, quiet: bool = False) -> Path:
-    """Train the recipe's model into `out_dir/train` (checkpoints `step-N`, final `last`); returns `last`.
-    Resumes from the newest checkpoint of the same run in `out_dir/train`."""
+    """Train the recipe's model stage by stage into `out_dir/<stage>` (checkpoints `step-N`, final
+    `last`; see `BaseRecipe.stages`); returns the last stage's `last`. Each stage resumes from the newest
+    checkpoint of the same run in its folder, so an interrupted build loses at most `ckpt_every` steps."""
     from tenfold.base.mixture import corpus
     from tenfold.core.models import build_preset
     from tenfold.core.train import TrainConfig, train_lm
 
     recipe.validate()
     model, tok = build_preset(recipe.preset, seed=recipe.seed)
+    folders = iter(recipe.stages())
+
+    def stage(data, **overrides):
+        cfg = dict(
+            batch_size=recipe.batch_size,
+            warmup_steps=recipe.warmup_steps,
+            min_lr_ratio=recipe.min_lr_ratio,
+            seed=recipe.seed,
+            max_len=recipe.max_len,
+            ckpt_every=recipe.ckpt_every,
+            log_every=10,
+            out_dir=str(Path(out_dir) / next(folders)),
+            quiet=quiet,
+        )
+        return train_lm(model, tok, data, TrainConfig(**(cfg | overrides)))
+
     if recipe.copy_steps:
-        copy_cfg = TrainConfig(
+        stage(
+            copy_corpus(tok, recipe),
             steps=recipe.copy_steps,
             batch_size=COPY_BATCH,
             lr=recipe.copy_lr,
             warmup_steps=min(recipe.warmup_steps, recipe.copy_steps // 2),
             min_lr_ratio=1.0,  # constant after the warm-up
             seed=recipe.seed + 1,
-            max_len=recipe.max_len,
-            log_every=10,
             ckpt_every=100,
-            out_dir=str(Path(out_dir) / "copy"),
-            quiet=quiet,
         )
-        train_lm(model, tok, copy_corpus(tok, recipe), copy_cfg)
     data = corpus(tok, recipe.seed, recipe.docs, recipe.max_len, recipe.weights, recipe.packed)
-    cfg = TrainConfig(
-        steps=recipe.steps,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        warmup_steps=recipe.warmup_steps,
-        min_lr_ratio=recipe.min_lr_ratio,
-        seed=recipe.seed,
-        max_len=recipe.max_len,
-        ckpt_every=recipe.ckpt_every,
-        log_every=10,
-        out_dir=str(Path(out_dir) / "train"),
-        quiet=quiet,
-    )
-    result = train_lm(model, tok, data, cfg)
+    result = stage(data, steps=recipe.steps, lr=recipe.lr)
+    if recipe.focus_steps:
+        # fresh documents (another seed of the same generators), not a second pass over the first ones
+        data = corpus(
+            tok, recipe.seed + 1, recipe.focus_docs, recipe.max_len, recipe.focus_weights, recipe.packed
+        )
+        result = stage(
+            data,
+            steps=recipe.focus_steps,
+            lr=recipe.focus_lr,
+            warmup_steps=min(recipe.warmup_steps, recipe.focus_steps // 2),
+            seed=recipe.seed + 2,
+        )
     return Path(result.checkpoint)
 
 
