@@ -20,6 +20,7 @@ def fake_base(tmp_path, monkeypatch):
     model, tok = build_preset("tiny", seed=7)
     path = save_model(model, tok, tmp_path / "base")
     monkeypatch.setattr("tenfold.base.train.model_dir", lambda train=True, **kw: path)
+    monkeypatch.setattr("tenfold.base.api.model_dir", lambda train=True, **kw: path)  # imported by name
     monkeypatch.setattr("tenfold.base.train.model_key", lambda: "tenfold-base-fake")
     return path, model
 
