@@ -223,7 +223,7 @@ register_artefact(
     "base",
     base_artefact,
     ship=("train/last",),
-    minutes=75,
+    minutes=70,  # the three stages, measured on 2 torch threads (docs/base.md)
     doc="the pretrained base model every LLM system can fine-tune from",
     quality=_probe_quality,
 )
