@@ -160,7 +160,8 @@ def test_recall_example_trains_every_statement_once_and_only_them():
 def test_large_recipe_from_the_base_model():
     from tenfold.sgd.train import recipe
 
-    base, drill = recipe("large", "base"), recipe("large")
+    base, drill = recipe("large", "base"), recipe("large", "drill")
+    assert recipe("large") == base  # the default
     assert base.base == "tenfold-base" and base.warm_start is None
     assert base.steps == drill.steps // 2 and base.polish.steps == drill.polish.steps // 2
     assert recipe("small", "base") == recipe("small")  # no base of the small model's shape

@@ -188,17 +188,18 @@ class ModelRecipe(sft.SFTRecipe):
 
 # where the large model's SFT starts: the pretrained tenfold-base (its preset is the large model's), the
 # recall warm-up (the from-scratch recipe) or a fresh preset. The small model (`micro`) has no base of
-# its shape: it starts from its warm-up whatever `init` says.
+# its shape: it starts from its warm-up whatever `init` says. The default is the base: from it the large
+# model gets more parts right with 40% of the steps (docs/sgd.md, "From tenfold-base").
 INITS = ("base", "drill", "scratch")
-DEFAULT_INIT = "drill"
+DEFAULT_INIT = "base"
 BASE_MODEL = "tenfold-base"
 
 
 def recipe(role: str, init: str = DEFAULT_INIT) -> ModelRecipe:
     """The default recipe per role: the large model (the 1M `tiny` preset) does every job, the small
     one (`micro`: the same width, half the depth, so about twice as fast per token) answers easy points
-    only. Both start from the recall warm-up and train on about one pass over freshly generated
-    questions; the small one also keeps 30% recall examples in its SFT data (38% -> 46% of easy points
+    only. The large one starts from tenfold-base (`init`, default "base"; "drill": the recall warm-up),
+    the small one from its recall warm-up; both train on about one pass over freshly generated questions; the small one also keeps 30% recall examples in its SFT data (38% -> 46% of easy points
     right; for the large one the same mixing measured no better on the benchmark, docs/sgd.md).
 
     The small one then gets a second stage of 3,000 steps on easy points alone (one pass over 48,000
@@ -330,14 +331,17 @@ def checkpoint_dir(r: ModelRecipe) -> str:
 
 
 # each stage's own build time in minutes, on one torch thread beside another one-thread training
-_MINUTES = {"large": (36, 80, 55), "small": (16, 35, 50)}  # (warm-up, first SFT stage, second stage)
+# (the large model's stages from tenfold-base: measured on 2 torch threads beside a one-thread training)
+_MINUTES = {"large": (36, 20, 6), "small": (16, 35, 50)}  # (warm-up, first SFT stage, second stage)
 for _role, (_drill_min, _stage1_min, _final_min) in _MINUTES.items():
     # the first stages are shippable too, so that a change to a later stage does not retrain them
-    _drill = f"sgd-drill-{recipe(_role).warm_start.preset}"
+    # the warm-ups of the from-scratch recipes (`init="drill"`); the default large model starts from
+    # tenfold-base instead
+    _drill = f"sgd-drill-{recipe(_role, 'drill').warm_start.preset}"
     register_artefact(
         _drill,
         "sgd",
-        lambda role=_role: cached_drill(recipe(role).warm_start).artefact,
+        lambda role=_role: cached_drill(recipe(role, "drill").warm_start).artefact,
         ship=("last",),
         minutes=_drill_min,
         doc=f"the recall warm-up the {_role} model starts from",
@@ -349,7 +353,7 @@ for _role, (_drill_min, _stage1_min, _final_min) in _MINUTES.items():
         ship=("train/last",),
         minutes=_stage1_min,
         doc=f"the {_role} model's first SFT stage, which its second stage starts from",
-        needs=(_drill,),
+        needs=(BASE_MODEL if recipe(_role).base else _drill,),
     )
     register_artefact(
         f"sgd-{_role}",
