@@ -90,7 +90,8 @@ def test_recipes_from_the_base_model():
     from tenfold.core.errors import TenfoldError
 
     for role in ("agent", "memory"):
-        base, drill = recipe(role, "base"), recipe(role)
+        base, drill = recipe(role, "base"), recipe(role, "drill")
+        assert recipe(role) == base  # the default
         assert base.base == "tenfold-base" and base.warm_start is None and drill.warm_start is not None
         # the agent trains half the warm-up recipe's steps from the base, the memory model as many
         assert (
@@ -99,3 +100,12 @@ def test_recipes_from_the_base_model():
         assert recipe(role, "scratch").warm_start is None and recipe(role, "scratch").base is None
     with pytest.raises(TenfoldError, match="init must be one of"):
         recipe("agent", "hub")
+
+
+def test_cli_trains_the_default_start():
+    import inspect
+
+    from tenfold.comem.cli import train
+    from tenfold.comem.train import DEFAULT_INIT
+
+    assert DEFAULT_INIT == "base" and inspect.signature(train).parameters["init"].default == DEFAULT_INIT

@@ -167,3 +167,12 @@ def test_large_recipe_from_the_base_model():
     assert recipe("small", "base") == recipe("small")  # no base of the small model's shape
     with pytest.raises(TenfoldError, match="init must be one of"):
         recipe("large", "hub")
+
+
+def test_cli_trains_the_default_start():
+    import inspect
+
+    from tenfold.sgd.cli import train
+    from tenfold.sgd.train import DEFAULT_INIT
+
+    assert DEFAULT_INIT == "base" and inspect.signature(train).parameters["init"].default == DEFAULT_INIT

@@ -18,7 +18,7 @@ def train(
     retrain: bool = False,
     init: Annotated[
         str, typer.Option(help="start from: base (tenfold-base), drill (the recall warm-up) or scratch")
-    ] = "drill",
+    ] = "base",
     quiet: bool = False,
 ) -> None:
     """Train (or find cached) the tiny Vault models; prints the checkpoint dir(s)."""

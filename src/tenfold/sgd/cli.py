@@ -25,7 +25,7 @@ def train(
     retrain: bool = False,
     init: Annotated[
         str, typer.Option(help="large model's start: base (tenfold-base), drill (recall warm-up) or scratch")
-    ] = "drill",
+    ] = "base",
     quiet: bool = False,
 ) -> None:
     """Train (or find cached) a tiny SGD model on generated chains questions; prints its checkpoint dir."""
