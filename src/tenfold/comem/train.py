@@ -365,8 +365,8 @@ def evaluate(agent_dir: str, memory_dir: str, episodes: int = 8, steps: int = 40
 
 
 # measured from tenfold-base on one torch thread beside another one-thread training (the memory model's
-# 800 steps partly beside two-thread trainings)
-for _role, _minutes in (("agent", 21), ("memory", 40)):
+# 800 steps partly beside a two-thread training)
+for _role, _minutes in (("agent", 21), ("memory", 26)):
     register_artefact(
         f"comem-{_role}",
         "comem",

@@ -199,7 +199,8 @@ def recipe(role: str, init: str = DEFAULT_INIT) -> ModelRecipe:
     """The default recipe per role: the large model (the 1M `tiny` preset) does every job, the small
     one (`micro`: the same width, half the depth, so about twice as fast per token) answers easy points
     only. The large one starts from tenfold-base (`init`, default "base"; "drill": the recall warm-up),
-    the small one from its recall warm-up; both train on about one pass over freshly generated questions; the small one also keeps 30% recall examples in its SFT data (38% -> 46% of easy points
+    the small one from its recall warm-up; both train on about one pass over freshly generated questions;
+    the small one also keeps 30% recall examples in its SFT data (38% -> 46% of easy points
     right; for the large one the same mixing measured no better on the benchmark, docs/sgd.md).
 
     The small one then gets a second stage of 3,000 steps on easy points alone (one pass over 48,000
