@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tenfold.base.probes import ProbeConfig
-from tenfold.base.train import MODEL_NAME, BaseRecipe, base_artefact, model_dir
+from tenfold.base.train import MODEL_NAME, STAGE_FOLDERS, BaseRecipe, base_artefact, model_dir
 from tenfold.core.errors import TenfoldError
 
 PROBES = ("copy", "recall", "arith", "chat", "loss")
-STAGE_FOLDERS = ("copy", "mix", "train")  # a build directory's stages, in order (`BaseRecipe.stages`)
 
 
 def load(device=None):

@@ -19,6 +19,7 @@ from tenfold.core.errors import TenfoldError
 
 MODEL_NAME = "tenfold-base"
 COPY_BATCH = 32  # examples per step of the copy stage (each about 100 tokens)
+STAGE_FOLDERS = ("copy", "mix", "train")  # a build directory's stage folders, in training order
 # the focus stage's mixture: copy and recall take two thirds of the documents, the rest keep a share so
 # that what the first mixture stage taught (arithmetic, chat, games) is not forgotten
 FOCUS_WEIGHTS = {
@@ -91,8 +92,9 @@ class BaseRecipe:
 
     def stages(self) -> list[str]:
         """The training stages' folders under the build directory, in order; the last one's `last` is
-        the model."""
-        return ["copy"] * bool(self.copy_steps) + (["mix", "train"] if self.focus_steps else ["train"])
+        the model (the mixture's folder is `train` when no focus stage follows it)."""
+        run = {"copy": self.copy_steps, "mix": self.focus_steps, "train": True}
+        return [name for name in STAGE_FOLDERS if run[name]]
 
 
 def copy_corpus(tok, recipe: BaseRecipe):
