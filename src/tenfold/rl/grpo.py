@@ -13,6 +13,10 @@ aggregated as a token mean over all completion tokens of the batch (DAPO's "toke
 token-mean" averages within each completion first). An optional KL penalty to a reference policy uses
 the k3 estimator, KL ~ exp(q - p) - (q - p) - 1 with p, q the policy's and the reference's log-probs.
 DAPO's dynamic sampling drops groups whose rewards are all equal (their advantages are all zero).
+
+Dual clip (Ye et al. 2020, used by GiGPO and T2PO with c = 3): for a negative advantage the clipped loss
+above grows without bound as rho grows; it is capped at -c * A:  L_t = min(L_t, -c * A) where A < 0.
+The KL estimate is clamped to [-10, 10] (verl's "low_var_kl").
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ class Config:
     scale_by_std: bool = True
     adv_eps: float = 1e-6
     kl_coef: float = 0.0  # > 0: KL penalty to the starting policy (k3 estimator)
+    dual_clip: float = 0.0  # c > 1: cap the loss of negative-advantage tokens at -c * A (0: off)
     updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches; >1 makes clipping bite)
+    micro_batch: int = 0  # samples per forward pass, gradients accumulated (0: a whole mini-batch)
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups and sample more prompts to refill
     max_gen_batches: int = 4  # dynamic sampling gives up refilling after this many generation rounds
     temperature: float = 1.0
@@ -54,6 +60,8 @@ class Config:
     def validate(self) -> Config:
         if self.group_size < 2:
             raise TenfoldError(f"group_size must be >= 2 (advantages are relative), got {self.group_size}")
+        if self.micro_batch < 0:
+            raise TenfoldError(f"micro_batch must be >= 0 (0: whole mini-batches), got {self.micro_batch}")
         for name in ("prompts_per_step", "steps", "updates_per_batch", "max_gen_batches", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise TenfoldError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -63,6 +71,8 @@ class Config:
             )
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.lr > 0 and self.kl_coef >= 0):
             raise TenfoldError(f"bad clip, lr or kl settings: {self}")
+        if self.dual_clip != 0 and self.dual_clip <= 1:
+            raise TenfoldError(f"dual_clip must be 0 (off) or > 1, got {self.dual_clip}")
         return self
 
 
@@ -92,18 +102,21 @@ def policy_loss(
 ) -> tuple[torch.Tensor, dict]:
     """Clipped surrogate (+ optional k3 KL) over completion tokens.
 
-    logp, old_logp, ref_logp, mask: [sequences, tokens]; advantages: [sequences]. Returns the scalar
+    logp, old_logp, ref_logp, mask: [sequences, tokens]; advantages: [sequences] (one per sequence),
+    or [sequences, tokens] (one per token). Returns the scalar
     loss and metrics (clipped share, mean ratio, KL)."""
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
-    adv = advantages[:, None].to(logp.dtype)
+    adv = (advantages if advantages.dim() == 2 else advantages[:, None]).to(logp.dtype)
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - cfg.clip_low, 1 + cfg.clip_high) * adv
     per_token = -torch.minimum(unclipped, clipped)
+    if cfg.dual_clip:
+        per_token = torch.where(adv < 0, torch.minimum(per_token, -cfg.dual_clip * adv), per_token)
     kl = torch.zeros_like(per_token)
     if ref_logp is not None and cfg.kl_coef > 0:
         d = ref_logp - logp
-        kl = torch.exp(d) - d - 1
+        kl = torch.clamp(torch.exp(d) - d - 1, -10.0, 10.0)
         per_token = per_token + cfg.kl_coef * kl
     loss = aggregate(per_token, mask, cfg.aggregation)
     n = mask.sum().clamp(min=1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tenfold.core.errors import TenfoldError
 from tenfold.core.sampler import SamplingParams, encode_prompt, generate
 
 
@@ -19,6 +20,9 @@ class Rollout:
     token_ids: list[int]  # the completion, stop token included (it is trained too)
     text: str
     reward: float = 0.0
+    # per completion token, 1 where the loss applies (None: every token); e.g. tokens a hook forced
+    loss_mask: list[int] | None = None
+    advantage: float | None = None  # set by a rollout worker that computes its own advantages
 
 
 def sample_groups(
@@ -50,7 +54,8 @@ def sample_groups(
 
 def pack(rollouts: Sequence[Rollout], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (ids, attention mask, completion mask) for a forward pass; the completion mask is
-    1 at positions whose *next* token is a completion token (aligned with `token_logprobs`)."""
+    1 at positions whose *next* token is a completion token (aligned with `token_logprobs`) that the
+    rollout's `loss_mask` keeps."""
     width = max(len(r.prompt_ids) + len(r.token_ids) for r in rollouts)
     ids = torch.full((len(rollouts), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(rollouts), width), dtype=torch.long)
@@ -59,7 +64,12 @@ def pack(rollouts: Sequence[Rollout], pad_id: int) -> tuple[torch.Tensor, torch.
         seq = r.prompt_ids + r.token_ids
         ids[i, : len(seq)] = torch.tensor(seq)
         attn[i, : len(seq)] = 1
-        comp[i, len(r.prompt_ids) - 1 : len(seq) - 1] = 1
+        if r.loss_mask is None:
+            comp[i, len(r.prompt_ids) - 1 : len(seq) - 1] = 1
+        elif len(r.loss_mask) != len(r.token_ids):
+            raise TenfoldError(f"loss_mask has {len(r.loss_mask)} entries for {len(r.token_ids)} tokens")
+        else:
+            comp[i, len(r.prompt_ids) - 1 : len(seq) - 1] = torch.tensor(r.loss_mask, dtype=torch.long)
     return ids, attn, comp
 
 
