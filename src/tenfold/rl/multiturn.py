@@ -228,6 +228,9 @@ def run_episodes(
             turn += 1
     finally:
         model.train(was_training)
+        for env in envs:  # TextWorld envs hold an interpreter process each
+            if hasattr(env, "close"):
+                env.close()
     return episodes
 
 
