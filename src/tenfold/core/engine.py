@@ -15,13 +15,25 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from tenfold.core.errors import TenfoldError
-from tenfold.core.sampler import DecodeBatch, Generation, Prefill, SamplingParams, SeqState, new_sequence
+from tenfold.core.sampler import (
+    DecodeBatch,
+    Generation,
+    Prefill,
+    SamplingParams,
+    SeqState,
+    StepState,
+    new_sequence,
+)
 
 log = logging.getLogger("tenfold.engine")
+
+# A per-sequence hook: called at every decode step with the batch's StepState and this sequence's row,
+# it may force or stop that row only (e.g. `ThinkingHook.step`, a request's thinking cutoff).
+SeqHook = Callable[[StepState, int], None]
 
 
 @dataclass
@@ -34,8 +46,10 @@ class _Event:
 class Handle:
     """One submitted sequence: `async for delta in handle.stream()`, or `await handle.result()`."""
 
-    def __init__(self, seq: SeqState, loop: asyncio.AbstractEventLoop, stream: bool):
-        self.seq, self.loop, self.wants_deltas = seq, loop, stream
+    def __init__(
+        self, seq: SeqState, loop: asyncio.AbstractEventLoop, stream: bool, hook: SeqHook | None = None
+    ):
+        self.seq, self.loop, self.wants_deltas, self.hook = seq, loop, stream, hook
         self.posted_at = 0.0  # when text was last handed to the caller (perf_counter)
         self.queue: asyncio.Queue[_Event] = asyncio.Queue()
         self.cancelled = False
@@ -140,15 +154,21 @@ class Engine:
             self._thread = None
 
     def submit(
-        self, prompt_ids: Sequence[int], params: SamplingParams, index: int = 0, stream: bool = False
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        index: int = 0,
+        stream: bool = False,
+        hook: SeqHook | None = None,
     ) -> Handle:
         """Validate and queue one sequence; must be called from a running event loop.
 
         With `stream`, text deltas are delivered every step; otherwise only the final result (cheaper).
+        `hook` runs at every decode step of this sequence only (see `SeqHook`).
         Raises TenfoldError / ContextLengthError on bad input, before anything is queued.
         """
         seq = new_sequence(self.model, self.tok, index, prompt_ids, params)
-        handle = Handle(seq, asyncio.get_running_loop(), stream)
+        handle = Handle(seq, asyncio.get_running_loop(), stream, hook)
         seq.user = handle
         with self._cond:
             self._waiting.append(handle)
@@ -161,6 +181,12 @@ class Engine:
             h.cancelled = True
 
     # the engine thread -------------------------------------------------------------------------------
+    @staticmethod
+    def _seq_hooks(state: StepState) -> None:
+        for i, s in enumerate(state.seqs):
+            if s.user.hook is not None:
+                s.user.hook(state, i)
+
     def _fail(self, seqs, exc: BaseException) -> None:
         for s in seqs:
             s.finish_reason, s.error = "error", exc
@@ -219,6 +245,9 @@ class Engine:
                 batch.add(joining)
                 self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch.seqs))
                 before = list(batch.seqs)
+                # the batch's hook only while some sequence has one: a step without it skips the entropy
+                hooked = any(s.user.hook is not None for s in batch.seqs)
+                batch.hook = self._seq_hooks if hooked else None
                 done = batch.step()
                 failed_steps = 0
             except Exception as exc:  # noqa: BLE001 - the requests that can go on, go on

@@ -25,6 +25,19 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class ThinkingCutoffOption(BaseModel):
+    """tenfold's extension `thinking_cutoff`: T2PO's thinking intervention for this request
+    (`tenfold.core.thinking.ThinkingCutoff`; omitted fields take its defaults)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)  # a misspelt knob must not pass silently
+    alpha: float = Field(0.6, ge=0.0, le=1.0)
+    eps: float = Field(1e-4, ge=0.0)
+    patience: int = Field(20, ge=1)
+    budget: int | None = Field(200, ge=0)
+    cut: bool = True
+    min_position: int = Field(0, ge=0)
+
+
 class _Common(BaseModel):
     model_config = _STRICT
     model: str
@@ -40,6 +53,7 @@ class _Common(BaseModel):
     presence_penalty: Penalty = 0.0
     logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = Field(None, max_length=300)
     ignore_eos: bool = False  # vLLM's extension: decode exactly max_tokens tokens
+    thinking_cutoff: ThinkingCutoffOption | None = None  # tenfold's extension (see server docstring)
 
     # refused, not ignored: we do not do what they ask
     tools: list[Any] | None = None

@@ -12,7 +12,12 @@ disconnects stops decoding at the next step, streamed or not. Tokenising runs of
 `/health` answers while a large prompt is prepared. Access: `api_key` (Bearer, as vLLM), POST bodies
 must be `application/json`, and a server bound to loopback only answers Host headers naming loopback.
 
-Extensions beyond the OpenAI API (as in vLLM): `ignore_eos` (decode exactly max_tokens tokens).
+Extensions beyond the OpenAI API: `ignore_eos` (as in vLLM: decode exactly max_tokens tokens), and
+`thinking_cutoff` ({"alpha", "eps", "patience", "budget", "cut", "min_position"}, any subset, or null):
+T2PO's thinking intervention (`tenfold.core.thinking`) on this request's sequences only. Each choice of
+such a request (and the last streamed chunk of each choice) then carries `"tenfold": {"thinking":
+{"cut": "stagnation" | "budget" | null, "cut_at", "ended", "thinking_tokens", "turn_score"}}`; a
+sequence the cutoff ended outside thinking has finish_reason "hook".
 
 Layout: this module is the app factory and the endpoints; `server_requests` turns a request into
 engine work (typed body, prompt ids, SamplingParams), `server_responses` turns generations into
@@ -46,6 +51,7 @@ from tenfold.core.server_requests import (
     parse_request,
     prompt_list,
     sampling_params,
+    thinking_hook,
     validation_message,
 )
 from tenfold.core.server_responses import (
@@ -59,6 +65,7 @@ from tenfold.core.server_responses import (
     sse,
     usage,
 )
+from tenfold.core.thinking import ThinkingHook
 
 __all__ = ["Metrics", "ServerConfig", "ServerProcess", "ServerThread", "create_app", "serve"]
 
@@ -199,14 +206,16 @@ class _Routes:
             prompts = 1 if req.prompt and isinstance(req.prompt[0], int) else len(req.prompt)
             check_size(req, prompts, self.cfg.max_seqs_per_request)
         prompts = await asyncio.to_thread(prompt_list, req.prompt, self.tokenizer)
-        handles = self._submit(req, prompts, req.max_tokens, req.logprobs or 0)
+        thinking = thinking_hook(req, self.tokenizer, self.vocab)
+        handles = self._submit(req, prompts, req.max_tokens, req.logprobs or 0, thinking)
         head = response_head("cmpl", "text_completion", self.served_name)
         echo = [self.tokenizer.decode(p) if req.echo else "" for p in prompts for _ in range(req.n)]
         if req.stream:
-            return sse(handles, completion_chunk(head), head, include_usage(req), req.n, echo)
+            chunk = _with_thinking(completion_chunk(head), thinking)
+            return sse(handles, chunk, head, include_usage(req), req.n, echo)
         gens = await self._answer(request, handles)
         choices = [completion_choice(self.tokenizer, i, g, echo[i], req.logprobs) for i, g in enumerate(gens)]
-        return {**head, "choices": choices, "usage": usage(handles, gens, req.n)}
+        return {**head, "choices": _add_thinking(choices, thinking), "usage": usage(handles, gens, req.n)}
 
     async def chat(self, request: Request):
         req: ChatRequest = await self._parse(request, ChatRequest)
@@ -214,24 +223,32 @@ class _Routes:
         prompt = await asyncio.to_thread(self.tokenizer.apply_chat_template, chat_messages(req), True)
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         top = req.top_logprobs or 0 if req.logprobs else 0
-        handles = self._submit(req, [prompt], max_tokens, top)
+        thinking = thinking_hook(req, self.tokenizer, self.vocab)
+        handles = self._submit(req, [prompt], max_tokens, top, thinking)
         head = response_head("chatcmpl", "chat.completion", self.served_name)
         if req.stream:
             chead = {**head, "object": "chat.completion.chunk"}
             first = chat_stream_start(chead, len(handles))
-            return sse(handles, chat_chunk(chead), chead, include_usage(req), req.n, None, first)
+            chunk = _with_thinking(chat_chunk(chead), thinking)
+            return sse(handles, chunk, chead, include_usage(req), req.n, None, first)
         gens = await self._answer(request, handles)
         choices = [chat_choice(self.tokenizer, i, g, req.logprobs) for i, g in enumerate(gens)]
-        return {**head, "choices": choices, "usage": usage(handles, gens, req.n)}
+        return {**head, "choices": _add_thinking(choices, thinking), "usage": usage(handles, gens, req.n)}
 
     # helpers ---------------------------------------------------------------------------------------
     async def _parse(self, request: Request, cls: type[BaseModel]):
         return await parse_request(request, cls, self.served_name, self.cfg.max_body_bytes)
 
     def _submit(
-        self, req: _Common, prompts: list[list[int]], max_tokens: int | None, top: int
+        self,
+        req: _Common,
+        prompts: list[list[int]],
+        max_tokens: int | None,
+        top: int,
+        thinking: ThinkingHook | None = None,
     ) -> list[Handle]:
-        """Submit n choices per prompt (prompt-major); all or nothing: one bad prompt rejects the request."""
+        """Submit n choices per prompt (prompt-major); all or nothing: one bad prompt rejects the request.
+        `thinking`: the request's thinking cutoff, run on its sequences only (choice i is index i)."""
         params = [
             sampling_params(
                 req,
@@ -250,7 +267,8 @@ class _Routes:
         handles: list[Handle] = []
         try:
             for i, (p, sp) in enumerate(zip(ids, params, strict=True)):
-                handles.append(self.engine.submit(p, sp, index=i, stream=req.stream))
+                hook = thinking.step if thinking is not None else None
+                handles.append(self.engine.submit(p, sp, index=i, stream=req.stream, hook=hook))
         except TenfoldError:
             self.engine.cancel(handles)  # one bad prompt rejects the whole request
             raise
@@ -275,6 +293,28 @@ class _Routes:
             self.engine.cancel(handles)
             raise APIError(500, f"generation failed: {exc}", type_="server_error") from exc
         return gens
+
+
+def _add_thinking(choices: list[dict], thinking: ThinkingHook | None) -> list[dict]:
+    """Each choice with its thinking cutoff's report (the `tenfold` extension), when the request had one."""
+    if thinking is not None:
+        for c in choices:
+            c["tenfold"] = {"thinking": thinking.report(c["index"])}
+    return choices
+
+
+def _with_thinking(chunk, thinking: ThinkingHook | None):
+    """A streamed chunk maker whose last chunk of each choice carries the thinking report."""
+    if thinking is None:
+        return chunk
+
+    def wrapped(i, delta, finish):
+        ev = chunk(i, delta, finish)
+        if finish is not None:
+            _add_thinking(ev["choices"], thinking)
+        return ev
+
+    return wrapped
 
 
 async def _disconnected(request: Request) -> None:

@@ -13,9 +13,11 @@ import secrets
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from tenfold.core.errors import TenfoldError
 from tenfold.core.http import APIError, parse_json_body, read_body
 from tenfold.core.openai_schema import ChatRequest, _Common
 from tenfold.core.sampler import SamplingParams, encode_prompt
+from tenfold.core.thinking import ThinkingCutoff, ThinkingHook
 
 
 async def parse_request(request: Request, cls: type[BaseModel], served_name: str, max_body_bytes: int):
@@ -126,3 +128,16 @@ def sampling_params(
         logit_bias=req.bias_ids(vocab),
         top_logprobs=top_logprobs,
     )
+
+
+def thinking_hook(req: _Common, tokenizer, vocab: int) -> ThinkingHook | None:
+    """The request's `thinking_cutoff` as one hook for all its sequences (keyed by choice index), or None."""
+    if req.thinking_cutoff is None:
+        return None
+    try:
+        hook = ThinkingHook(tokenizer, ThinkingCutoff(**req.thinking_cutoff.model_dump()))
+    except TenfoldError as exc:
+        raise APIError(400, str(exc), "thinking_cutoff") from exc
+    if max(hook.close_ids) >= vocab:
+        raise APIError(400, "the close tag's tokens are outside the model's vocabulary", "thinking_cutoff")
+    return hook
