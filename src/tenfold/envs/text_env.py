@@ -92,14 +92,17 @@ class TaskSpec:
             raise TenfoldError(f"max_steps must be >= 1, got {self.max_steps}")
         return self
 
-    def make(self, folder: Any = None) -> TextEnv:
+    def make(self, folder: Any = None, expert: bool = True) -> TextEnv:
+        """A fresh env of the task. `expert=False`: a TextWorld game does not recompute its expert plan
+        after every step (1.2-4x faster steps; `expert_plan()` is then unavailable)."""
         self.validate()
         params = dict(self.params)
         if self.family == "vault":
             return VaultEnv(VaultConfig(seed=self.seed, **params), max_steps=self.max_steps)
         from tenfold.envs.textworld_games import GameSpec  # lazy: textworld is an optional extra
 
-        return GameSpec(self.family, seed=self.seed, **params).make(folder, max_steps=self.max_steps)
+        spec = GameSpec(self.family, seed=self.seed, **params)
+        return spec.make(folder, max_steps=self.max_steps, expert=expert)
 
 
 def check_not_done(env: TextEnv, done: bool) -> None:

@@ -1,0 +1,218 @@
+"""`tenfold t2po bench`: the arms side by side from one cold-start agent, same tasks, same seeds.
+
+Per arm and seed, over training: held-out success, valid-action rate and thinking tokens per turn
+(evaluated every `eval_every` steps with the arm's own cut, no resampling), and per step the gradient
+norm, KL to the start (k3 estimate) and the training rollouts' metrics. A run *collapses* when its eval
+success falls below half its running maximum for 3 consecutive evals, or its gradient norm or KL
+exceeds 10x its running median (the issue's definition). Reported per arm: final success (mean, sd),
+collapsed seeds, thinking tokens per turn against GiGPO's, and resampling's cost against 1 + q + q^2.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tenfold.core.benchkit import check_workers, map_jobs, save_figure
+from tenfold.core.errors import TenfoldError
+from tenfold.t2po.arms import ARMS, RunConfig
+
+COLLAPSE_EVALS = 3  # consecutive evals below half the running maximum
+COLLAPSE_FACTOR = 10.0  # gradient norm or KL above this multiple of its running median
+
+
+@dataclass
+class BenchConfig:
+    """Defaults are the full run: 5 arms x 8 seeds. `quick()`: GiGPO against T2PO, 3 seeds."""
+
+    arms: tuple[str, ...] = tuple(ARMS)
+    seeds: tuple[int, ...] = tuple(range(8))
+    run: RunConfig = field(default_factory=RunConfig)
+    train_tasks: int = 48
+    eval_tasks: int = 24
+    eval_samples: int = 1
+    workers: int | None = None
+    init: str = "base"  # the cold-start agent's start (tenfold.t2po.train.INITS)
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(
+            arms=("gigpo", "t2po"), seeds=(0, 1, 2), run=RunConfig(steps=12, eval_every=4), eval_tasks=16
+        )
+
+    def validate(self) -> BenchConfig:
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad or not self.arms:
+            raise TenfoldError(f"unknown or no arms {bad}; arms are {list(ARMS)}")
+        if not self.seeds or self.train_tasks < 1 or self.eval_tasks < 1 or self.eval_samples < 1:
+            raise TenfoldError("need at least one seed, one training task, one eval task and one sample")
+        check_workers(self.workers)
+        self.run.validate()
+        return self
+
+
+def run_one(arm: str, seed: int, cfg: BenchConfig, agent: str) -> dict:
+    """One arm, one seed: train from the cold-start agent, evaluating along the way."""
+    import torch
+
+    from tenfold.core.models import load_model
+    from tenfold.t2po.arms import evaluate_arm, train_arm
+    from tenfold.t2po.train import task_pool
+
+    torch.manual_seed(seed)
+    model, tok = load_model(agent)
+    train, heldout = task_pool(cfg.train_tasks, "train"), task_pool(cfg.eval_tasks, "heldout")
+
+    def evaluate(m):
+        return evaluate_arm(m, tok, ARMS[arm], cfg.run, heldout, cfg.eval_samples)
+
+    model.eval()
+    with torch.no_grad():
+        start = {"step": 0, **evaluate(model)}
+    t = time.perf_counter()
+    res, gen = train_arm(model, tok, arm, train, cfg.run, seed, evaluate=evaluate)
+    seconds = time.perf_counter() - t
+    steps = [
+        {
+            "step": h["step"],
+            "grad_norm": h.get("grad_norm", 0.0),
+            "kl": h.get("kl", 0.0),
+            **{k: v for k, v in h.items() if k.startswith("train_")},
+            "seconds": sum(h["seconds"].values()),
+        }
+        for h in res.history
+    ]
+    curve = [start] + [{k: v for k, v in e.items() if k != "rollouts"} for e in res.evals]
+    return {
+        "arm": arm,
+        "seed": seed,
+        "curve": curve,
+        "steps": steps,
+        "final": curve[-1]["success"],
+        "final_think_tokens": curve[-1]["think_tokens"],
+        "collapse": collapse(curve, steps),
+        "resampling": gen.stats.as_dict(),
+        "seconds": seconds,
+        "samples": res.rollouts,
+    }
+
+
+def collapse(curve: list[dict], steps: list[dict]) -> str | None:
+    """Why a run collapsed ("success", "grad_norm", "kl") by the issue's rules, or None."""
+    best, below = 0.0, 0
+    for e in curve:
+        best = max(best, e["success"])
+        below = below + 1 if best > 0 and e["success"] < best / 2 else 0
+        if below >= COLLAPSE_EVALS:
+            return "success"
+    for key in ("grad_norm", "kl"):
+        seen: list[float] = []
+        for s in steps:
+            v = s[key]
+            if len(seen) >= 3 and v > COLLAPSE_FACTOR * max(statistics.median(seen), 1e-8):
+                return key
+            seen.append(v)
+    return None
+
+
+def _sd(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def summarise(runs: list[dict]) -> dict:
+    arms: dict[str, list[dict]] = {}
+    for r in runs:
+        arms.setdefault(r["arm"], []).append(r)
+    out = {}
+    for arm, rs in arms.items():
+        finals = [r["final"] for r in rs]
+        think = [r["final_think_tokens"] for r in rs]
+        res = [r["resampling"] for r in rs]
+        out[arm] = {
+            "seeds": len(rs),
+            "final_mean": statistics.mean(finals),
+            "final_sd": _sd(finals),
+            "start_mean": statistics.mean(r["curve"][0]["success"] for r in rs),
+            "best_mean": statistics.mean(max(e["success"] for e in r["curve"]) for r in rs),
+            "collapsed": sum(r["collapse"] is not None for r in rs),
+            "collapse_reasons": [r["collapse"] for r in rs],
+            "think_tokens": statistics.mean(think),
+            "valid_rate": statistics.mean(r["curve"][-1]["valid_rate"] for r in rs),
+            "train_think_tokens": statistics.mean(
+                statistics.mean(s.get("train_think_tokens", 0.0) for s in r["steps"]) for r in rs
+            ),
+            "q": statistics.mean(x["q"] for x in res),
+            "generations_per_eligible": statistics.mean(x["measured_per_eligible"] for x in res),
+            "expected_per_eligible": statistics.mean(x["expected_per_eligible"] for x in res),
+            "step_seconds": statistics.mean(statistics.mean(s["seconds"] for s in r["steps"]) for r in rs),
+        }
+    base = out.get("gigpo")
+    for s in out.values():
+        s["think_ratio_to_gigpo"] = (
+            s["think_tokens"] / base["think_tokens"] if base and base["think_tokens"] else None
+        )
+    return out
+
+
+def bench(cfg: BenchConfig, agent: str | Path, quiet: bool = False) -> dict:
+    """Every (arm, seed) run, side by side in `cfg.workers` processes; results and summary."""
+    from tenfold.t2po.train import build_games, task_pool
+
+    cfg = cfg.validate()
+    build_games(task_pool(cfg.train_tasks, "train") + task_pool(cfg.eval_tasks, "heldout"), cfg.workers)
+    jobs = [(arm, seed, cfg, str(agent)) for seed in cfg.seeds for arm in cfg.arms]
+    t = time.perf_counter()
+    runs = map_jobs(run_one, jobs, cfg.workers)
+    return {
+        "config": asdict(cfg),
+        "agent": str(agent),
+        "runs": runs,
+        "summary": summarise(runs),
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| arm | seeds | success start → final (sd) | best | collapsed | think tokens / turn | vs GiGPO | valid | generations / eligible turn (1+q+q²) | s / step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, s in result["summary"].items():
+        ratio = s["think_ratio_to_gigpo"]
+        lines.append(
+            f"| {arm} | {s['seeds']} | {s['start_mean']:.2f} → {s['final_mean']:.2f} ({s['final_sd']:.2f}) "
+            f"| {s['best_mean']:.2f} | {s['collapsed']} | {s['think_tokens']:.1f} "
+            f"| {'' if ratio is None else f'{ratio:.2f}'} | {s['valid_rate']:.2f} "
+            f"| {s['generations_per_eligible']:.2f} ({s['expected_per_eligible']:.2f}) | {s['step_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    colours = {}
+    for r in result["runs"]:
+        c = colours.setdefault(r["arm"], f"C{len(colours)}")
+        label = r["arm"] if r["seed"] == result["runs"][0]["seed"] or r["arm"] not in colours else None
+        steps = [e["step"] for e in r["curve"]]
+        axes[0].plot(steps, [e["success"] for e in r["curve"]], color=c, alpha=0.6, label=label)
+        axes[1].plot(steps, [e["think_tokens"] for e in r["curve"]], color=c, alpha=0.6)
+        axes[2].plot(
+            [s["step"] for s in r["steps"]], [s["grad_norm"] for s in r["steps"]], color=c, alpha=0.6
+        )
+    axes[0].set(xlabel="RL step", ylabel="held-out success", title="success (one line per seed)")
+    axes[1].set(xlabel="RL step", ylabel="thinking tokens / turn", title="thinking length")
+    axes[2].set(xlabel="RL step", ylabel="gradient norm", title="gradient norm", yscale="log")
+    handles = {}
+    for r in result["runs"]:
+        handles.setdefault(r["arm"], plt.Line2D([], [], color=colours[r["arm"]]))
+    axes[0].legend(handles.values(), handles.keys(), fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)

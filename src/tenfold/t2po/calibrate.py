@@ -1,0 +1,171 @@
+"""Calibrating the thinking cut-off's eps and patience for our vocabulary and thinking lengths.
+
+The paper's eps = 1e-4 and patience = 20 fit Qwen3 (|V| ~ 152K, thinking of hundreds of tokens). Our
+agent is byte-level (|V| = 264, so M_t lies in [-3.35, 0.4]) and thinks in tens of bytes. So we measure
+instead of copying: the cold-start agent plays training games with the cut off (M_t recorded only), and
+every thinking token is labelled by what the agent wrote there: *filler* (the repetitive preamble the
+cold start taught it, "hmm, hmm, ...") or *reasoning* (from "came from" / "so:" to `</think>`). The
+stagnation machine is then replayed on the recorded signals for each (eps, patience) on a grid:
+
+- filler cut: a turn with filler is cut inside its filler (tokens saved: the rest of its thinking);
+- false cut: a turn is cut inside its reasoning (the cut would lose it);
+- false stop: the counter reaches patience outside thinking (while `<think>` is written, or in the
+  action): the hook ends the reply there. Byte-level actions are near-certain, flat stretches of M_t,
+  so a short patience ends them half-written; the paper's one-token tags and words rarely are.
+
+The choice: the pair that saves the most thinking tokens with false cuts + false stops <=
+`max_false_cut` (5%). Replaying on recorded signals is exact up to the first cut, which is all that is scored.
+The same traces give TDS's q: the share of consecutive-turn score changes inside (0, eta).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from tenfold.core.sampler import SamplingParams, generate
+from tenfold.core.thinking import ThinkingCutoff, ThinkingHook
+from tenfold.rl.multiturn import TurnOutput, run_episodes
+from tenfold.t2po.agent import CLOSE, OPEN, ThinkFormat
+from tenfold.t2po.resample import in_band
+
+EPS_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+PATIENCE_GRID = (3, 4, 6, 8, 12, 16, 20)
+REASONING_MARKS = ("came from", "so:")
+
+
+@dataclass
+class Trace:
+    text: str
+    signals: list[float]
+    prev_score: float | None
+    score: float
+
+
+@dataclass
+class RecordingTurns:
+    """A turn generator that samples with M_t recorded (never cut) and keeps every turn's trace."""
+
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    traces: list[Trace] = field(default_factory=list)
+
+    def __call__(self, model, tok, prompts, prev_scores, seed) -> list[TurnOutput]:
+        hook = ThinkingHook(tok, ThinkingCutoff(cut=False, budget=None))
+        params = [
+            SamplingParams(self.max_new_tokens, self.temperature, seed=seed * 1_000_003 + i)
+            for i in range(len(prompts))
+        ]
+        gens = generate(model, tok, prompts, params, hook=hook)
+        out = []
+        for i, g in enumerate(gens):
+            score = hook.turn_score(i)
+            self.traces.append(Trace(g.text, list(hook.trace(i).signals), prev_scores[i], score))
+            out.append(TurnOutput(g.token_ids, g.text, score=score, think_tokens=hook.trace(i).think_tokens))
+        return out
+
+
+def regions(text: str) -> tuple[int, int, int] | None:
+    """(thinking start, reasoning start, thinking end) as token positions of a byte-level reply, or
+    None when the reply does not think in the expected form."""
+    if not text.startswith(OPEN) or CLOSE not in text or not text.isascii():
+        return None
+    start, end = len(OPEN), text.index(CLOSE)
+    marks = [text.find(m, start, end) for m in REASONING_MARKS]
+    found = [m for m in marks if m >= 0]
+    return start, (min(found) if found else end), end
+
+
+def first_stagnation(signals: list[float], eps: float, patience: int) -> int | None:
+    """The token position at which the stagnation counter first reaches `patience` (the hook forces
+    the close tag there), or None."""
+    count, prev = 0, None
+    for t, m in enumerate(signals):
+        if prev is not None:
+            count = count + 1 if abs(m - prev) <= eps else 0
+        prev = m
+        if count >= patience:
+            return t
+    return None
+
+
+def score_grid(traces: list[Trace], eps_grid=EPS_GRID, patience_grid=PATIENCE_GRID) -> list[dict]:
+    """Per (eps, patience), where the first stagnation event of each reply would land:
+
+    - in the filler: a good cut (thinking tokens saved: the rest of the thinking);
+    - in the reasoning: a false cut (the reasoning is lost);
+    - outside thinking (while `<think>` itself is written, or in the action after `</think>`): the
+      hook ends the sequence there, a false stop (no action, or a truncated one).
+    Rates are per reply; the replay stops at the first event (after it the reply would differ)."""
+    labelled = [(t, r) for t in traces if (r := regions(t.text)) is not None]
+    rows = []
+    for eps in eps_grid:
+        for patience in patience_grid:
+            filler_turns = filler_cut = false_cut = false_stop = saved = 0
+            for t, (start, reason, end) in labelled:
+                filler_turns += reason > start
+                # the reply's own tokens: its text plus the end token (no stop if the reply is complete)
+                cut = first_stagnation(t.signals[: len(t.text)], eps, patience)
+                if cut is None:
+                    continue
+                if cut < start or cut >= end:
+                    false_stop += 1
+                elif cut < reason:
+                    filler_cut += 1
+                    saved += end - cut
+                else:
+                    false_cut += 1
+                    saved += end - cut
+            n = max(1, len(labelled))
+            rows.append(
+                {
+                    "eps": eps,
+                    "patience": patience,
+                    "filler_cut": filler_cut / max(1, filler_turns),
+                    "false_cut": false_cut / n,
+                    "false_stop": false_stop / n,
+                    "saved_per_turn": saved / n,
+                }
+            )
+    return rows
+
+
+def choose(rows: list[dict], max_false_cut: float = 0.05) -> dict:
+    """The row saving the most thinking tokens with false cuts + false stops <= max_false_cut (ties:
+    fewer of them); if no row is that clean, the cleanest."""
+    bad = {id(r): r["false_cut"] + r["false_stop"] for r in rows}
+    ok = [r for r in rows if bad[id(r)] <= max_false_cut]
+    if not ok:
+        return min(rows, key=lambda r: (bad[id(r)], -r["saved_per_turn"]))
+    return max(ok, key=lambda r: (r["saved_per_turn"], -bad[id(r)]))
+
+
+def band_share(traces: list[Trace], eta: float) -> float:
+    """TDS's q measured: the share of second-or-later turns whose score change is in (0, eta)."""
+    eligible = [t for t in traces if t.prev_score is not None and not math.isnan(t.score)]
+    return sum(in_band(t.score, t.prev_score, eta) for t in eligible) / max(1, len(eligible))
+
+
+def calibrate(
+    model, tok, tasks, history: int = 3, copies: int = 2, seed: int = 7, max_false_cut: float = 0.05
+) -> dict:
+    """Play `tasks` with the cut off, record M_t, score the grid; the chosen eps and patience and the
+    evidence (grid rows, thinking lengths, q at the paper's eta)."""
+    rec = RecordingTurns()
+    run_episodes(
+        model, tok, tasks, lambda task: task.make(), ThinkFormat(history), rec, copies=copies, seed=seed
+    )
+    rows = score_grid(rec.traces)
+    best = choose(rows, max_false_cut)
+    labelled = [r for t in rec.traces if (r := regions(t.text)) is not None]
+    return {
+        "eps": best["eps"],
+        "patience": best["patience"],
+        "chosen": best,
+        "grid": rows,
+        "turns": len(rec.traces),
+        "well_formed_share": len(labelled) / max(1, len(rec.traces)),
+        "filler_share": sum(r[1] > r[0] for r in labelled) / max(1, len(labelled)),
+        "think_tokens_mean": sum(r[2] - r[0] for r in labelled) / max(1, len(labelled)),
+        "q_at_eta_0.3": band_share(rec.traces, 0.3),
+    }
