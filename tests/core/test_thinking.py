@@ -360,3 +360,17 @@ def test_server_option_infinite_eps_is_400(server):
     r = server.post("/completions", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "thinking_cutoff" and "eps" in r.json()["error"]["message"]
+
+
+def test_end_outside_false_only_ever_closes_thinking():
+    from tenfold.core.thinking import STOP
+
+    flat = [0.4] * 12
+    ends = CutoffMachine(ThinkingCutoff(eps=0.01, patience=3, budget=None), [99], inside=False)
+    assert STOP in [ends.step(m) for m in flat]  # the paper: stagnation outside thinking ends the answer
+    keeps = CutoffMachine(
+        ThinkingCutoff(eps=0.01, patience=3, budget=None, end_outside=False), [99], inside=False
+    )
+    assert [keeps.step(m) for m in flat] == [None] * 12 and keeps.trace.cut_reason is None
+    keeps.inside = True  # entering thinking: the counter starts from 0, not from the flat run before it
+    assert [keeps.step(m) for m in flat[:3]] == [None, None, 99]  # 3 flat steps inside, then the cut

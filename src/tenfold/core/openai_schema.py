@@ -36,6 +36,7 @@ class ThinkingCutoffOption(BaseModel):
     budget: int | None = Field(200, ge=0)
     cut: bool = True
     min_position: int = Field(0, ge=0)
+    end_outside: bool = True
 
 
 class _Common(BaseModel):

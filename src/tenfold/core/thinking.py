@@ -56,7 +56,10 @@ def uncertainty_signal(logits: torch.Tensor, alpha: float = 0.6) -> torch.Tensor
 class ThinkingCutoff:
     """Configuration of the intervention. `cut=False` only records M_t (turn scores without the cut);
     `min_position`: M_t is recorded, and the stagnation counter runs, from this generated token on;
-    `budget=None`: no hard budget."""
+    `budget=None`: no hard budget. `end_outside=False` never ends a sequence: the counter runs only
+    inside thinking (restarting at 0 whenever the sequence is outside it), so the intervention only
+    ever closes thinking. The paper ends the answer too (True); for a byte-level agent whose answer is a
+    short action, near-certain bytes make flat stretches of M_t that would end it half-written."""
 
     alpha: float = 0.6
     eps: float = 1e-4
@@ -66,6 +69,7 @@ class ThinkingCutoff:
     close_tag: str = "</think>"
     cut: bool = True
     min_position: int = 0
+    end_outside: bool = True
 
     def validate(self) -> ThinkingCutoff:
         def number(v) -> bool:
@@ -95,8 +99,11 @@ class ThinkingCutoff:
             raise TenfoldError(
                 f"thinking cutoff tags must not contain each other, got {self.open_tag!r} and {self.close_tag!r}"
             )
-        if not isinstance(self.cut, bool):
-            raise TenfoldError(f"thinking cutoff cut must be true or false, got {self.cut!r}")
+        for name in ("cut", "end_outside"):
+            if not isinstance(getattr(self, name), bool):
+                raise TenfoldError(
+                    f"thinking cutoff {name} must be true or false, got {getattr(self, name)!r}"
+                )
         return self
 
 
@@ -175,6 +182,8 @@ class CutoffMachine:
         if counted:  # stagnation: |M_t - M_{t-1}| <= eps (NaN compares false: a reset)
             self.still = self.still + 1 if self.prev is not None and abs(m - self.prev) <= cfg.eps else 0
             self.prev = m
+            if not self.inside and not cfg.end_outside:
+                self.still = 0  # only thinking is ever cut: outside it nothing accumulates
         reason = None
         if cfg.cut and self.inside and cfg.budget is not None and t.think_tokens >= cfg.budget:
             reason = "budget"

@@ -64,7 +64,7 @@ def calibrate(tasks: int = 24, model: str | Path | None = None, quiet: bool = Fa
     pool = task_pool(tasks, "train")
     build_games(pool)
     lm, tok = load_model(model or agent(quiet=quiet))
-    return cal.calibrate(lm, tok, pool)
+    return cal.calibrate(lm.eval(), tok, pool)
 
 
 def evaluate(arm: str = "t2po", model: str | Path | None = None, tasks: int = 24, samples: int = 1) -> dict:

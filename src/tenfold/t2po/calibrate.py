@@ -13,9 +13,15 @@ stagnation machine is then replayed on the recorded signals for each (eps, patie
   action): the hook ends the reply there. Byte-level actions are near-certain, flat stretches of M_t,
   so a short patience ends them half-written; the paper's one-token tags and words rarely are.
 
-The choice: the pair that saves the most thinking tokens with false cuts + false stops <=
-`max_false_cut` (5%). Replaying on recorded signals is exact up to the first cut, which is all that is scored.
-The same traces give TDS's q: the share of consecutive-turn score changes inside (0, eta).
+Replaying on recorded signals is exact up to the first cut, which is all that is scored. A false cut
+is not always a loss (the action may already be decided), so the grid only proposes candidates (its
+most saving setting at several caps on false cuts); each is then played, and the choice is the one
+with the fewest thinking tokens whose success stays within `tolerance` of the uncut agent's.
+
+The same traces set TDS's eta: the paper's 0.3 is hard-coded for Qwen3's M_t range [-7.2, 0.4]; our
+turn scores sit in a narrow band near the top of [-3.35, 0.4], so nearly every change is below 0.3
+(q ~ 1, three generations per turn). eta is set to the quantile of the measured changes that puts a
+share `q_target` (0.25) of the turns in the band.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from dataclasses import dataclass, field
 
 from tenfold.core.sampler import SamplingParams, generate
 from tenfold.core.thinking import ThinkingCutoff, ThinkingHook
-from tenfold.rl.multiturn import TurnOutput, run_episodes
+from tenfold.rl.multiturn import TurnOutput, episode_metrics, run_episodes
 from tenfold.t2po.agent import CLOSE, OPEN, ThinkFormat
-from tenfold.t2po.resample import in_band
+from tenfold.t2po.resample import ETA, T2POTurns, in_band
 
 EPS_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 PATIENCE_GRID = (3, 4, 6, 8, 12, 16, 20)
@@ -76,20 +82,27 @@ def regions(text: str) -> tuple[int, int, int] | None:
     return start, (min(found) if found else end), end
 
 
-def first_stagnation(signals: list[float], eps: float, patience: int) -> int | None:
-    """The token position at which the stagnation counter first reaches `patience` (the hook forces
-    the close tag there), or None."""
+def first_stagnation(
+    signals: list[float], eps: float, patience: int, inside: tuple[int, int] | None = None
+) -> int | None:
+    """The token position at which the stagnation counter first reaches `patience` (the hook acts
+    there), or None. `inside=(start, end)`: the counter only runs in thinking, positions [start, end),
+    as the core machine with `end_outside=False`."""
     count, prev = 0, None
     for t, m in enumerate(signals):
         if prev is not None:
             count = count + 1 if abs(m - prev) <= eps else 0
         prev = m
+        if inside is not None and not inside[0] <= t < inside[1]:
+            count = 0
         if count >= patience:
             return t
     return None
 
 
-def score_grid(traces: list[Trace], eps_grid=EPS_GRID, patience_grid=PATIENCE_GRID) -> list[dict]:
+def score_grid(
+    traces: list[Trace], eps_grid=EPS_GRID, patience_grid=PATIENCE_GRID, end_outside: bool = True
+) -> list[dict]:
     """Per (eps, patience), where the first stagnation event of each reply would land:
 
     - in the filler: a good cut (thinking tokens saved: the rest of the thinking);
@@ -105,7 +118,8 @@ def score_grid(traces: list[Trace], eps_grid=EPS_GRID, patience_grid=PATIENCE_GR
             for t, (start, reason, end) in labelled:
                 filler_turns += reason > start
                 # the reply's own tokens: its text plus the end token (no stop if the reply is complete)
-                cut = first_stagnation(t.signals[: len(t.text)], eps, patience)
+                region = None if end_outside else (start, end)
+                cut = first_stagnation(t.signals[: len(t.text)], eps, patience, region)
                 if cut is None:
                     continue
                 if cut < start or cut >= end:
@@ -146,22 +160,83 @@ def band_share(traces: list[Trace], eta: float) -> float:
     return sum(in_band(t.score, t.prev_score, eta) for t in eligible) / max(1, len(eligible))
 
 
-def calibrate(
-    model, tok, tasks, history: int = 3, copies: int = 2, seed: int = 7, max_false_cut: float = 0.05
-) -> dict:
-    """Play `tasks` with the cut off, record M_t, score the grid; the chosen eps and patience and the
-    evidence (grid rows, thinking lengths, q at the paper's eta)."""
-    rec = RecordingTurns()
-    run_episodes(
-        model, tok, tasks, lambda task: task.make(), ThinkFormat(history), rec, copies=copies, seed=seed
+def eta_for(traces: list[Trace], q: float) -> float:
+    """The eta that puts a share `q` of second-or-later turns' score changes inside (0, eta)."""
+    changes = sorted(
+        abs(t.score - t.prev_score)
+        for t in traces
+        if t.prev_score is not None and not math.isnan(t.score) and t.score != t.prev_score
     )
-    rows = score_grid(rec.traces)
-    best = choose(rows, max_false_cut)
+    if not changes:
+        return ETA
+    k = min(len(changes) - 1, max(0, math.ceil(q * len(changes)) - 1))
+    return float(changes[k] + 1e-12)
+
+
+def candidates(rows: list[dict], caps=(0.05, 0.15, 0.3, 0.5, 1.0)) -> list[dict]:
+    """The grid's most saving setting at each cap on false cuts + false stops (duplicates dropped)."""
+    out: list[dict] = []
+    for cap in caps:
+        r = choose(rows, cap)
+        if r not in out:
+            out.append(r)
+    return out
+
+
+@dataclass
+class CalibrationConfig:
+    """How `calibrate` measures: `tasks` training games x `copies` episodes for the signal and for each
+    candidate's play; the cut only closes thinking (`end_outside=False`, see the module docstring);
+    a candidate may lose at most `tolerance` success against the uncut agent; TDS's eta is set so a
+    share `q_target` of turns falls in its band."""
+
+    copies: int = 2
+    budget: int = 128
+    end_outside: bool = False
+    tolerance: float = 0.05
+    q_target: float = 0.25
+    seed: int = 7
+
+
+def calibrate(model, tok, tasks, history: int = 3, cfg: CalibrationConfig | None = None) -> dict:
+    """Record M_t with the cut off, replay the grid, then play the candidates: the chosen cut-off is
+    the one with the fewest thinking tokens per turn whose success stays within `tolerance` of the
+    uncut agent's. Returns the choice (eps, patience, budget, end_outside, eta) and the evidence."""
+    cfg = cfg or CalibrationConfig()
+    fmt = ThinkFormat(history)
+
+    def env(task):
+        return task.make(expert=False)
+
+    rec = RecordingTurns()
+    run_episodes(model, tok, tasks, env, fmt, rec, copies=cfg.copies, seed=cfg.seed)
+    rows = score_grid(rec.traces, end_outside=cfg.end_outside)
+    played = []
+    for cand in [None, *candidates(rows)]:
+        cut = (
+            ThinkingCutoff(cut=False, budget=None)
+            if cand is None
+            else ThinkingCutoff(
+                eps=cand["eps"], patience=cand["patience"], budget=cfg.budget, end_outside=cfg.end_outside
+            )
+        )
+        eps_ = run_episodes(model, tok, tasks, env, fmt, T2POTurns(cut), copies=cfg.copies, seed=cfg.seed + 1)
+        m = episode_metrics(eps_)
+        played.append({"eps": None if cand is None else cand["eps"], "patience": None if cand is None else cand["patience"],
+                       "replay": cand, "success": m["success"], "think_tokens": m["think_tokens"], "valid_rate": m["valid_rate"]})  # fmt: skip
+    uncut = played[0]
+    ok = [p for p in played[1:] if p["success"] >= uncut["success"] - cfg.tolerance]
+    best = min(ok, key=lambda p: p["think_tokens"]) if ok else None
     labelled = [r for t in rec.traces if (r := regions(t.text)) is not None]
     return {
-        "eps": best["eps"],
-        "patience": best["patience"],
+        "eps": best["eps"] if best else None,
+        "patience": best["patience"] if best else None,
+        "budget": cfg.budget,
+        "end_outside": cfg.end_outside,
+        "eta": eta_for(rec.traces, cfg.q_target),
         "chosen": best,
+        "uncut": uncut,
+        "played": played,
         "grid": rows,
         "turns": len(rec.traces),
         "well_formed_share": len(labelled) / max(1, len(rec.traces)),
