@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tenfold.t2po.arms import ARMS, RunConfig
+from tenfold.t2po.arms import RunConfig, arm_of
 from tenfold.t2po.bench import BenchConfig
 
 
@@ -39,17 +39,14 @@ def train(
     from tenfold.t2po.train import build_games, task_pool
 
     cfg = (cfg or RunConfig()).validate()
-    if arm not in ARMS:
-        from tenfold.core.errors import TenfoldError
-
-        raise TenfoldError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+    arm_of(arm)
     tasks, heldout = task_pool(train_tasks, "train"), task_pool(eval_tasks, "heldout")
     build_games(tasks + heldout)
     torch.manual_seed(seed)
     lm, tok = load_model(model or agent(quiet=quiet))
     res, gen = train_arm(
         lm, tok, arm, tasks, cfg, seed,
-        evaluate=lambda m: evaluate_arm(m, tok, ARMS[arm], cfg, heldout),
+        evaluate=lambda m: evaluate_arm(m, tok, arm_of(arm), cfg, heldout),
         out_dir=out, resume=resume, quiet=quiet,
     )  # fmt: skip
     return res, gen.stats.as_dict()
@@ -73,10 +70,11 @@ def evaluate(arm: str = "t2po", model: str | Path | None = None, tasks: int = 24
     from tenfold.t2po.arms import evaluate_arm
     from tenfold.t2po.train import build_games, task_pool
 
+    chosen = arm_of(arm)
     heldout = task_pool(tasks, "heldout")
     build_games(heldout)
     lm, tok = load_model(model or agent())
-    return evaluate_arm(lm.eval(), tok, ARMS[arm], RunConfig(), heldout, samples)
+    return evaluate_arm(lm.eval(), tok, chosen, RunConfig(), heldout, samples)
 
 
 def bench(cfg: BenchConfig | None = None, quiet: bool = False) -> dict:

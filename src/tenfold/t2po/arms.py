@@ -31,6 +31,12 @@ ARMS = {
 }
 
 
+def arm_of(name: str) -> Arm:
+    if name not in ARMS:
+        raise TenfoldError(f"unknown arm {name!r}; arms: {', '.join(ARMS)}")
+    return ARMS[name]
+
+
 @dataclass
 class RunConfig:
     """One RL run. The thinking settings apply to arms with the cut; `eps` and `patience` are the
@@ -101,9 +107,7 @@ def train_arm(
     quiet: bool = True,
 ) -> tuple[RunResult, T2POTurns]:
     """Train `model` in place with the arm; returns the run and its turn generator (resampling stats)."""
-    if arm_name not in ARMS:
-        raise TenfoldError(f"unknown arm {arm_name!r}; arms: {', '.join(ARMS)}")
-    arm = ARMS[arm_name]
+    arm = arm_of(arm_name)
     cfg = cfg.validate()
     mt = MultiTurnConfig(
         num_generations=cfg.num_generations,

@@ -1,0 +1,70 @@
+"""The T2PO reproduction: GiGPO against T2PO from one cold-start agent on TextWorld coin-collector games
+(quick: 3 seeds), rows on stability, token efficiency and the cost of turn resampling."""
+
+from __future__ import annotations
+
+import math
+
+from tenfold.core.benchkit import write_json
+from tenfold.core.reproduce import Context, Row, register
+from tenfold.t2po.api import bench
+from tenfold.t2po.bench import BenchConfig, markdown, plot
+
+
+@register(
+    "t2po",
+    "T2PO: multi-turn agent RL with a token-level thinking cut-off and turn-level resampling",
+    artefacts=("t2po-agent",),
+)
+def reproduce(ctx: Context) -> list[Row]:
+    cfg = BenchConfig.quick() if ctx.quick else BenchConfig()
+    result = bench(cfg, quiet=ctx.quiet)
+    write_json(result, ctx.out_dir / "t2po_bench.json")
+    (ctx.out_dir / "t2po_bench.md").write_text(markdown(result) + "\n")
+    plot(result, ctx.plot_path("curves"))
+    return rows(result["summary"])
+
+
+def rows(s: dict) -> list[Row]:
+    t, g = s["t2po"], s["gigpo"]
+    noise = max(t["final_sd"], g["final_sd"], 1e-9)
+    seeds = f"{t['seeds']} seeds"
+    return [
+        Row(
+            "T2PO's thinking tokens per turn as a share of GiGPO's (held-out play, end of training)",
+            "fewer tokens at higher success (paper); <= 0.7 at equal or better success (issue)",
+            "t2po_think_tokens_ratio_to_gigpo",
+            t["think_ratio_to_gigpo"] if t["think_ratio_to_gigpo"] is not None else math.nan,
+            0.7,
+            higher_is_better=False,
+            detail=f"{t['think_tokens']:.1f} vs {g['think_tokens']:.1f} tokens per turn; {seeds}",
+        ),
+        Row(
+            "T2PO's final success minus GiGPO's, in units of the larger seed spread",
+            "higher success than GiGPO (paper); >= GiGPO's beyond seed noise (issue)",
+            "t2po_final_gain_over_seed_sd",
+            (t["final_mean"] - g["final_mean"]) / noise,
+            1.0,
+            detail=f"success {t['final_mean']:.2f} ± {t['final_sd']:.2f} vs GiGPO {g['final_mean']:.2f} "
+            f"± {g['final_sd']:.2f} (both from {t['start_mean']:.2f} / {g['start_mean']:.2f})",
+        ),
+        Row(
+            "collapsed seeds: GiGPO's minus T2PO's",
+            "baselines collapse across seeds, T2PO does not (paper); fewer collapses (issue)",
+            "t2po_fewer_collapses",
+            g["collapsed"] - t["collapsed"],
+            0,
+            detail=f"GiGPO {g['collapsed']}/{g['seeds']} ({g['collapse_reasons']}), "
+            f"T2PO {t['collapsed']}/{t['seeds']} ({t['collapse_reasons']})",
+        ),
+        Row(
+            "generations per eligible turn with resampling, measured / expected 1 + q + q^2",
+            "at most 1 + max_try = 3 per turn (paper's code)",
+            "t2po_resampling_cost_vs_expected",
+            t["generations_per_eligible"] / t["expected_per_eligible"],
+            1.1,
+            higher_is_better=False,
+            detail=f"measured {t['generations_per_eligible']:.2f}, expected {t['expected_per_eligible']:.2f} "
+            f"at q = {t['q']:.2f}",
+        ),
+    ]
