@@ -13,7 +13,10 @@ Reply: `<think>came from west. so: go east.</think> go east`. The action is the 
 
 Cold start (the paper starts RL from RFT checkpoints): SFT on expert turns whose thinking is written
 here, of varied length. Half of the turns think with filler first ("hmm, hmm, let me think. ..."),
-repetitive text that says nothing: the over-thinking the token-level cut-off is meant to end.
+repetitive text that says nothing: the over-thinking the token-level cut-off is meant to end. A share
+of the turns think nothing useful at all (filler only, or nothing), as a cut thought ends: without
+them an agent cut mid-thought meets a state it never saw (measured: every cut setting then lost 0.16+
+success, docs/t2po.md).
 """
 
 from __future__ import annotations

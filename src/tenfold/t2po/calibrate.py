@@ -226,11 +226,13 @@ def calibrate(model, tok, tasks, history: int = 3, cfg: CalibrationConfig | None
                        "replay": cand, "success": m["success"], "think_tokens": m["think_tokens"], "valid_rate": m["valid_rate"]})  # fmt: skip
     uncut = played[0]
     ok = [p for p in played[1:] if p["success"] >= uncut["success"] - cfg.tolerance]
-    best = min(ok, key=lambda p: p["think_tokens"]) if ok else None
+    # none within tolerance: the least harmful, flagged (the caller decides whether to use it)
+    best = min(ok, key=lambda p: p["think_tokens"]) if ok else max(played[1:], key=lambda p: p["success"])
     labelled = [r for t in rec.traces if (r := regions(t.text)) is not None]
     return {
-        "eps": best["eps"] if best else None,
-        "patience": best["patience"] if best else None,
+        "eps": best["eps"],
+        "patience": best["patience"],
+        "within_tolerance": bool(ok),
         "budget": cfg.budget,
         "end_outside": cfg.end_outside,
         "eta": eta_for(rec.traces, cfg.q_target),

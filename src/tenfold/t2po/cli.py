@@ -39,7 +39,8 @@ def calibrate(
     out = api.calibrate(tasks, model, quiet)
     grid = out.pop("grid")
     print(json.dumps(out, indent=1))
-    print(f"({len(grid)} grid rows; eps {out['eps']:g}, patience {out['patience']})")
+    kept = "within" if out["within_tolerance"] else "NOT within (the least harmful shown)"
+    print(f"({len(grid)} grid rows; eps {out['eps']:g}, patience {out['patience']}: {kept} tolerance)")
 
 
 @app.command()

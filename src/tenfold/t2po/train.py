@@ -4,7 +4,8 @@ synthetic thinking, cached and shipped; and the task pools it and the RL arms us
 Expert turns come from playing TextWorld coin-collector games: the expert plan from the start, and on
 a share of the episodes a few random admissible moves first (a detour), after which TextWorld's plan
 from the new state leads back; so the agent also sees wrong turns undone. Every reply is
-`<think>[filler]came from X. so: A.</think> A` (`agent.expert_reply`), filler on half of the turns.
+`<think>[filler]came from X. so: A.</think> A` (`agent.expert_reply`), filler on half of the turns,
+and on a quarter a thought with no reasoning (filler only, or empty).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tenfold.core.train import Tokens, chat_example
 from tenfold.envs.text_env import TaskSpec
 from tenfold.t2po.agent import ThinkFormat, expert_reply
 
-DATA_VERSION = "t2po-cold-v1"
+DATA_VERSION = "t2po-cold-v2"  # v2: bare (reasoning-free) thoughts on a share of turns
 BASE_MODEL = "tenfold-base"
 INITS = ("base", "scratch")
 DEFAULT_INIT = "base"
@@ -70,6 +71,7 @@ class ColdStartRecipe(sft.SFTRecipe):
     episodes: int = 4
     detour_share: float = 0.5
     filler_share: float = 0.5
+    bare_share: float = 0.25
     max_repeats: int = 12
     history: int = 3
     levels: tuple[int, ...] = field(default=LEVELS)
@@ -99,7 +101,7 @@ def expert_turns(task: TaskSpec, rng: random.Random, r: ColdStartRecipe) -> list
             out.append(
                 (
                     fmt.prompt(env, history, obs),
-                    expert_reply(env, history, action, rng, r.filler_share, r.max_repeats),
+                    expert_reply(env, history, action, rng, r.filler_share, r.max_repeats, r.bare_share),
                 )
             )
         res = env.step(action)
