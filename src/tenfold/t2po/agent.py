@@ -115,7 +115,13 @@ def expert_reply(
     rng: random.Random,
     filler_share: float,
     max_repeats: int,
+    bare_share: float = 0.0,
 ) -> str:
-    """`<think>[filler]reasoning</think> action`, filler on `filler_share` of the turns."""
+    """`<think>[filler]reasoning</think> action`, filler on `filler_share` of the turns; on `bare_share`
+    of the turns the thinking carries no reasoning at all (filler only, possibly empty), as a thought
+    cut short would: the agent also learns to act when its thinking ended early."""
+    if rng.random() < bare_share:
+        pad = filler(rng, max_repeats) if rng.random() < 0.5 else ""
+        return f"{OPEN}{pad}{CLOSE} {action}"
     pad = filler(rng, max_repeats) if rng.random() < filler_share else ""
     return f"{OPEN}{pad}{reasoning(env, history, action)}{CLOSE} {action}"
