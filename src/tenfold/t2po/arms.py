@@ -49,10 +49,13 @@ class RunConfig:
     beta: float = 0.0
     temperature: float = 1.0
     max_new_tokens: int = 256
-    eps: float = 1e-3
-    patience: int = 12
-    budget: int = 160
-    eta: float = 0.3
+    # calibrated on the cold-start agent (`tenfold t2po calibrate --tasks 16`, docs/t2po.md): the paper's
+    # eps 1e-4 / patience 20 / eta 0.3 fit Qwen3's vocabulary and thinking lengths, not a byte-level agent
+    eps: float = 0.1
+    patience: int = 16
+    budget: int = 128
+    end_outside: bool = False  # the cut only closes thinking (ending an action half-written loses it)
+    eta: float = 0.003
     max_try: int = 2
     history: int = 3
     micro_batch: int = 32
@@ -66,7 +69,9 @@ class RunConfig:
     def cutoff(self, arm: Arm) -> ThinkingCutoff:
         # arms without the cut still record M_t: TDS and the metrics need turn scores
         if arm.cut:
-            return ThinkingCutoff(eps=self.eps, patience=self.patience, budget=self.budget)
+            return ThinkingCutoff(
+                eps=self.eps, patience=self.patience, budget=self.budget, end_outside=self.end_outside
+            )
         return ThinkingCutoff(cut=False, budget=None)
 
 
