@@ -374,3 +374,18 @@ def test_end_outside_false_only_ever_closes_thinking():
     assert [keeps.step(m) for m in flat] == [None] * 12 and keeps.trace.cut_reason is None
     keeps.inside = True  # entering thinking: the counter starts from 0, not from the flat run before it
     assert [keeps.step(m) for m in flat[:3]] == [None, None, 99]  # 3 flat steps inside, then the cut
+
+
+def test_reset_at_tags_keeps_a_flat_thought_from_ending_the_answer():
+    from tenfold.core.thinking import STOP
+
+    cfg = ThinkingCutoff(eps=0.01, patience=4, budget=None, reset_at_tags=True)
+    m = CutoffMachine(cfg, [99], inside=True)
+    assert [m.step(0.4) for _ in range(3)] == [None] * 3  # 2 flat comparisons so far, no cut yet
+    m.inside = False  # thinking closed by the model itself: the answer starts counting afresh
+    # the first answer step compares with the thought's last M_t and restarts at 0; 4 more flat steps
+    assert [m.step(0.4) for _ in range(5)] == [None, None, None, None, STOP]
+    plain = CutoffMachine(ThinkingCutoff(eps=0.01, patience=4, budget=None), [99], inside=True)
+    [plain.step(0.4) for _ in range(3)]
+    plain.inside = False
+    assert plain.step(0.4) is None and plain.step(0.4) == STOP  # the paper's rule: the run carries over

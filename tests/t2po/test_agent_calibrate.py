@@ -68,7 +68,9 @@ def test_band_share():
 
 def test_bare_thoughts_carry_no_reasoning_but_the_right_action():
     rng = random.Random(1)
-    replies = [expert_reply(None, [("o", "go north")], "go east", rng, 0.5, 6, bare_share=0.25) for _ in range(400)]
+    replies = [
+        expert_reply(None, [("o", "go north")], "go east", rng, 0.5, 6, bare_share=0.25) for _ in range(400)
+    ]
     bare = [r for r in replies if "so:" not in r]
     assert 0.18 < len(bare) / len(replies) < 0.32
     assert all(parse_reply(r) == "go east" for r in replies)

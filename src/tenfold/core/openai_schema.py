@@ -37,6 +37,7 @@ class ThinkingCutoffOption(BaseModel):
     cut: bool = True
     min_position: int = Field(0, ge=0)
     end_outside: bool = True
+    reset_at_tags: bool = False
 
 
 class _Common(BaseModel):

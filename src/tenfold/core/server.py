@@ -13,8 +13,8 @@ disconnects stops decoding at the next step, streamed or not. Tokenising runs of
 must be `application/json`, and a server bound to loopback only answers Host headers naming loopback.
 
 Extensions beyond the OpenAI API: `ignore_eos` (as in vLLM: decode exactly max_tokens tokens), and
-`thinking_cutoff` ({"alpha", "eps", "patience", "budget", "cut", "min_position", "end_outside"}, any
-subset, or null):
+`thinking_cutoff` ({"alpha", "eps", "patience", "budget", "cut", "min_position", "end_outside",
+"reset_at_tags"}, any subset, or null):
 T2PO's thinking intervention (`tenfold.core.thinking`) on this request's sequences only. Each choice of
 such a request (and the last streamed chunk of each choice) then carries `"tenfold": {"thinking":
 {"cut": "stagnation" | "budget" | null, "cut_at", "ended", "thinking_tokens", "turn_score"}}`; a

@@ -59,7 +59,10 @@ class ThinkingCutoff:
     `budget=None`: no hard budget. `end_outside=False` never ends a sequence: the counter runs only
     inside thinking (restarting at 0 whenever the sequence is outside it), so the intervention only
     ever closes thinking. The paper ends the answer too (True); for a byte-level agent whose answer is a
-    short action, near-certain bytes make flat stretches of M_t that would end it half-written."""
+    short action, near-certain bytes make flat stretches of M_t that would end it half-written.
+    `reset_at_tags=True` restarts the counter whenever the sequence enters or leaves thinking, so a
+    flat end of thinking does not carry into the answer: an answer is ended only after `patience` flat
+    steps of its own (longer than any valid short answer), while a degenerate answer still is."""
 
     alpha: float = 0.6
     eps: float = 1e-4
@@ -70,6 +73,7 @@ class ThinkingCutoff:
     cut: bool = True
     min_position: int = 0
     end_outside: bool = True
+    reset_at_tags: bool = False
 
     def validate(self) -> ThinkingCutoff:
         def number(v) -> bool:
@@ -99,7 +103,7 @@ class ThinkingCutoff:
             raise TenfoldError(
                 f"thinking cutoff tags must not contain each other, got {self.open_tag!r} and {self.close_tag!r}"
             )
-        for name in ("cut", "end_outside"):
+        for name in ("cut", "end_outside", "reset_at_tags"):
             if not isinstance(getattr(self, name), bool):
                 raise TenfoldError(
                     f"thinking cutoff {name} must be true or false, got {getattr(self, name)!r}"
@@ -162,6 +166,7 @@ class CutoffMachine:
         self.cfg, self.close_ids = cfg, list(close_ids)
         self.scanner = scanner
         self.inside = scanner.inside if scanner is not None else inside
+        self.was_inside = self.inside
         self.trace = ThinkingTrace()
         self.position = 0  # generated tokens so far
         self.prev: float | None = None  # the previous counted M_t
@@ -184,6 +189,9 @@ class CutoffMachine:
             self.prev = m
             if not self.inside and not cfg.end_outside:
                 self.still = 0  # only thinking is ever cut: outside it nothing accumulates
+            if cfg.reset_at_tags and self.inside != self.was_inside:
+                self.still = 0  # a flat run of thinking does not carry into the answer (or back)
+        self.was_inside = self.inside
         reason = None
         if cfg.cut and self.inside and cfg.budget is not None and t.think_tokens >= cfg.budget:
             reason = "budget"

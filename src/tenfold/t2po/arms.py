@@ -54,7 +54,10 @@ class RunConfig:
     eps: float = 0.1
     patience: int = 16
     budget: int = 128
-    end_outside: bool = False  # the cut only closes thinking (ending an action half-written loses it)
+    # the paper's rule (stagnation outside thinking ends the answer: a guard against degenerate output),
+    # with the counter restarted at the think tags so a flat thought never ends a valid action
+    end_outside: bool = True
+    reset_at_tags: bool = True
     eta: float = 0.003
     max_try: int = 2
     history: int = 3
@@ -70,7 +73,11 @@ class RunConfig:
         # arms without the cut still record M_t: TDS and the metrics need turn scores
         if arm.cut:
             return ThinkingCutoff(
-                eps=self.eps, patience=self.patience, budget=self.budget, end_outside=self.end_outside
+                eps=self.eps,
+                patience=self.patience,
+                budget=self.budget,
+                end_outside=self.end_outside,
+                reset_at_tags=self.reset_at_tags,
             )
         return ThinkingCutoff(cut=False, budget=None)
 

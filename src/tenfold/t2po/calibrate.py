@@ -83,25 +83,38 @@ def regions(text: str) -> tuple[int, int, int] | None:
 
 
 def first_stagnation(
-    signals: list[float], eps: float, patience: int, inside: tuple[int, int] | None = None
+    signals: list[float],
+    eps: float,
+    patience: int,
+    region: tuple[int, int] | None = None,
+    end_outside: bool = True,
+    reset_at_tags: bool = False,
 ) -> int | None:
     """The token position at which the stagnation counter first reaches `patience` (the hook acts
-    there), or None. `inside=(start, end)`: the counter only runs in thinking, positions [start, end),
-    as the core machine with `end_outside=False`."""
-    count, prev = 0, None
+    there), or None. `region=(start, end)`: thinking is positions [start, end); as the core machine,
+    `end_outside=False` runs the counter only there and `reset_at_tags` restarts it on entering or
+    leaving it."""
+    count, prev, was_inside = 0, None, False
     for t, m in enumerate(signals):
         if prev is not None:
             count = count + 1 if abs(m - prev) <= eps else 0
         prev = m
-        if inside is not None and not inside[0] <= t < inside[1]:
-            count = 0
+        if region is not None:
+            inside = region[0] <= t < region[1]
+            if (not inside and not end_outside) or (reset_at_tags and inside != was_inside):
+                count = 0
+            was_inside = inside
         if count >= patience:
             return t
     return None
 
 
 def score_grid(
-    traces: list[Trace], eps_grid=EPS_GRID, patience_grid=PATIENCE_GRID, end_outside: bool = True
+    traces: list[Trace],
+    eps_grid=EPS_GRID,
+    patience_grid=PATIENCE_GRID,
+    end_outside: bool = True,
+    reset_at_tags: bool = False,
 ) -> list[dict]:
     """Per (eps, patience), where the first stagnation event of each reply would land:
 
@@ -118,8 +131,9 @@ def score_grid(
             for t, (start, reason, end) in labelled:
                 filler_turns += reason > start
                 # the reply's own tokens: its text plus the end token (no stop if the reply is complete)
-                region = None if end_outside else (start, end)
-                cut = first_stagnation(t.signals[: len(t.text)], eps, patience, region)
+                cut = first_stagnation(
+                    t.signals[: len(t.text)], eps, patience, (start, end), end_outside, reset_at_tags
+                )
                 if cut is None:
                     continue
                 if cut < start or cut >= end:
@@ -186,13 +200,15 @@ def candidates(rows: list[dict], caps=(0.05, 0.15, 0.3, 0.5, 1.0)) -> list[dict]
 @dataclass
 class CalibrationConfig:
     """How `calibrate` measures: `tasks` training games x `copies` episodes for the signal and for each
-    candidate's play; the cut only closes thinking (`end_outside=False`, see the module docstring);
+    candidate's play; stagnation ends an answer too (the paper's rule) but the counter restarts at the
+    think tags (`reset_at_tags`, see the module docstring);
     a candidate may lose at most `tolerance` success against the uncut agent; TDS's eta is set so a
     share `q_target` of turns falls in its band."""
 
     copies: int = 2
     budget: int = 128
-    end_outside: bool = False
+    end_outside: bool = True
+    reset_at_tags: bool = True
     tolerance: float = 0.05
     q_target: float = 0.25
     seed: int = 7
@@ -210,14 +226,18 @@ def calibrate(model, tok, tasks, history: int = 3, cfg: CalibrationConfig | None
 
     rec = RecordingTurns()
     run_episodes(model, tok, tasks, env, fmt, rec, copies=cfg.copies, seed=cfg.seed)
-    rows = score_grid(rec.traces, end_outside=cfg.end_outside)
+    rows = score_grid(rec.traces, end_outside=cfg.end_outside, reset_at_tags=cfg.reset_at_tags)
     played = []
     for cand in [None, *candidates(rows)]:
         cut = (
             ThinkingCutoff(cut=False, budget=None)
             if cand is None
             else ThinkingCutoff(
-                eps=cand["eps"], patience=cand["patience"], budget=cfg.budget, end_outside=cfg.end_outside
+                eps=cand["eps"],
+                patience=cand["patience"],
+                budget=cfg.budget,
+                end_outside=cfg.end_outside,
+                reset_at_tags=cfg.reset_at_tags,
             )
         )
         eps_ = run_episodes(model, tok, tasks, env, fmt, T2POTurns(cut), copies=cfg.copies, seed=cfg.seed + 1)
@@ -235,6 +255,7 @@ def calibrate(model, tok, tasks, history: int = 3, cfg: CalibrationConfig | None
         "within_tolerance": bool(ok),
         "budget": cfg.budget,
         "end_outside": cfg.end_outside,
+        "reset_at_tags": cfg.reset_at_tags,
         "eta": eta_for(rec.traces, cfg.q_target),
         "chosen": best,
         "uncut": uncut,
