@@ -45,7 +45,7 @@ class RunConfig:
     steps: int = 30
     tasks_per_step: int = 4
     num_generations: int = 4
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3  # where GiGPO collapsed in 2 of 2 seeds within 9 steps (docs/t2po.md)
     beta: float = 0.0
     temperature: float = 1.0
     max_new_tokens: int = 256
@@ -54,10 +54,10 @@ class RunConfig:
     eps: float = 0.1
     patience: int = 16
     budget: int = 128
-    # the paper's rule (stagnation outside thinking ends the answer: a guard against degenerate output),
-    # with the counter restarted at the think tags so a flat thought never ends a valid action
-    end_outside: bool = True
-    reset_at_tags: bool = True
+    # the cut only closes thinking: ending answers on stagnation (the paper's rule) cost success here,
+    # even with the counter restarted at the think tags (docs/t2po.md, calibration)
+    end_outside: bool = False
+    reset_at_tags: bool = False
     eta: float = 0.003
     max_try: int = 2
     history: int = 3

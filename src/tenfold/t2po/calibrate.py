@@ -200,15 +200,15 @@ def candidates(rows: list[dict], caps=(0.05, 0.15, 0.3, 0.5, 1.0)) -> list[dict]
 @dataclass
 class CalibrationConfig:
     """How `calibrate` measures: `tasks` training games x `copies` episodes for the signal and for each
-    candidate's play; stagnation ends an answer too (the paper's rule) but the counter restarts at the
-    think tags (`reset_at_tags`, see the module docstring);
+    candidate's play; by default the cut only closes thinking (`end_outside=False`; the paper's rule,
+    with or without `reset_at_tags`, is a setting away; see the module docstring);
     a candidate may lose at most `tolerance` success against the uncut agent; TDS's eta is set so a
     share `q_target` of turns falls in its band."""
 
     copies: int = 2
     budget: int = 128
-    end_outside: bool = True
-    reset_at_tags: bool = True
+    end_outside: bool = False
+    reset_at_tags: bool = False
     tolerance: float = 0.05
     q_target: float = 0.25
     seed: int = 7

@@ -47,7 +47,7 @@ def calibrate(
 def train(
     arm: ArmOpt = "t2po",
     steps: Annotated[int, typer.Option(help="RL steps")] = 30,
-    lr: Annotated[float, typer.Option(help="learning rate")] = 1e-4,
+    lr: Annotated[float, typer.Option(help="learning rate (1e-3: where GiGPO collapses here)")] = 1e-3,
     out: Annotated[Path, typer.Option(help="run directory: metrics.jsonl, checkpoints")] = Path("runs/t2po"),
     seed: int = 0,
     model: Annotated[Path | None, typer.Option(help="start here instead of the cold-start agent")] = None,
