@@ -187,3 +187,13 @@ def test_bad_specs_raise(spec, match, tmp_path):
     with pytest.raises(TenfoldError, match=match):
         build_game(spec, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_garbage_from_a_collapsed_policy_never_reaches_the_interpreter(folder):
+    """Non-ASCII text raised inside jericho and long garbage crashed frotz: both are answered here."""
+    env = COIN_SHORT.make(folder)
+    before = env.reset()
+    for action in ("go " + "é" * 100, "take " + "x" * 300, "go \x00\x01 east"):
+        res = env.step(action)
+        assert not res.valid and res.observation == f"{NOTHING_HAPPENED} {before}"
+    assert env.step(env.expert_plan()[0]).valid  # the game still plays

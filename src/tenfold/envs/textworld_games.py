@@ -79,6 +79,13 @@ GAME_FILE = "game.z8"
 INFO_ACTIONS = ("look", "inventory", "examine")  # verbs that only describe; useful_actions drops them
 MAX_STEPS_FACTOR, MAX_STEPS_EXTRA = 3, 5  # default max_steps = 3 x walkthrough + 5
 DIRECTIONS = ("north", "south", "east", "west")
+MAX_INVALID_COMMAND = 64  # longer non-admissible commands are never sent to the interpreter
+
+
+def _safe_command(command: str) -> bool:
+    return len(command) <= MAX_INVALID_COMMAND and all(" " <= ch <= "~" for ch in command)
+
+
 GAME_VERBS = frozenset(
     "go take get drop put insert open close lock unlock examine look inventory eat cook slice chop dice "
     "prepare read".split()
@@ -399,11 +406,18 @@ class TextWorldEnv:
         return StepResult(obs, reward, self.done, self.won, valid)
 
     def _try_invalid(self, command: str) -> str:
-        """TextWorld's answer to a non-admissible command, leaving the game state as it was."""
-        if not command or command.split()[0] not in GAME_VERBS:
+        """TextWorld's answer to a non-admissible command, leaving the game state as it was. Only short,
+        printable-ASCII commands reach the interpreter: a policy in collapse writes anything, and
+        non-ASCII input raises inside jericho (UnicodeDecodeError) while long garbage crashed its frotz
+        interpreter once (a segfault that no try/except can catch)."""
+        if not command or command.split()[0] not in GAME_VERBS or not _safe_command(command):
             return NOT_A_VERB
         facts = {str(f) for f in self._state["facts"]}
-        answer, _, _ = self._env.step(command)
+        try:
+            answer, _, _ = self._env.step(command)
+        except Exception:  # noqa: BLE001 - the game must survive any text; restore its state
+            self._replay()
+            return NOT_A_VERB
         if {str(f) for f in answer["facts"]} != facts or answer["score"] != self._state["score"]:
             self._replay()  # the parser did more than we allow ("take the coin"): restore the state
             return UNDONE  # the game's own answer would describe a change that no longer holds
