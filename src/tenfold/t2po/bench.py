@@ -26,8 +26,9 @@ COLLAPSE_FACTOR = 10.0  # gradient norm or KL above this multiple of its running
 @dataclass
 class BenchConfig:
     """Defaults are the full run: 5 arms x 8 seeds (hours on 2 CPU cores: a GiGPO step that over-thinks
-    takes up to ~100 s on one thread). `quick()`: GiGPO against T2PO, 3 seeds of 6 steps of 2 tasks x 4
-    episodes (about 12 minutes on 2 cores)."""
+    takes up to ~160 s on one thread). `quick()`: GiGPO against T2PO, 3 seeds of 4 steps of 1 task x 4
+    episodes, 8 held-out games (minutes on 2 cores; a smoke test of the comparison, too short to see
+    the collapse, which took 3-9 steps of 4 tasks in the probe)."""
 
     arms: tuple[str, ...] = tuple(ARMS)
     seeds: tuple[int, ...] = tuple(range(8))
