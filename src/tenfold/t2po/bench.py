@@ -203,9 +203,8 @@ def plot(result: dict, path: str | Path) -> Path:
     colours = {}
     for r in result["runs"]:
         c = colours.setdefault(r["arm"], f"C{len(colours)}")
-        label = r["arm"] if r["seed"] == result["runs"][0]["seed"] or r["arm"] not in colours else None
         steps = [e["step"] for e in r["curve"]]
-        axes[0].plot(steps, [e["success"] for e in r["curve"]], color=c, alpha=0.6, label=label)
+        axes[0].plot(steps, [e["success"] for e in r["curve"]], color=c, alpha=0.6)
         axes[1].plot(steps, [e["think_tokens"] for e in r["curve"]], color=c, alpha=0.6)
         axes[2].plot(
             [s["step"] for s in r["steps"]], [s["grad_norm"] for s in r["steps"]], color=c, alpha=0.6
@@ -213,9 +212,7 @@ def plot(result: dict, path: str | Path) -> Path:
     axes[0].set(xlabel="RL step", ylabel="held-out success", title="success (one line per seed)")
     axes[1].set(xlabel="RL step", ylabel="thinking tokens / turn", title="thinking length")
     axes[2].set(xlabel="RL step", ylabel="gradient norm", title="gradient norm", yscale="log")
-    handles = {}
-    for r in result["runs"]:
-        handles.setdefault(r["arm"], plt.Line2D([], [], color=colours[r["arm"]]))
-    axes[0].legend(handles.values(), handles.keys(), fontsize=8)
+    handles = [plt.Line2D([], [], color=c) for c in colours.values()]  # one legend entry per arm
+    axes[0].legend(handles, list(colours), fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
