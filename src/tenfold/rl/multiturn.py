@@ -137,6 +137,12 @@ class TurnOutput:
 TurnGenerator = Callable[[Any, Any, list[list[int]], list[float | None], int], list[TurnOutput]]
 
 
+def turn_params(n: int, max_new_tokens: int, temperature: float, seed: int) -> list[SamplingParams]:
+    """Sampling settings for n prompts of one turn, each with its own seed (reproducible whatever the
+    batch)."""
+    return [SamplingParams(max_new_tokens, temperature, seed=seed * 1_000_003 + i) for i in range(n)]
+
+
 @dataclass
 class SampledTurns:
     """The plain turn generator: one sample per turn, no hooks."""
@@ -146,10 +152,7 @@ class SampledTurns:
     batch_size: int = 256
 
     def __call__(self, model, tok, prompts, prev_scores, seed) -> list[TurnOutput]:
-        params = [
-            SamplingParams(self.max_new_tokens, self.temperature, seed=seed * 1_000_003 + i)
-            for i in range(len(prompts))
-        ]
+        params = turn_params(len(prompts), self.max_new_tokens, self.temperature, seed)
         gens = generate(model, tok, prompts, params, batch_size=self.batch_size)
         return [TurnOutput(g.token_ids, g.text) for g in gens]
 

@@ -98,11 +98,11 @@ def evaluate_arm(model, tok, arm: Arm, cfg: RunConfig, tasks, samples: int = 1, 
     """Success, valid-action rate and tokens on held-out tasks, with the arm's own cut (TTI is an
     inference-time control too) and no resampling."""
     gen = turn_generator(arm, cfg, training=False)
-    eps = run_episodes(model, tok, tasks, _make_env, ThinkFormat(cfg.history), gen, copies=samples, seed=seed)
+    eps = run_episodes(model, tok, tasks, make_env, ThinkFormat(cfg.history), gen, copies=samples, seed=seed)
     return episode_metrics(eps)
 
 
-def _make_env(task):
+def make_env(task):
     return task.make(expert=False)  # RL never asks for the plan: TextWorld steps faster without it
 
 
@@ -135,7 +135,7 @@ def train_arm(
         eval_every=cfg.eval_every,
     ).validate()
     gen = turn_generator(arm, cfg, training=True)
-    worker = EpisodeRollouts(tasks, _make_env, ThinkFormat(cfg.history), gen, mt)
+    worker = EpisodeRollouts(tasks, make_env, ThinkFormat(cfg.history), gen, mt)
     res = train_rl(
         model,
         tok,

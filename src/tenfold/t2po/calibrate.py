@@ -29,10 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from tenfold.core.sampler import SamplingParams, generate
+from tenfold.core.sampler import generate
 from tenfold.core.thinking import ThinkingCutoff, ThinkingHook
-from tenfold.rl.multiturn import TurnOutput, episode_metrics, run_episodes
+from tenfold.rl.multiturn import TurnOutput, episode_metrics, run_episodes, turn_params
 from tenfold.t2po.agent import CLOSE, OPEN, ThinkFormat
+from tenfold.t2po.arms import make_env
 from tenfold.t2po.resample import ETA, T2POTurns, in_band
 
 EPS_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -58,10 +59,7 @@ class RecordingTurns:
 
     def __call__(self, model, tok, prompts, prev_scores, seed) -> list[TurnOutput]:
         hook = ThinkingHook(tok, ThinkingCutoff(cut=False, budget=None))
-        params = [
-            SamplingParams(self.max_new_tokens, self.temperature, seed=seed * 1_000_003 + i)
-            for i in range(len(prompts))
-        ]
+        params = turn_params(len(prompts), self.max_new_tokens, self.temperature, seed)
         gens = generate(model, tok, prompts, params, hook=hook)
         out = []
         for i, g in enumerate(gens):
@@ -221,11 +219,8 @@ def calibrate(model, tok, tasks, history: int = 3, cfg: CalibrationConfig | None
     cfg = cfg or CalibrationConfig()
     fmt = ThinkFormat(history)
 
-    def env(task):
-        return task.make(expert=False)
-
     rec = RecordingTurns()
-    run_episodes(model, tok, tasks, env, fmt, rec, copies=cfg.copies, seed=cfg.seed)
+    run_episodes(model, tok, tasks, make_env, fmt, rec, copies=cfg.copies, seed=cfg.seed)
     rows = score_grid(rec.traces, end_outside=cfg.end_outside, reset_at_tags=cfg.reset_at_tags)
     played = []
     for cand in [None, *candidates(rows)]:
@@ -240,7 +235,9 @@ def calibrate(model, tok, tasks, history: int = 3, cfg: CalibrationConfig | None
                 reset_at_tags=cfg.reset_at_tags,
             )
         )
-        eps_ = run_episodes(model, tok, tasks, env, fmt, T2POTurns(cut), copies=cfg.copies, seed=cfg.seed + 1)
+        eps_ = run_episodes(
+            model, tok, tasks, make_env, fmt, T2POTurns(cut), copies=cfg.copies, seed=cfg.seed + 1
+        )
         m = episode_metrics(eps_)
         played.append({"eps": None if cand is None else cand["eps"], "patience": None if cand is None else cand["patience"],
                        "replay": cand, "success": m["success"], "think_tokens": m["think_tokens"], "valid_rate": m["valid_rate"]})  # fmt: skip

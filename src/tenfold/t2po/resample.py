@@ -22,9 +22,9 @@ import math
 from dataclasses import dataclass, field
 
 from tenfold.core.errors import TenfoldError
-from tenfold.core.sampler import SamplingParams, generate
+from tenfold.core.sampler import generate
 from tenfold.core.thinking import ThinkingCutoff, ThinkingHook
-from tenfold.rl.multiturn import TurnOutput
+from tenfold.rl.multiturn import TurnOutput, turn_params
 
 ETA = 0.3
 MAX_TRY = 2
@@ -90,10 +90,7 @@ class T2POTurns:
 
     def _sample(self, model, tok, prompts: list[list[int]], seed: int) -> list[TurnOutput]:
         hook = ThinkingHook(tok, self.cutoff)  # a fresh hook per call: no state carried between turns
-        params = [
-            SamplingParams(self.max_new_tokens, self.temperature, seed=seed * 1_000_003 + i)
-            for i in range(len(prompts))
-        ]
+        params = turn_params(len(prompts), self.max_new_tokens, self.temperature, seed)
         gens = generate(model, tok, prompts, params, hook=hook, batch_size=self.batch_size)
         out = []
         for i, g in enumerate(gens):
