@@ -69,6 +69,9 @@ def test_kl_k3_is_zero_at_reference_and_positive_elsewhere():
     expected = (torch.exp(d) - d - 1).mean().item()
     loss, m = policy_loss(logp, logp, adv, torch.ones(1, 2), cfg, ref_logp=ref)
     assert loss.item() == pytest.approx(expected) and expected > 0
+    # at kl_coef = 0 the KL is still reported (track_kl), but it is not in the loss
+    loss, m = policy_loss(logp, logp, adv, torch.ones(1, 2), Config(kl_coef=0.0), ref_logp=ref)
+    assert loss.item() == pytest.approx(0.0) and m["kl"] == pytest.approx(expected)
 
 
 def test_config_validation():

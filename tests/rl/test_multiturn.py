@@ -109,6 +109,33 @@ def test_multi_turn_training_raises_the_valid_rate():
     assert after["valid_rate"] > before["valid_rate"] + 0.2, (before, after)
 
 
+def test_track_kl_reports_the_drift_from_the_start_without_changing_training():
+    def run(track):
+        torch.manual_seed(0)
+        model, tok = build_preset("tiny", seed=0)
+        cfg = MultiTurnConfig(
+            num_generations=8,
+            tasks_per_step=2,
+            steps=5,
+            learning_rate=3e-3,
+            max_completion_length=1,
+            track_kl=track,
+        )
+        worker = EpisodeRollouts(["q"] * 2, CountEnv, FirstChar(), SampledTurns(max_new_tokens=1), cfg)
+        return train_rl(model, tok, cfg=cfg.rl_config(), worker=worker, quiet=True).history
+
+    tracked, plain = run(True), run(False)
+    # KL is measured before each step's update: 0 until the weights first moved, positive after
+    first = next(i for i, h in enumerate(tracked) if h["grad_norm"] > 1e-6)
+    assert first < len(tracked) - 1, "no update moved the weights early enough to test"
+    assert all(h["kl"] == pytest.approx(0.0, abs=1e-7) for h in tracked[: first + 1])
+    assert all(h["kl"] > 0 for h in tracked[first + 1 :])
+    assert all(h["kl"] == 0.0 for h in plain)  # not measured: no reference kept
+    assert [h["loss"] for h in tracked] == pytest.approx(
+        [h["loss"] for h in plain]
+    )  # beta = 0: not in the loss
+
+
 def test_train_rl_refuses_both_or_neither_sample_sources():
     model, tok = build_preset("micro", seed=0)
     with pytest.raises(TenfoldError, match="worker"):

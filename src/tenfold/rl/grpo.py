@@ -44,6 +44,7 @@ class Config:
     scale_by_std: bool = True
     adv_eps: float = 1e-6
     kl_coef: float = 0.0  # > 0: KL penalty to the starting policy (k3 estimator)
+    track_kl: bool = False  # report the KL to the starting policy even when kl_coef = 0 (costs a frozen copy)
     dual_clip: float = 0.0  # c > 1: cap the loss of negative-advantage tokens at -c * A (0: off)
     updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches; >1 makes clipping bite)
     micro_batch: int = 0  # samples per forward pass, gradients accumulated (0: a whole mini-batch)
@@ -114,10 +115,11 @@ def policy_loss(
     if cfg.dual_clip:
         per_token = torch.where(adv < 0, torch.minimum(per_token, -cfg.dual_clip * adv), per_token)
     kl = torch.zeros_like(per_token)
-    if ref_logp is not None and cfg.kl_coef > 0:
+    if ref_logp is not None:
         d = ref_logp - logp
         kl = torch.clamp(torch.exp(d) - d - 1, -10.0, 10.0)
-        per_token = per_token + cfg.kl_coef * kl
+        if cfg.kl_coef > 0:
+            per_token = per_token + cfg.kl_coef * kl
     loss = aggregate(per_token, mask, cfg.aggregation)
     n = mask.sum().clamp(min=1)
     ratio, clipped, unclipped, kl = ratio.detach(), clipped.detach(), unclipped.detach(), kl.detach()

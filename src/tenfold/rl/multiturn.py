@@ -52,6 +52,7 @@ class MultiTurnConfig:
     steps: int = 50
     learning_rate: float = 1e-4
     beta: float = 0.0  # KL to the starting policy (low-variance k3; GiGPO uses 0.01 on ALFWorld)
+    track_kl: bool = False  # report that KL at beta = 0 too (keeps a frozen copy of the start)
     epsilon: float = 0.2
     epsilon_high: float = 0.2
     dual_clip: float = 3.0
@@ -98,6 +99,7 @@ class MultiTurnConfig:
             dual_clip=self.dual_clip,
             aggregation=LOSS_TYPES[self.loss_type],
             kl_coef=self.beta,
+            track_kl=self.track_kl,
             updates_per_batch=self.updates_per_batch,
             micro_batch=self.micro_batch,
             temperature=self.temperature,

@@ -209,7 +209,7 @@ def train_rl(
     elif source is not None or reward_fn is not None:
         raise TenfoldError("give train_rl either a rollout worker or a source and reward_fn, not both")
     opt = make_optimizer(model, TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay))
-    ref = copy.deepcopy(model).eval() if cfg.kl_coef > 0 else None
+    ref = copy.deepcopy(model).eval() if cfg.kl_coef > 0 or cfg.track_kl else None
     out = Path(out_dir) if out_dir else None
     res = RunResult(0, 0)
     if resume:

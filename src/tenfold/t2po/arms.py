@@ -47,6 +47,7 @@ class RunConfig:
     num_generations: int = 4
     learning_rate: float = 1e-3  # where GiGPO collapsed in 2 of 2 seeds within 9 steps (docs/t2po.md)
     beta: float = 0.0
+    track_kl: bool = True  # KL to the start is one of the collapse signals, so measured at beta = 0 too
     temperature: float = 1.0
     max_new_tokens: int = 256
     # calibrated on the cold-start agent (`tenfold t2po calibrate --tasks 16`, docs/t2po.md): the paper's
@@ -127,6 +128,7 @@ def train_arm(
         steps=cfg.steps,
         learning_rate=cfg.learning_rate,
         beta=cfg.beta,
+        track_kl=cfg.track_kl,
         advantage=arm.advantage,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_new_tokens,
