@@ -158,6 +158,7 @@ def test_budget_closes_after_exactly_budget_thinking_tokens(micro):
         t = hook.trace(g.index)
         assert (t.cut_reason, t.cut_at, t.think_tokens) == ("budget", 5, 5)
         assert len(t.signals) == 30
+        assert t.forced == list(range(5, 13))  # the 8 bytes of the close tag, and nothing else
 
 
 def test_outside_thinking_the_sequence_stops(micro):

@@ -68,3 +68,22 @@ def test_bad_settings():
         T2POTurns(eta=0)
     with pytest.raises(TenfoldError):
         T2POTurns(max_try=-1)
+
+
+def test_forced_close_tag_tokens_are_masked_only_when_asked():
+    from tenfold.core.models import build_preset
+    from tenfold.core.thinking import ThinkingCutoff
+
+    model, tok = build_preset("micro", seed=0)
+    prompts = [tok.encode("<think>"), tok.encode("no thinking here:")]
+    cut = ThinkingCutoff(budget=4, patience=10**6)
+    kept = T2POTurns(cut, max_new_tokens=20, temperature=0.0)(model, tok, prompts, [None, None], seed=0)
+    masked = T2POTurns(cut, max_new_tokens=20, temperature=0.0, train_forced=False)(
+        model, tok, prompts, [None, None], seed=0
+    )
+    assert kept[0].loss_mask is None  # the paper's default: every generated token is trained on
+    assert masked[0].token_ids == kept[0].token_ids  # the same generation, only the mask differs
+    # the budget closes thinking after 4 tokens: the 8 bytes of "</think>" that follow are masked
+    assert tok.decode(masked[0].token_ids[4:12]) == "</think>"
+    assert masked[0].loss_mask == [1] * 4 + [0] * 8 + [1] * (len(masked[0].token_ids) - 12)
+    assert masked[1].loss_mask is None  # nothing forced outside thinking: nothing to mask

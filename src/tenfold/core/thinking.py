@@ -120,9 +120,11 @@ class ThinkingTrace:
     processor forces the end-of-sequence token there instead, and records that step's M_t for it).
     `think_tokens`: tokens the model generated inside thinking (forced close-tag tokens not counted).
     `cut_reason` ("stagnation" / "budget" / None) and `cut_at` (the number of generated tokens before
-    it) describe the first intervention; `ended` says whether the hook ended the sequence."""
+    it) describe the first intervention; `ended` says whether the hook ended the sequence. `forced`: the
+    generated-token positions whose token the hook forced (the close tag's), e.g. to mask from a loss."""
 
     signals: list[float] = field(default_factory=list)
+    forced: list[int] = field(default_factory=list)
     think_tokens: int = 0
     cut_reason: str | None = None
     cut_at: int | None = None
@@ -181,6 +183,7 @@ class CutoffMachine:
         cfg, t, pos = self.cfg, self.trace, self.position
         counted = pos >= cfg.min_position
         if self.closing:  # mid close tag: keep forcing it; the counter restarted at the cut
+            t.forced.append(pos)
             self._record(m, counted)
             self.prev = m if counted else self.prev
             return self.closing.pop(0)
@@ -207,6 +210,7 @@ class CutoffMachine:
                     self._record(m, counted)
                 return STOP
             self.closing = list(self.close_ids)
+            t.forced.append(pos)
             self._record(m, counted)
             return self.closing.pop(0)
         if self.inside:

@@ -60,6 +60,7 @@ class RunConfig:
     end_outside: bool = False
     reset_at_tags: bool = False
     eta: float = 0.003
+    train_forced: bool = True  # the paper's: forced close-tag tokens are trained on like sampled ones
     max_try: int = 2
     history: int = 3
     micro_batch: int = 32
@@ -92,6 +93,7 @@ def turn_generator(arm: Arm, cfg: RunConfig, training: bool) -> T2POTurns:
         max_try=cfg.max_try,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens,
+        train_forced=cfg.train_forced,
     )
 
 

@@ -81,6 +81,9 @@ class T2POTurns:
     temperature: float = 1.0
     max_new_tokens: int = 256
     batch_size: int = 256
+    # the paper's code trains on the forced close-tag tokens like sampled ones; False masks them from
+    # the loss (they were never sampled, so their log-probability under the policy can be near 0)
+    train_forced: bool = True
     stats: TurnStats = field(default_factory=TurnStats)
 
     def __post_init__(self):
@@ -95,9 +98,13 @@ class T2POTurns:
         out = []
         for i, g in enumerate(gens):
             trace = hook.trace(i)
+            mask = None
+            if not self.train_forced and trace.forced:
+                forced = set(trace.forced)
+                mask = [0 if k in forced else 1 for k in range(len(g.token_ids))]
             out.append(
                 TurnOutput(
-                    g.token_ids, g.text, None, hook.turn_score(i), trace.think_tokens, trace.cut_reason
+                    g.token_ids, g.text, mask, hook.turn_score(i), trace.think_tokens, trace.cut_reason
                 )
             )
         return out
