@@ -29,10 +29,10 @@ def test_collapse_rules():
     assert collapse(curve(0.5), steps(kl=(0.01, 0.01, 0.01, 0.2, 0, 0))) == "kl"
 
 
-def run(arm, seed, final, think, coll=None):
+def run(arm, seed, final, think, coll=None, start_think=10.0):
     res = {"q": 0.5, "measured_per_eligible": 1.7, "expected_per_eligible": 1.75}
     c = curve(0.4, final)
-    c[-1]["think_tokens"] = think
+    c[0]["think_tokens"], c[-1]["think_tokens"] = start_think, think
     return {"arm": arm, "seed": seed, "curve": c, "steps": steps(), "final": final, "final_think_tokens": think,
             "collapse": coll, "resampling": res, "seconds": 1.0, "samples": 10}  # fmt: skip
 
@@ -41,19 +41,35 @@ def test_summary_and_rows_by_hand():
     runs = [
         run("gigpo", 0, 0.5, 40.0, "success"),
         run("gigpo", 1, 0.7, 60.0),
-        run("t2po", 0, 0.8, 20.0),
-        run("t2po", 1, 0.8, 30.0),
+        run("t2po", 0, 0.8, 20.0, start_think=5.0),
+        run("t2po", 1, 0.8, 30.0, start_think=7.0),
     ]
     s = summarise(runs)
     assert s["gigpo"]["final_mean"] == pytest.approx(0.6) and s["gigpo"]["collapsed"] == 1
     assert s["t2po"]["think_ratio_to_gigpo"] == pytest.approx(25 / 50)
     r = {row.metric: row for row in rows(s)}
+    assert r["t2po_think_tokens_ratio_to_gigpo"].value == pytest.approx(0.5)
     assert r["t2po_think_tokens_ratio_to_gigpo"].passed
+    assert r["t2po_think_tokens_ratio_before_rl"].value == pytest.approx(6 / 10)  # same start success
     sd = math.sqrt(((0.5 - 0.6) ** 2 + (0.7 - 0.6) ** 2) / 1)
     assert r["t2po_final_gain_over_seed_sd"].value == pytest.approx((0.8 - 0.6) / sd)
     assert r["t2po_fewer_collapses"].value == 1 and r["t2po_fewer_collapses"].passed
     assert r["t2po_resampling_cost_vs_expected"].value == pytest.approx(1.7 / 1.75)
     assert "| t2po |" in markdown({"summary": s})
+
+
+def test_think_ratio_is_not_judged_without_success_to_compare():
+    # both arms collapsed to 0: T2PO thinks less, but there is no success at which to compare
+    runs = [run("gigpo", 0, 0.0, 40.0, "success"), run("t2po", 0, 0.0, 1.0, "success")]
+    r = {row.metric: row for row in rows(summarise(runs))}
+    assert math.isnan(r["t2po_think_tokens_ratio_to_gigpo"].value)
+    assert not r["t2po_think_tokens_ratio_to_gigpo"].passed
+    assert "no game" in r["t2po_think_tokens_ratio_to_gigpo"].detail
+    # equal collapses are not fewer collapses
+    assert r["t2po_fewer_collapses"].value == 0 and not r["t2po_fewer_collapses"].passed
+    # T2PO thinking less at lower success is not judged either
+    runs = [run("gigpo", 0, 0.6, 40.0), run("t2po", 0, 0.2, 10.0)]
+    assert math.isnan({x.metric: x for x in rows(summarise(runs))}["t2po_think_tokens_ratio_to_gigpo"].value)
 
 
 def test_bench_config_validation():

@@ -149,6 +149,7 @@ def summarise(runs: list[dict]) -> dict:
             "collapsed": sum(r["collapse"] is not None for r in rs),
             "collapse_reasons": [r["collapse"] for r in rs],
             "think_tokens": statistics.mean(think),
+            "start_think_tokens": statistics.mean(r["curve"][0]["think_tokens"] for r in rs),
             "valid_rate": statistics.mean(r["curve"][-1]["valid_rate"] for r in rs),
             "train_think_tokens": statistics.mean(
                 statistics.mean(s.get("train_think_tokens", 0.0) for s in r["steps"]) for r in rs
@@ -162,6 +163,11 @@ def summarise(runs: list[dict]) -> dict:
     for s in out.values():
         s["think_ratio_to_gigpo"] = (
             s["think_tokens"] / base["think_tokens"] if base and base["think_tokens"] else None
+        )
+        s["start_think_ratio_to_gigpo"] = (
+            s["start_think_tokens"] / base["start_think_tokens"]
+            if base and base["start_think_tokens"]
+            else None
         )
     return out
 

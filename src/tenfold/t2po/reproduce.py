@@ -25,19 +25,40 @@ def reproduce(ctx: Context) -> list[Row]:
     return rows(result["summary"])
 
 
+def _think_ratio(ratio: float | None, t_success: float, g_success: float, noise: float) -> float:
+    """The thinking-token ratio where the target can be judged: GiGPO still wins some games and T2PO's
+    success is equal or better (within the seed spread); NaN (a failed row) where it cannot."""
+    if ratio is None or g_success <= 0 or t_success < g_success - noise:
+        return math.nan
+    return ratio
+
+
 def rows(s: dict) -> list[Row]:
     t, g = s["t2po"], s["gigpo"]
     noise = max(t["final_sd"], g["final_sd"], 1e-9)
     seeds = f"{t['seeds']} seeds"
     return [
         Row(
-            "T2PO's thinking tokens per turn as a share of GiGPO's (held-out play, end of training)",
+            "T2PO's thinking tokens per turn as a share of GiGPO's before RL (the same cold-start agent, "
+            "held-out play with and without the cut)",
             "fewer tokens at higher success (paper); <= 0.7 at equal or better success (issue)",
-            "t2po_think_tokens_ratio_to_gigpo",
-            t["think_ratio_to_gigpo"] if t["think_ratio_to_gigpo"] is not None else math.nan,
+            "t2po_think_tokens_ratio_before_rl",
+            _think_ratio(t["start_think_ratio_to_gigpo"], t["start_mean"], g["start_mean"], 0.0),
             0.7,
             higher_is_better=False,
-            detail=f"{t['think_tokens']:.1f} vs {g['think_tokens']:.1f} tokens per turn; {seeds}",
+            detail=f"{t['start_think_tokens']:.1f} vs {g['start_think_tokens']:.1f} tokens per turn at success "
+            f"{t['start_mean']:.2f} vs {g['start_mean']:.2f}",
+        ),
+        Row(
+            "T2PO's thinking tokens per turn as a share of GiGPO's at the end of training",
+            "fewer tokens at higher success (paper); <= 0.7 at equal or better success (issue)",
+            "t2po_think_tokens_ratio_to_gigpo",
+            _think_ratio(t["think_ratio_to_gigpo"], t["final_mean"], g["final_mean"], noise),
+            0.7,
+            higher_is_better=False,
+            detail=f"{t['think_tokens']:.1f} vs {g['think_tokens']:.1f} tokens per turn at success "
+            f"{t['final_mean']:.2f} vs {g['final_mean']:.2f}; {seeds}"
+            + ("; not judged: GiGPO wins no game at the end" if g["final_mean"] <= 0 else ""),
         ),
         Row(
             "T2PO's final success minus GiGPO's, in units of the larger seed spread",
@@ -53,7 +74,7 @@ def rows(s: dict) -> list[Row]:
             "baselines collapse across seeds, T2PO does not (paper); fewer collapses (issue)",
             "t2po_fewer_collapses",
             g["collapsed"] - t["collapsed"],
-            0,
+            1,
             detail=f"GiGPO {g['collapsed']}/{g['seeds']} ({g['collapse_reasons']}), "
             f"T2PO {t['collapsed']}/{t['seeds']} ({t['collapse_reasons']})",
         ),
