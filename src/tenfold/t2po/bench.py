@@ -212,19 +212,25 @@ def plot(result: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    panels = [  # (title, y label, per-eval or per-step key, y scale)
+        ("success (one line per seed)", "held-out success", "success", "linear"),
+        ("valid actions", "held-out valid-action rate", "valid_rate", "linear"),
+        ("thinking length", "thinking tokens / turn", "think_tokens", "linear"),
+        ("gradient norm", "gradient norm", "grad_norm", "log"),
+        ("KL to the start (k3)", "KL", "kl", "symlog"),  # symlog: KL is exactly 0 before any update
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8))
     colours = {}
     for r in result["runs"]:
         c = colours.setdefault(r["arm"], f"C{len(colours)}")
-        steps = [e["step"] for e in r["curve"]]
-        axes[0].plot(steps, [e["success"] for e in r["curve"]], color=c, alpha=0.6)
-        axes[1].plot(steps, [e["think_tokens"] for e in r["curve"]], color=c, alpha=0.6)
-        axes[2].plot(
-            [s["step"] for s in r["steps"]], [s["grad_norm"] for s in r["steps"]], color=c, alpha=0.6
-        )
-    axes[0].set(xlabel="RL step", ylabel="held-out success", title="success (one line per seed)")
-    axes[1].set(xlabel="RL step", ylabel="thinking tokens / turn", title="thinking length")
-    axes[2].set(xlabel="RL step", ylabel="gradient norm", title="gradient norm", yscale="log")
+        for ax, (_, _, key, _) in zip(axes, panels, strict=True):
+            points = r["curve"] if key in r["curve"][0] else r["steps"]
+            ax.plot(
+                [p["step"] for p in points], [p.get(key, float("nan")) for p in points], color=c, alpha=0.6
+            )
+    for ax, (title, ylabel, _, scale) in zip(axes, panels, strict=True):
+        ax.set(xlabel="RL step", ylabel=ylabel, title=title)
+        ax.set_yscale(scale, **({"linthresh": 1e-3} if scale == "symlog" else {}))
     handles = [plt.Line2D([], [], color=c) for c in colours.values()]  # one legend entry per arm
     axes[0].legend(handles, list(colours), fontsize=8)
     fig.tight_layout()
