@@ -1,5 +1,5 @@
 """The shared RL core: GRPO/DAPO/PPO losses, GiGPO advantages, single-turn group rollouts and
-multi-turn episode rollouts, one trainer loop.
+multi-turn episode rollouts, one trainer loop; the self-distillation loss (SDPO / RESD).
 
 from tenfold.rl import Config, train_rl, UniformSource                       # single-turn RLVR
 from tenfold.rl import MultiTurnConfig, EpisodeRollouts, train_rl            # multi-turn agents
@@ -11,6 +11,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "tenfold.rl.grpo": ["Config", "group_advantages", "informative", "policy_loss"],
+        "tenfold.rl.distill": ["DistillConfig", "EmaTeacher", "distill_loss", "success_weights"],
         "tenfold.rl.gigpo": ["StepRecord", "gigpo_advantages", "step_groups", "discounted_returns"],
         "tenfold.rl.multiturn": [
             "EpisodeRollouts",
@@ -28,6 +29,8 @@ __getattr__, __dir__ = lazy_exports(
 __all__ = [
     "Batch",
     "Config",
+    "DistillConfig",
+    "EmaTeacher",
     "EpisodeRollouts",
     "GroupRollouts",
     "MultiTurnConfig",
@@ -35,6 +38,7 @@ __all__ = [
     "StepRecord",
     "TurnOutput",
     "discounted_returns",
+    "distill_loss",
     "episode_metrics",
     "gigpo_advantages",
     "run_episodes",
@@ -46,5 +50,6 @@ __all__ = [
     "informative",
     "policy_loss",
     "sample_groups",
+    "success_weights",
     "train_rl",
 ]
