@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from tenfold.core.errors import TenfoldError
-from tenfold.rl.distill import DistillConfig, EmaTeacher, distill_loss, success_weights, topk_buckets
+from tenfold.rl.distill import (
+    DistillConfig,
+    EmaTeacher,
+    completion_logits,
+    distill_loss,
+    success_weights,
+    topk_buckets,
+)
 
 STUDENT = [2.0, 1.0, 0.0, -1.0, -2.0]
 TEACHER = [0.0, 2.0, 1.0, -1.0, 0.5]
@@ -159,3 +166,21 @@ def test_ema_teacher_moves_by_the_rate_and_hard_sync_copies():
     assert all(torch.equal(t, s) for t, s in zip(sync.model.parameters(), student.parameters(), strict=True))
     with pytest.raises(TenfoldError):
         EmaTeacher(student, rate=0.0)
+
+
+def test_completion_logits_line_up_rows_with_different_prompts():
+    from tenfold.core.models import build_preset
+
+    model, tok = build_preset("micro", seed=0)
+    model.eval()
+    prompts = [tok.encode("a long teacher prompt: "), tok.encode("q:")]
+    completions = [tok.encode("xyz"), tok.encode("xy")]
+    with torch.no_grad():
+        logits, tokens, mask = completion_logits(model, prompts, completions, tok.pad_id)
+        assert logits.shape[:2] == (2, 3) and mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+        for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):  # each row alone, unpadded
+            alone = model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1 : len(p) - 1 + len(c)]
+            assert torch.allclose(logits[i, : len(c)], alone, atol=1e-5)
+            assert tokens[i, : len(c)].tolist() == c
+    with pytest.raises(TenfoldError, match="empty"):
+        completion_logits(model, [[]], [[5]])

@@ -147,6 +147,33 @@ def distill_loss(
     return loss, metrics
 
 
+def completion_logits(
+    model, prompts: list[list[int]], completions: list[list[int]], pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits that predicted each completion token, aligned across rows whatever the prompt
+    lengths (so a student and a teacher reading different prompts line up token by token):
+    logits [B, T, V], the completion tokens [B, T] and their mask [B, T], T the longest completion."""
+    if len(prompts) != len(completions) or not prompts:
+        raise TenfoldError(f"need one completion per prompt, got {len(prompts)} and {len(completions)}")
+    seqs = [p + c for p, c in zip(prompts, completions, strict=True)]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], attn[i, : len(s)] = torch.tensor(s), 1
+    logits = model(input_ids=ids, attention_mask=attn).logits
+    steps = max(len(c) for c in completions)
+    out = logits.new_zeros((len(seqs), steps, logits.shape[-1]))
+    tokens = torch.zeros((len(seqs), steps), dtype=torch.long)
+    mask = torch.zeros((len(seqs), steps))
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        if not p:
+            raise TenfoldError(f"prompt {i} is empty: the first completion token has nothing to predict it")
+        out[i, : len(c)] = logits[i, len(p) - 1 : len(p) - 1 + len(c)]
+        tokens[i, : len(c)], mask[i, : len(c)] = torch.tensor(c, dtype=torch.long), 1
+    return out, tokens, mask
+
+
 class EmaTeacher:
     """The teacher's weights: a frozen copy of the student moved toward it after every student step."""
 
