@@ -160,16 +160,18 @@ class Context:
         key: str | None = None,
         playbook: bool = True,
         solution: bool = True,
+        playbook_chars: int | None = None,
     ) -> str:
         """The teacher's context: task, playbook, previous trial, feedback, reflection, cached success.
         The flags drop parts (the ablations: no playbook, no solution buffer); the task's own prompt
-        line that asks for the program stays last, so teacher and student continue the same way."""
+        line that asks for the program stays last, so teacher and student continue the same way.
+        `playbook_chars` cuts the rendered playbook (a small model's context is short)."""
         head, sep, ask = task_prompt.rpartition("\n")
         if not sep:
             head, ask = task_prompt, ""
         parts = [head]
         if playbook and len(self.playbook):
-            parts.append("playbook:\n" + self.playbook.render())
+            parts.append("playbook:\n" + self.playbook.render()[:playbook_chars])
         if attempt is not None:
             parts.append("previous attempt:\n" + attempt.strip())
         if feedback:
