@@ -116,11 +116,18 @@ class Resd:
             SamplingParams(max_new, c.temperature, c.top_p, seed=(c.seed * 7919 + salt) * 100_003 + i)
             for i in range(len(prompts))
         ]
-        ids = [encode_prompt(self.tok, p) for p in prompts]
+        ids = [self.encode(p) for p in prompts]
         self.model.eval()
         with torch.no_grad():
             gens = generate(self.model, self.tok, ids, params)
         return [g.text for g in gens], [g.token_ids for g in gens], ids
+
+    def encode(self, text: str) -> list[int]:
+        """A prompt as one user turn of the chat template (what the warm start trains on); plain
+        completion encoding for a tokenizer without one."""
+        if hasattr(self.tok, "apply_chat_template"):
+            return list(self.tok.apply_chat_template([{"role": "user", "content": text}], True))
+        return encode_prompt(self.tok, text)
 
     def _playbook_text(self) -> str:
         text = self.ctx.playbook.render() if self.cfg.use_playbook else ""
@@ -201,7 +208,7 @@ class Resd:
             self.steps += 1
             return math.nan
         s_prompts = [prompt_ids[i] for i in keep]
-        t_prompts = [encode_prompt(self.tok, teacher_prompts[i]) for i in keep]
+        t_prompts = [self.encode(teacher_prompts[i]) for i in keep]
         comps = [tokens[i] for i in keep]
         with torch.no_grad():
             t_logits, _, _ = completion_logits(self.teacher.model, t_prompts, comps, self.pad)
