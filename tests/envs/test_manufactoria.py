@@ -104,6 +104,13 @@ def test_pools_keep_heldout_families_and_seeds_apart():
     assert {t.family for t in train} == set(TRAIN_FAMILIES)
     assert {t.family for t in held} == set(HELDOUT_FAMILIES)
     assert not {t.seed for t in train} & {t.seed for t in held}
+    stream = task_pool(
+        6, "train", families=HELDOUT_FAMILIES, offset=1000
+    )  # held-out families, training seeds
+    assert {t.family for t in stream} == set(HELDOUT_FAMILIES) and min(t.seed for t in stream) == 1000
+    assert not {(t.family, t.seed) for t in stream} & {(t.family, t.seed) for t in held}
+    with pytest.raises(TenfoldError):
+        task_pool(3, "train", families=("palindrome",))
 
 
 def test_check_scores_reports_and_never_raises():

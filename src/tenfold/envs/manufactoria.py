@@ -328,12 +328,21 @@ def make_task(family: str, seed: int, n_tests: int = 12, max_len: int = 8) -> Ta
     return Task(family, params, seed, tuple(tests))
 
 
-def task_pool(n: int, split: str = "train", n_tests: int = 12) -> list[Task]:
-    """n tasks cycling through the split's families; held-out tasks use held-out families and seeds."""
+def task_pool(
+    n: int, split: str = "train", n_tests: int = 12, families: tuple[str, ...] | None = None, offset: int = 0
+) -> list[Task]:
+    """n tasks cycling through `families` (default: the split's own, so held-out tasks come from
+    held-out families), seeds from `offset` within the split's range: training seeds stay below
+    TEST_SEED_BASE, held-out seeds start there, so the two never share a task."""
     if split not in ("train", "heldout"):
         raise TenfoldError(f"split must be 'train' or 'heldout', got {split!r}")
-    families = TRAIN_FAMILIES if split == "train" else HELDOUT_FAMILIES
-    base = 0 if split == "train" else TEST_SEED_BASE
+    families = families or (TRAIN_FAMILIES if split == "train" else HELDOUT_FAMILIES)
+    bad = [f for f in families if f not in FAMILIES]
+    if bad or n < 1 or not 0 <= offset < TEST_SEED_BASE - n:
+        raise TenfoldError(
+            f"need n >= 1, known families and 0 <= offset < {TEST_SEED_BASE} - n: {n}, {bad}, {offset}"
+        )
+    base = offset + (0 if split == "train" else TEST_SEED_BASE)
     return [make_task(families[i % len(families)], base + i, n_tests) for i in range(n)]
 
 

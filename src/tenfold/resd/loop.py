@@ -58,7 +58,8 @@ class LoopConfig:
     playbook_entries: int = 120
     prune_every: int = 4
     prune_policy: str = "staleness"
-    playbook_chars: int = 600  # the rendered playbook is cut to this many characters in prompts
+    playbook_chars: int = 400  # the rendered playbook is cut to this many characters in prompts
+    feedback_lines: int = 3  # failing tests shown in feedback (a small model's context is short)
     distill: DistillConfig = field(default_factory=lambda: DistillConfig(top_k=100))
     seed: int = 0
 
@@ -170,7 +171,9 @@ class Resd:
         if c.reflector == "oracle":
             r_texts = [oracle.reflect(tasks[i], checks[i], entries) for i in failed]
         else:
-            prompts = [reflect_prompt(tasks[i], texts[i], checks[i].feedback(), book) for i in failed]
+            prompts = [
+                reflect_prompt(tasks[i], texts[i], checks[i].feedback(c.feedback_lines), book) for i in failed
+            ]
             r_texts = self._generate(prompts, c.reflect_tokens, 10_000 + self.steps)[0]
         parsed = [self.ctx.reflect(t) for t in r_texts]
         if c.use_playbook:
@@ -193,7 +196,7 @@ class Resd:
         return self.ctx.teacher_prompt(
             task.prompt(),
             attempt=text,
-            feedback=check.feedback(),
+            feedback=check.feedback(c.feedback_lines),
             reflection=reflection if mode == "resd" and c.use_reflection else None,
             key=_key(task),
             playbook=mode == "resd" and c.use_playbook,

@@ -51,13 +51,16 @@ def reflect(task: Task, check: Check, entries: dict[str, str] | None = None) -> 
     """The reflection JSON for a failed attempt. `entries` (playbook key -> text) are tagged helpful
     when they are a lesson this failure needed, neutral otherwise."""
     failed = [r for r in check.results if not r.passed]
+    needed = lessons_for(task, check)
+    specific = needed[0] if needed[0] != LESSONS[task.family] else None
+    tags = {k: v for k, v in tag_playbook(task, check, entries or {}).items() if v != "neutral"}
     return json.dumps(
         {
             "error": check.error or (failed[0].line() if failed else "no failure"),
-            "cause": lessons_for(task, check)[0][1],
+            "cause": specific[1] if specific else "the states do not track what the rule needs",
             "fix": expert_program(task).replace("\n", " / "),
             "insight": LESSONS[task.family][1],
-            "tags": tag_playbook(task, check, entries or {}),
+            "tags": tags,  # neutral tags left out: they change nothing, and the context is short
         }
     )
 
