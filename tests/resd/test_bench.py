@@ -1,0 +1,58 @@
+"""The bench's pieces on a micro model: evaluation counts, the stream's mix, one short run of each kind."""
+
+import pytest
+
+from tenfold.core.errors import TenfoldError
+from tenfold.core.models import build_preset
+from tenfold.envs.manufactoria import HELDOUT_FAMILIES, expert_program, task_pool
+from tenfold.resd.bench import ARMS, BenchConfig, evaluate, run_grpo_arm, run_resd_arm, stream
+from tenfold.resd.loop import LoopConfig
+
+
+def tiny_cfg(**kw):
+    loop = LoopConfig(batch_size=2, inner_iters=1, program_tokens=8, reflect_tokens=8, curate_tokens=8)
+    base = dict(
+        arms=("resd", "grpo8"),
+        seeds=(0,),
+        stream_tasks=4,
+        eval_tasks=3,
+        eval_every=1,
+        loop=loop,
+        grpo_group=2,
+    )
+    base.update(kw)
+    return BenchConfig(**base).validate()
+
+
+def test_stream_mixes_families_in_the_asked_share():
+    tasks = stream(tiny_cfg(stream_tasks=40, heldout_families_share=0.75))
+    held = [t.family in HELDOUT_FAMILIES for t in tasks]
+    assert len(tasks) == 40 and sum(held) == 30
+    assert all(any(held[i : i + 4]) for i in range(0, 40, 4))  # interleaved, not one block then the other
+    assert len({(t.family, t.seed) for t in tasks}) == 40
+
+
+def test_evaluate_counts_over_k_samples():
+    model, tok = build_preset("micro", seed=0)
+    out = evaluate(model, tok, task_pool(3, "heldout"), samples=2, cfg=LoopConfig(program_tokens=8))
+    assert out["k"] == 2 and out["mean_at_k"] == 0.0 and out["best_at_k"] == 0.0  # a random model
+    assert out["parse_errors"] == 1.0 and out["test_accuracy"] == 0.0
+
+
+def test_one_short_run_of_each_kind():
+    cfg = tiny_cfg()
+    held = task_pool(3, "heldout")
+    model, tok = build_preset("micro", seed=0)
+    r = run_resd_arm(model, tok, "resd", cfg, 0, held)
+    assert [c["iteration"] for c in r["curve"]] == [0, 1, 2] and r["curve"][-1]["samples"] == 4
+    model, tok = build_preset("micro", seed=0)
+    g = run_grpo_arm(model, tok, cfg, 0, held)
+    assert g["curve"][-1]["samples"] == 2 * 2 * 2  # 2 iterations x 2 prompts x group 2
+
+
+def test_config_errors_and_expert_sanity():
+    with pytest.raises(TenfoldError, match="arms"):
+        BenchConfig(arms=("ppo",)).validate()
+    assert set(ARMS) >= {"resd", "sdpo", "sdpo+ss", "grpo8", "resd-oracle"}
+    task = task_pool(1, "heldout")[0]
+    assert task.check(expert_program(task)).reward == 1.0
