@@ -26,7 +26,9 @@ def test_collapse_rules():
     assert collapse(curve(0.0, 0.0, 0.0, 0.0), steps()) is None  # never succeeded: nothing to lose
     assert collapse(curve(0.5), steps(grad=(1, 1.2, 0.9, 1.1, 12.0, 1.0))) == "grad_norm"  # > 10x median 1.05
     assert collapse(curve(0.5), steps(grad=(1, 1.2, 0.9, 1.1, 9.0, 1.0))) is None
-    assert collapse(curve(0.5), steps(kl=(0.01, 0.01, 0.01, 0.2, 0, 0))) == "kl"
+    assert collapse(curve(0.5), steps(kl=(0.0, 0.01, 0.01, 0.01, 0.2, 0))) == "kl"
+    # KL to the start grows from exactly 0 (step 1 is measured before any update): that is not a jump
+    assert collapse(curve(0.5), steps(kl=(0.0, 0.0014, 0.01, 0.0245, 0.0215, 0.0639))) is None
 
 
 def run(arm, seed, final, think, coll=None, start_think=10.0):

@@ -4,7 +4,8 @@ Per arm and seed, over training: held-out success, valid-action rate and thinkin
 (evaluated every `eval_every` steps with the arm's own cut, no resampling), and per step the gradient
 norm, KL to the start (k3 estimate) and the training rollouts' metrics. A run *collapses* when its eval
 success falls below half its running maximum for 3 consecutive evals, or its gradient norm or KL
-exceeds 10x its running median (the issue's definition). Reported per arm: final success (mean, sd),
+exceeds 10x its running median (the issue's definition; the KL's running median starts after the
+first update). Reported per arm: final success (mean, sd),
 collapsed seeds, thinking tokens per turn against GiGPO's, and resampling's cost against 1 + q + q^2.
 """
 
@@ -119,7 +120,9 @@ def collapse(curve: list[dict], steps: list[dict]) -> str | None:
             return "success"
     for key in ("grad_norm", "kl"):
         seen: list[float] = []
-        for s in steps:
+        # the first step's KL to the start is measured before any update, so 0 by construction: in a
+        # running median it would make the natural early growth of the KL look like a 10x jump
+        for s in steps[1:] if key == "kl" else steps:
             v = s[key]
             if len(seen) >= 3 and v > COLLAPSE_FACTOR * max(statistics.median(seen), 1e-8):
                 return key

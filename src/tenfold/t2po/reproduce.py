@@ -25,10 +25,11 @@ def reproduce(ctx: Context) -> list[Row]:
     return rows(result["summary"])
 
 
-def _think_ratio(ratio: float | None, t_success: float, g_success: float, noise: float) -> float:
+def _think_ratio(ratio: float | None, t_success: float, g_success: float) -> float:
     """The thinking-token ratio where the target can be judged: GiGPO still wins some games and T2PO's
-    success is equal or better (within the seed spread); NaN (a failed row) where it cannot."""
-    if ratio is None or g_success <= 0 or t_success < g_success - noise:
+    mean success is equal or better; NaN (a failed row) where it cannot. No allowance for seed noise
+    here: collapsed runs think little, so fewer tokens at lower success would reward a collapse."""
+    if ratio is None or g_success <= 0 or t_success < g_success:
         return math.nan
     return ratio
 
@@ -43,7 +44,7 @@ def rows(s: dict) -> list[Row]:
             "held-out play with and without the cut)",
             "fewer tokens at higher success (paper); <= 0.7 at equal or better success (issue)",
             "t2po_think_tokens_ratio_before_rl",
-            _think_ratio(t["start_think_ratio_to_gigpo"], t["start_mean"], g["start_mean"], 0.0),
+            _think_ratio(t["start_think_ratio_to_gigpo"], t["start_mean"], g["start_mean"]),
             0.7,
             higher_is_better=False,
             detail=f"{t['start_think_tokens']:.1f} vs {g['start_think_tokens']:.1f} tokens per turn at success "
@@ -53,12 +54,18 @@ def rows(s: dict) -> list[Row]:
             "T2PO's thinking tokens per turn as a share of GiGPO's at the end of training",
             "fewer tokens at higher success (paper); <= 0.7 at equal or better success (issue)",
             "t2po_think_tokens_ratio_to_gigpo",
-            _think_ratio(t["think_ratio_to_gigpo"], t["final_mean"], g["final_mean"], noise),
+            _think_ratio(t["think_ratio_to_gigpo"], t["final_mean"], g["final_mean"]),
             0.7,
             higher_is_better=False,
             detail=f"{t['think_tokens']:.1f} vs {g['think_tokens']:.1f} tokens per turn at success "
             f"{t['final_mean']:.2f} vs {g['final_mean']:.2f}; {seeds}"
-            + ("; not judged: GiGPO wins no game at the end" if g["final_mean"] <= 0 else ""),
+            + (
+                "; not judged: GiGPO wins no game at the end"
+                if g["final_mean"] <= 0
+                else "; not judged: T2PO's success is lower"
+                if t["final_mean"] < g["final_mean"]
+                else ""
+            ),
         ),
         Row(
             "T2PO's final success minus GiGPO's, in units of the larger seed spread",
