@@ -51,6 +51,9 @@ def train(
     out: Annotated[Path, typer.Option(help="run directory: metrics.jsonl, checkpoints")] = Path("runs/t2po"),
     seed: int = 0,
     model: Annotated[Path | None, typer.Option(help="start here instead of the cold-start agent")] = None,
+    train_forced: Annotated[
+        bool, typer.Option(help="train on the forced </think> tokens like sampled ones (the paper's)")
+    ] = True,
     resume: bool = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -59,7 +62,13 @@ def train(
     from tenfold.t2po.arms import RunConfig
 
     res, resampling = api.train(
-        arm, RunConfig(steps=steps, learning_rate=lr), out, seed, model=model, resume=resume, quiet=quiet
+        arm,
+        RunConfig(steps=steps, learning_rate=lr, train_forced=train_forced),
+        out,
+        seed,
+        model=model,
+        resume=resume,
+        quiet=quiet,
     )
     print(
         json.dumps(
