@@ -56,3 +56,24 @@ def test_config_errors_and_expert_sanity():
     assert set(ARMS) >= {"resd", "sdpo", "sdpo+ss", "grpo8", "resd-oracle"}
     task = task_pool(1, "heldout")[0]
     assert task.check(expert_program(task)).reward == 1.0
+
+
+def curve(*points):
+    return [{"samples": s, "mean_at_k": m, "best_at_k": m, "test_accuracy": m} for s, m in points]
+
+
+def test_summary_by_hand():
+    from tenfold.resd.bench import markdown, samples_to_reach, summarise
+
+    runs = [
+        {"arm": "grpo8", "seed": 0, "curve": curve((0, 0.0), (64, 0.1), (128, 0.2), (256, 0.3)), "step_seconds": 2.0},
+        {"arm": "resd", "seed": 0, "curve": curve((0, 0.0), (8, 0.05), (16, 0.1), (32, 0.2)),
+         "playbook": [1, 3, 5], "step_seconds": 1.0},
+    ]  # fmt: skip
+    s = summarise(runs)
+    # GRPO's quarter budget is 64 samples, where it had 0.1; RESD reaches 0.1 at 16 samples
+    assert s["resd"]["grpo_quarter_level"] == 0.1 and s["resd"]["samples_to_grpo_quarter"] == 16
+    assert s["grpo8"]["samples_to_grpo_quarter"] == 64
+    assert s["resd"]["playbook"] == 5 and s["grpo8"]["playbook"] == 0.0
+    assert samples_to_reach(runs[1]["curve"], 0.9) == float("inf")
+    assert "| resd | 1 |" in markdown({"summary": s})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -212,3 +212,95 @@ def run_one(arm: str, seed: int, cfg: BenchConfig, model_path: str) -> dict:
     if ARMS[arm] is None:
         return run_grpo_arm(model, tok, cfg, seed, heldout)
     return run_resd_arm(model, tok, arm, cfg, seed, heldout)
+
+
+def bench(cfg: BenchConfig, model_path: str, quiet: bool = False) -> dict:
+    """Every (arm, seed) run side by side in `cfg.workers` processes; runs and their summary."""
+    from tenfold.core.benchkit import map_jobs
+
+    cfg = cfg.validate()
+    jobs = [(arm, seed, cfg, str(model_path)) for seed in cfg.seeds for arm in cfg.arms]
+    t = time.perf_counter()
+    runs = map_jobs(run_one, jobs, cfg.workers)
+    return {"config": asdict(cfg), "model": str(model_path), "runs": runs, "summary": summarise(runs),
+            "seconds": time.perf_counter() - t}  # fmt: skip
+
+
+def _sd(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def samples_to_reach(curve: list[dict], level: float) -> float:
+    """Samples at the first eval whose mean@k reaches `level` (inf if never)."""
+    return next((c["samples"] for c in curve if c["mean_at_k"] >= level), float("inf"))
+
+
+def summarise(runs: list[dict]) -> dict:
+    arms: dict[str, list[dict]] = {}
+    for r in runs:
+        arms.setdefault(r["arm"], []).append(r)
+    out = {}
+    for arm, rs in arms.items():
+        final = [r["curve"][-1] for r in rs]
+        out[arm] = {
+            "seeds": len(rs),
+            "start": statistics.mean(r["curve"][0]["mean_at_k"] for r in rs),
+            "mean_at_k": statistics.mean(f["mean_at_k"] for f in final),
+            "mean_at_k_sd": _sd([f["mean_at_k"] for f in final]),
+            "best_at_k": statistics.mean(f["best_at_k"] for f in final),
+            "test_accuracy": statistics.mean(f["test_accuracy"] for f in final),
+            "samples": statistics.mean(r["curve"][-1]["samples"] for r in rs),
+            "playbook": statistics.mean(r["playbook"][-1] for r in rs) if "playbook" in rs[0] else 0.0,
+            "step_seconds": statistics.mean(r["step_seconds"] for r in rs),
+        }
+    grpo = arms.get("grpo8")
+    if grpo:  # GRPO-8x's accuracy after a quarter of its samples, and who reaches it with how many
+        quarter = statistics.mean(
+            next(c["mean_at_k"] for c in r["curve"] if c["samples"] >= r["curve"][-1]["samples"] / 4)
+            for r in grpo
+        )
+        for arm, rs in arms.items():
+            out[arm]["grpo_quarter_level"] = quarter
+            out[arm]["samples_to_grpo_quarter"] = statistics.mean(
+                samples_to_reach(r["curve"], quarter) for r in rs
+            )
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| arm | seeds | mean@4 start → final (sd) | best@4 | per-test accuracy | samples | playbook | s / iteration |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, s in result["summary"].items():
+        lines.append(
+            f"| {arm} | {s['seeds']} | {s['start']:.3f} → {s['mean_at_k']:.3f} ({s['mean_at_k_sd']:.3f}) "
+            f"| {s['best_at_k']:.3f} | {s['test_accuracy']:.3f} | {s['samples']:.0f} | {s['playbook']:.0f} "
+            f"| {s['step_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tenfold.core.benchkit import save_figure
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colours: dict[str, str] = {}
+    for r in result["runs"]:
+        c = colours.setdefault(r["arm"], f"C{len(colours)}")
+        xs = [p["samples"] for p in r["curve"]]
+        axes[0].plot(xs, [p["mean_at_k"] for p in r["curve"]], color=c, alpha=0.6)
+        axes[1].plot(xs, [p["test_accuracy"] for p in r["curve"]], color=c, alpha=0.6)
+        if "playbook" in r:
+            axes[2].plot(range(1, len(r["playbook"]) + 1), r["playbook"], color=c, alpha=0.6)
+    axes[0].set(xlabel="program samples", ylabel="held-out mean@4", title="held-out families")
+    axes[1].set(xlabel="program samples", ylabel="per-test-case accuracy", title="per test case")
+    axes[2].set(xlabel="iteration", ylabel="entries", title="playbook size")
+    axes[0].legend([plt.Line2D([], [], color=c) for c in colours.values()], list(colours), fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
