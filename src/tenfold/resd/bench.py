@@ -82,6 +82,15 @@ class BenchConfig:
     grpo_group: int = 8
     workers: int | None = None
 
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        """RESD against SDPO, SDPO + solution buffer and GRPO-8x, 2 seeds, a short stream (a smoke test
+        of the comparison; sizes not yet tuned to the 15-minute budget)."""
+        loop = LoopConfig(batch_size=16, inner_iters=2)
+        return cls(
+            arms=("resd", "sdpo", "sdpo+ss", "grpo8"), seeds=(0, 1), stream_tasks=32, eval_tasks=24, loop=loop
+        )
+
     def validate(self) -> BenchConfig:
         bad = [a for a in self.arms if a not in ARMS]
         if bad or not self.arms or not self.seeds:
