@@ -14,7 +14,7 @@ $(BIN)/python:
 # Re-install only when the package metadata changed (re-running is fast).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test,autospec,t2po]"
+	$(BIN)/pip install -q -e ".[test,autospec,t2po,resd]"
 	touch $(STAMP)
 
 install: $(STAMP)
