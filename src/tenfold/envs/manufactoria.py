@@ -207,6 +207,37 @@ HELDOUT_FAMILIES = ("count_mod3", "no_double", "same_ends")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELDOUT_FAMILIES)
 
 
+def random_machine(rng: random.Random, states: tuple[int, int] = (2, 4)) -> str:
+    """A random program of 2-4 states accepting 20-80% of the tapes up to 6 symbols (so a task's tests
+    can be half accepted, half rejected; for the "machine" family)."""
+    while True:
+        names = "abcd"[: rng.randint(*states)]
+        lines = [f"start {names[0]}"]
+        for n in names:
+            moves = [f"{c}>{rng.choice(names + 'r')}".replace(">r", ">rej") for c in COLOURS]
+            moves = [m for m in moves if not m.endswith(">rej")]  # a missing transition rejects anyway
+            if rng.random() < 0.5:
+                moves.append(".>acc")
+            lines.append(f"{n}: " + " ".join(moves))
+        text = "\n".join(lines)
+        tapes = list(all_tapes(6))
+        share = sum(run(parse(text), t).verdict == "accept" for t in tapes) / len(tapes)
+        if 0.2 <= share <= 0.8:
+            return text
+
+
+# A family whose rule is an arbitrary machine, described only as "hidden": its program cannot be
+# inferred from the task text, so a model trained to write it from a context that contains it learns to
+# copy from that context (RESD's warm start uses it for the teacher's corrections). Not in either split.
+FAMILIES["machine"] = Family(
+    "machine",
+    lambda r: (random_machine(r),),
+    lambda program: "a hidden machine accepts",
+    lambda t, program: run(parse(program), t).verdict == "accept",
+)
+COPY_FAMILIES = ("machine",)
+
+
 @dataclass(frozen=True)
 class TestResult:
     tape: str

@@ -45,8 +45,8 @@ class LoopConfig:
     temperature: float = 1.0
     top_p: float = 0.95
     program_tokens: int = 96
-    reflect_tokens: int = 200
-    curate_tokens: int = 160
+    reflect_tokens: int = 400  # the oracle's reflection JSON is ~320 bytes: a cut one does not parse
+    curate_tokens: int = 320
     ema_rate: float = 1e-4
     hard_sync: bool = False
     grad_clip: float = 1.0

@@ -38,6 +38,7 @@ LESSONS = {
         "strategies",
         "remember the first colour in the state, then the last colour read; accept on .",
     ),
+    "machine": ("heuristics", "when the rule is hidden, each failing tape names a transition to change"),
 }
 EMPTY_TAPE = (
     "mistakes",

@@ -5,7 +5,11 @@ training families only (so held-out families start near zero success):
 2. reflections: a failed attempt, its feedback and the playbook -> the oracle analyser's JSON;
 3. curations: a rule, a reflection and the playbook -> the oracle's `ADD` operations;
 4. corrections: the teacher's context (task, playbook, failed attempt, feedback, reflection) -> the
-   expert program, so the teacher has learnt to use what its context tells it.
+   expert program, so the teacher has learnt to use what its context tells it. On training families
+   the program could also come from the task alone, so half of the corrections are on hidden machines
+   (random 2-4 state programs, the rule not described), where the reflection's fix is the only source:
+   without them the warm model's teacher copied nothing (held-out success with oracle reflections: 0
+   of 24, v1).
 
 Failed attempts are the expert program mutated (a transition retargeted or dropped, the empty-tape
 transition removed, a write that loops, or another rule's program), checked for real.
@@ -18,12 +22,12 @@ from dataclasses import dataclass
 
 from tenfold.core import sft
 from tenfold.core.train import Tokens, chat_example
-from tenfold.envs.manufactoria import TRAIN_FAMILIES, expert_program, make_task, task_pool
+from tenfold.envs.manufactoria import COPY_FAMILIES, TRAIN_FAMILIES, expert_program, make_task, task_pool
 from tenfold.resd import oracle
 from tenfold.resd.context import Context, parse_reflection
 from tenfold.resd.loop import curate_prompt, reflect_prompt
 
-DATA_VERSION = "resd-warm-v1"
+DATA_VERSION = "resd-warm-v2"  # v2: corrections on hidden machines (copying from the context)
 BASE_MODEL = "tenfold-base"
 
 
@@ -36,6 +40,9 @@ class WarmStartRecipe(sft.SFTRecipe):
     max_len: int = 1280
     ckpt_every: int = 200
     tasks: int = 240  # training-family tasks the examples are built from
+    # corrections on hidden-machine tasks, whose program is only in the reflection's fix: copying from
+    # the teacher's context becomes necessary, so the teacher learns to use it (held-out families too)
+    copy_tasks: int = 240
     playbook_chars: int = 400  # as the loop's defaults (LoopConfig)
     feedback_lines: int = 3
 
@@ -70,9 +77,12 @@ def warm_examples(r: WarmStartRecipe) -> list[tuple[str, str]]:
     rng = random.Random(r.seed)
     ctx = Context()
     out = []
-    for task in task_pool(r.tasks, "train"):
+    copy = task_pool(r.copy_tasks, "train", families=COPY_FAMILIES) if r.copy_tasks else []
+    for n, task in enumerate(task_pool(r.tasks, "train") + copy):
         good = expert_program(task)
-        out.append((task.prompt(), good))
+        is_copy = n >= r.tasks
+        if not is_copy:  # the student never learns to write hidden machines from the task alone
+            out.append((task.prompt(), good))
         for _ in range(8):  # a mutation can happen to be right: keep the first wrong one
             attempt = mutate(good, rng)
             check = task.check(attempt)
@@ -83,12 +93,13 @@ def warm_examples(r: WarmStartRecipe) -> list[tuple[str, str]]:
         entries = {e.key: e.text for e in ctx.playbook.entries.values()}
         book = ctx.playbook.render()[: r.playbook_chars]
         reflection = oracle.reflect(task, check, entries)
-        out.append((reflect_prompt(task, attempt, check.feedback(r.feedback_lines), book), reflection))
         refl = parse_reflection(reflection)
         curation = oracle.curate(task, check)
-        out.append((curate_prompt(task, refl.to_json(), book), curation))
-        ctx.reflect(reflection)
-        ctx.curate(curation)
+        if not is_copy:
+            out.append((reflect_prompt(task, attempt, check.feedback(r.feedback_lines), book), reflection))
+            out.append((curate_prompt(task, refl.to_json(), book), curation))
+            ctx.reflect(reflection)
+            ctx.curate(curation)
         key = f"{task.family}:{task.seed}"
         teacher = ctx.teacher_prompt(
             task.prompt(),
