@@ -9,7 +9,7 @@ from tenfold.resd.train import WarmStartRecipe, mutate, warm_examples
 
 
 def test_corpus_formats_are_well_formed():
-    r = WarmStartRecipe(tasks=24)
+    r = WarmStartRecipe(tasks=24, copy_tasks=12)
     pairs = warm_examples(r)
     kinds = {"attempt": 0, "reflect": 0, "curate": 0, "teacher": 0}
     for user, reply in pairs:
@@ -25,13 +25,14 @@ def test_corpus_formats_are_well_formed():
             kinds["teacher" if "feedback:" in user else "attempt"] += 1
             parse(reply)  # every program target parses
     assert kinds["attempt"] == 24 and min(kinds.values()) >= 20
+    assert kinds["teacher"] >= 24 + 10  # corrections on hidden machines too (never as attempts)
 
 
 def test_teacher_targets_solve_their_task_and_attempts_fail():
-    pairs = warm_examples(WarmStartRecipe(tasks=12))
-    from tenfold.envs.manufactoria import task_pool
+    from tenfold.envs.manufactoria import COPY_FAMILIES, task_pool
 
-    tasks = {t.prompt(): t for t in task_pool(12, "train")}
+    pairs = warm_examples(WarmStartRecipe(tasks=12, copy_tasks=12))
+    tasks = {t.prompt(): t for t in task_pool(12, "train") + task_pool(12, "train", families=COPY_FAMILIES)}
     for user, reply in pairs:
         head = "\n".join(user.split("\n")[:3])
         task = tasks.get(head)
@@ -41,6 +42,8 @@ def test_teacher_targets_solve_their_task_and_attempts_fail():
         if "previous attempt:" in user:
             attempt = user.split("previous attempt:\n")[1].split("\nfeedback:")[0]
             assert task.check(attempt).reward == 0.0
+            # the reflection's fix, last before "program:", is the target in the same lines
+            assert user.endswith("fix:\n" + reply + "\nprogram:")
 
 
 def test_mutations_change_the_program():

@@ -35,8 +35,17 @@ class Reflection:
     tags: dict[str, str] = field(default_factory=dict)  # playbook key -> helpful / harmful / neutral
 
     def render(self) -> str:
-        parts = [(k, getattr(self, k)) for k in ("error", "cause", "fix", "insight")]
-        return "\n".join(f"{k}: {v}" for k, v in parts if v)
+        """As the teacher reads it. The fix comes last and, when it is a program written on one line
+        with " / " (as in JSON), in the program's own lines: the teacher continues right after it."""
+        parts = [(k, getattr(self, k)) for k in ("error", "cause", "insight")]
+        lines = [f"{k}: {v}" for k, v in parts if v]
+        if self.fix:
+            lines.append(
+                "fix:\n" + self.fix.replace(" / ", "\n")
+                if self.fix.startswith("start ")
+                else f"fix: {self.fix}"
+            )
+        return "\n".join(lines)
 
     def to_json(self) -> str:
         return json.dumps({k: getattr(self, k) for k in ("error", "cause", "fix", "insight", "tags")})

@@ -27,14 +27,16 @@ from tenfold.resd import oracle
 from tenfold.resd.context import Context, parse_reflection
 from tenfold.resd.loop import curate_prompt, reflect_prompt
 
-DATA_VERSION = "resd-warm-v2"  # v2: corrections on hidden machines (copying from the context)
+DATA_VERSION = (
+    "resd-warm-v3"  # v2: corrections on hidden machines; v3: 1,200 of them, fix in program lines, last
+)
 BASE_MODEL = "tenfold-base"
 
 
 @dataclass
 class WarmStartRecipe(sft.SFTRecipe):
     role: str = "warm"
-    steps: int = 800
+    steps: int = 1200
     batch_size: int = 16
     lr: float = 1e-3
     max_len: int = 1280
@@ -42,7 +44,7 @@ class WarmStartRecipe(sft.SFTRecipe):
     tasks: int = 240  # training-family tasks the examples are built from
     # corrections on hidden-machine tasks, whose program is only in the reflection's fix: copying from
     # the teacher's context becomes necessary, so the teacher learns to use it (held-out families too)
-    copy_tasks: int = 240
+    copy_tasks: int = 1200  # v2's 240 were few enough to memorise: its teacher copied 1 fix in 24
     playbook_chars: int = 400  # as the loop's defaults (LoopConfig)
     feedback_lines: int = 3
 
