@@ -84,6 +84,21 @@ def map_jobs(fn, jobs: list[tuple], workers: int | None = None, on_done=None) ->
     return results
 
 
+def runs_by_arm(runs: list[dict]) -> dict[str, list[dict]]:
+    """A bench's runs grouped by their "arm", in first-seen order."""
+    arms: dict[str, list[dict]] = {}
+    for r in runs:
+        arms.setdefault(r["arm"], []).append(r)
+    return arms
+
+
+def seed_sd(xs: list[float]) -> float:
+    """Sample standard deviation over seeds (0 for a single seed)."""
+    import statistics
+
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Lay out, write (creating the folder) and close a matplotlib figure."""
     import matplotlib.pyplot as plt

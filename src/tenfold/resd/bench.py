@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from tenfold.core.benchkit import runs_by_arm, seed_sd
 from tenfold.core.errors import TenfoldError
 from tenfold.core.sampler import SamplingParams, generate
 from tenfold.envs.manufactoria import HELDOUT_FAMILIES, TRAIN_FAMILIES, Task, task_pool
@@ -235,19 +236,13 @@ def bench(cfg: BenchConfig, model_path: str, quiet: bool = False) -> dict:
             "seconds": time.perf_counter() - t}  # fmt: skip
 
 
-def _sd(xs: list[float]) -> float:
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
 def samples_to_reach(curve: list[dict], level: float) -> float:
     """Samples at the first eval whose mean@k reaches `level` (inf if never)."""
     return next((c["samples"] for c in curve if c["mean_at_k"] >= level), float("inf"))
 
 
 def summarise(runs: list[dict]) -> dict:
-    arms: dict[str, list[dict]] = {}
-    for r in runs:
-        arms.setdefault(r["arm"], []).append(r)
+    arms = runs_by_arm(runs)
     out = {}
     for arm, rs in arms.items():
         final = [r["curve"][-1] for r in rs]
@@ -255,7 +250,7 @@ def summarise(runs: list[dict]) -> dict:
             "seeds": len(rs),
             "start": statistics.mean(r["curve"][0]["mean_at_k"] for r in rs),
             "mean_at_k": statistics.mean(f["mean_at_k"] for f in final),
-            "mean_at_k_sd": _sd([f["mean_at_k"] for f in final]),
+            "mean_at_k_sd": seed_sd([f["mean_at_k"] for f in final]),
             "best_at_k": statistics.mean(f["best_at_k"] for f in final),
             "test_accuracy": statistics.mean(f["test_accuracy"] for f in final),
             "samples": statistics.mean(r["curve"][-1]["samples"] for r in rs),

@@ -66,31 +66,15 @@ def first_json_object(text: str) -> dict | None:
     """The first balanced `{...}` in `text` that parses as a JSON object, or None."""
     if not isinstance(text, str):
         return None
+    decoder = json.JSONDecoder()
     start = text.find("{")
     while start >= 0:
-        depth, in_str, escaped = 0, False, False
-        for i in range(start, len(text)):
-            ch = text[i]
-            if in_str:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_str = False
-                continue
-            if ch == '"':
-                in_str = True
-            elif ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    try:
-                        obj = json.loads(text[start : i + 1])
-                    except ValueError:
-                        break
-                    return obj if isinstance(obj, dict) else None
+        try:
+            obj, _ = decoder.raw_decode(text, start)  # parses one value, ignores what follows
+            if isinstance(obj, dict):
+                return obj
+        except ValueError:
+            pass
         start = text.find("{", start + 1)
     return None
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tenfold.core.benchkit import check_workers, map_jobs, save_figure
+from tenfold.core.benchkit import check_workers, map_jobs, runs_by_arm, save_figure, seed_sd
 from tenfold.core.errors import TenfoldError
 from tenfold.t2po.arms import ARMS, RunConfig
 
@@ -130,14 +130,8 @@ def collapse(curve: list[dict], steps: list[dict]) -> str | None:
     return None
 
 
-def _sd(xs: list[float]) -> float:
-    return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
 def summarise(runs: list[dict]) -> dict:
-    arms: dict[str, list[dict]] = {}
-    for r in runs:
-        arms.setdefault(r["arm"], []).append(r)
+    arms = runs_by_arm(runs)
     out = {}
     for arm, rs in arms.items():
         finals = [r["final"] for r in rs]
@@ -146,7 +140,7 @@ def summarise(runs: list[dict]) -> dict:
         out[arm] = {
             "seeds": len(rs),
             "final_mean": statistics.mean(finals),
-            "final_sd": _sd(finals),
+            "final_sd": seed_sd(finals),
             "start_mean": statistics.mean(r["curve"][0]["success"] for r in rs),
             "best_mean": statistics.mean(max(e["success"] for e in r["curve"]) for r in rs),
             "collapsed": sum(r["collapse"] is not None for r in rs),
