@@ -77,3 +77,33 @@ def test_summary_by_hand():
     assert s["resd"]["playbook"] == 5 and s["grpo8"]["playbook"] == 0.0
     assert samples_to_reach(runs[1]["curve"], 0.9) == float("inf")
     assert "| resd | 1 |" in markdown({"summary": s})
+
+
+def arm_summary(mean, sd=0.05, test=0.5, samples_quarter=float("inf"), seconds=1.0, **kw):
+    return {"seeds": 3, "start": 0.0, "start_test_accuracy": 0.4, "mean_at_k": mean, "mean_at_k_sd": sd,
+            "best_at_k": mean, "test_accuracy": test, "samples": 256, "playbook": 7, "step_seconds": seconds,
+            "bad_reflections": 0.25, "bad_curations": 0.1, "grpo_quarter_level": 0.1,
+            "samples_to_grpo_quarter": samples_quarter, **kw}  # fmt: skip
+
+
+def test_reproduce_rows_by_hand():
+    import math
+
+    from tenfold.resd.reproduce import rows
+
+    s = {
+        "resd": arm_summary(0.30, sd=0.05, test=0.7, samples_quarter=96, seconds=3.0),
+        "sdpo": arm_summary(0.10, sd=0.10, test=0.5),
+        "sdpo+ss": arm_summary(0.20, sd=0.04, test=0.6),
+        "grpo8": arm_summary(0.25, test=0.6, samples_quarter=512, seconds=6.0, grpo_quarter_samples=512),
+        "no-playbook": arm_summary(0.22, sd=0.02),
+    }
+    got = {r.metric: r.value for r in rows(s)}
+    assert got["resd_gain_over_sdpo_seed_sd"] == pytest.approx((0.30 - 0.20) / 0.05)  # the better SDPO arm
+    assert got["resd_samples_to_grpo_quarter_ratio"] == pytest.approx(96 / 512)
+    assert got["resd_gain_over_best_ablation_seed_sd"] == pytest.approx((0.30 - 0.22) / 0.05)
+    assert got["resd_test_accuracy_gain_over_sdpo"] == pytest.approx(0.1)
+    assert got["resd_step_time_ratio_to_grpo"] == pytest.approx(0.5)
+    # GRPO's quarter level no higher than the start: nothing to reach, the row is not judged
+    s["grpo8"]["grpo_quarter_level"] = 0.0
+    assert math.isnan({r.metric: r.value for r in rows(s)}["resd_samples_to_grpo_quarter_ratio"])

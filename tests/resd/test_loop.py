@@ -84,3 +84,25 @@ def test_teacher_prompt_parts_per_mode_and_ablation():
     sdpo = prompt(teacher_context="sdpo")
     assert "feedback:" in sdpo and not any(p in sdpo for p in ("playbook:", "reflection:", "passed before:"))
     assert "passed before:" in prompt(teacher_context="sdpo+ss")
+
+
+@pytest.mark.parametrize("writer", ["student", "teacher"])
+def test_reflections_and_curations_come_from_the_asked_weights(writer, monkeypatch):
+    torch.manual_seed(0)
+    model, tok = build_preset("micro", seed=0)
+    r = Resd(model, tok, small(reflect_with=writer))
+    used = []
+    real = r._generate
+
+    def spy(prompts, max_new, salt, model=None):
+        used.append((max_new, model))
+        return real(prompts, max_new, salt, model)
+
+    monkeypatch.setattr(r, "_generate", spy)
+    r.iteration(task_pool(3, "train"))
+    want = r.teacher.model if writer == "teacher" else r.model
+    reflect = [m for n, m in used if n == 12 and m is not None]
+    assert reflect and all(m is want for m in reflect)  # the rollouts themselves pass no model
+    assert used[0][1] is None
+    with pytest.raises(TenfoldError, match="reflect_with"):
+        small(reflect_with="oracle").validate()

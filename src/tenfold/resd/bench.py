@@ -26,6 +26,7 @@ from tenfold.resd.loop import LoopConfig, Resd
 ARMS: dict[str, dict | None] = {
     "resd": {},
     "resd-oracle": {"reflector": "oracle"},
+    "resd-ema-reflect": {"reflect_with": "teacher"},
     "sdpo": {"teacher_context": "sdpo"},
     "sdpo+ss": {"teacher_context": "sdpo+ss"},
     "no-reflection": {"use_reflection": False},
@@ -33,6 +34,7 @@ ARMS: dict[str, dict | None] = {
     "no-solutions": {"use_solutions": False},
     "grpo8": None,
 }
+ABLATIONS = ("no-reflection", "no-playbook", "no-solutions")
 
 
 def chat_ids(tok, text: str) -> list[int]:
@@ -67,6 +69,8 @@ def evaluate(
 class BenchConfig:
     arms: tuple[str, ...] = (
         "resd",
+        "resd-oracle",
+        "resd-ema-reflect",
         "sdpo",
         "sdpo+ss",
         "grpo8",
@@ -75,22 +79,20 @@ class BenchConfig:
         "no-solutions",
     )
     seeds: tuple[int, ...] = tuple(range(5))
-    stream_tasks: int = 256  # one pass: stream_tasks / batch_size batches x K iterations
+    stream_tasks: int = 128  # one pass: stream_tasks / batch_size batches x K iterations
     heldout_families_share: float = 0.75  # of the stream: where success is rare
     eval_tasks: int = 48
     eval_every: int = 4  # iterations
-    loop: LoopConfig = field(default_factory=LoopConfig)
+    # batch 16 (the paper: 32) so that a run is 32 iterations in about 3 CPU minutes
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(batch_size=16))
     grpo_group: int = 8
     workers: int | None = None
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        """RESD against SDPO, SDPO + solution buffer and GRPO-8x, 2 seeds, a short stream (a smoke test
-        of the comparison; sizes not yet tuned to the 15-minute budget)."""
-        loop = LoopConfig(batch_size=16, inner_iters=2)
-        return cls(
-            arms=("resd", "sdpo", "sdpo+ss", "grpo8"), seeds=(0, 1), stream_tasks=32, eval_tasks=24, loop=loop
-        )
+        """RESD against SDPO, SDPO + solution buffer and GRPO-8x, 2 seeds of the full bench's stream
+        (about 12 minutes on 2 CPU cores)."""
+        return cls(arms=("resd", "sdpo", "sdpo+ss", "grpo8"), seeds=(0, 1))
 
     def validate(self) -> BenchConfig:
         bad = [a for a in self.arms if a not in ARMS]
@@ -249,6 +251,7 @@ def summarise(runs: list[dict]) -> dict:
         out[arm] = {
             "seeds": len(rs),
             "start": statistics.mean(r["curve"][0]["mean_at_k"] for r in rs),
+            "start_test_accuracy": statistics.mean(r["curve"][0]["test_accuracy"] for r in rs),
             "mean_at_k": statistics.mean(f["mean_at_k"] for f in final),
             "mean_at_k_sd": seed_sd([f["mean_at_k"] for f in final]),
             "best_at_k": statistics.mean(f["best_at_k"] for f in final),
@@ -256,19 +259,26 @@ def summarise(runs: list[dict]) -> dict:
             "samples": statistics.mean(r["curve"][-1]["samples"] for r in rs),
             "playbook": statistics.mean(r["playbook"][-1] for r in rs) if "playbook" in rs[0] else 0.0,
             "step_seconds": statistics.mean(r["step_seconds"] for r in rs),
+            "bad_reflections": _share(rs, "bad_reflections", "reflections"),
+            "bad_curations": _share(rs, "bad_curations", "curations"),
         }
     grpo = arms.get("grpo8")
     if grpo:  # GRPO-8x's accuracy after a quarter of its samples, and who reaches it with how many
-        quarter = statistics.mean(
-            next(c["mean_at_k"] for c in r["curve"] if c["samples"] >= r["curve"][-1]["samples"] / 4)
-            for r in grpo
-        )
+        firsts = [next(c for c in r["curve"] if c["samples"] >= r["curve"][-1]["samples"] / 4) for r in grpo]
+        quarter = statistics.mean(c["mean_at_k"] for c in firsts)
+        out["grpo8"]["grpo_quarter_samples"] = statistics.mean(c["samples"] for c in firsts)
         for arm, rs in arms.items():
             out[arm]["grpo_quarter_level"] = quarter
             out[arm]["samples_to_grpo_quarter"] = statistics.mean(
                 samples_to_reach(r["curve"], quarter) for r in rs
             )
     return out
+
+
+def _share(runs: list[dict], bad: str, total: str) -> float:
+    """Malformed reflections (or curations) the model wrote, as a share of all, over the runs."""
+    n = sum(r.get("context", {}).get(total, 0) for r in runs)
+    return sum(r.get("context", {}).get(bad, 0) for r in runs) / n if n else 0.0
 
 
 def markdown(result: dict) -> str:

@@ -30,7 +30,7 @@ def warm(retrain: bool = False, quiet: QuietOpt = False) -> None:
 def train(
     arm: Annotated[str, typer.Option(help="resd, resd-oracle, sdpo, sdpo+ss, no-reflection, ...")] = "resd",
     stream_tasks: Annotated[int, typer.Option(help="tasks in the one-pass stream")] = 128,
-    lr: Annotated[float, typer.Option(help="learning rate")] = 1e-4,
+    lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
     seed: int = 0,
     model: ModelOpt = None,
     out: Annotated[Path | None, typer.Option(help="save the trained model here")] = None,

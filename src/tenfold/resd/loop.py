@@ -8,7 +8,7 @@ cached success), "sdpo" (task, previous trial, feedback: SDPO's feedback-only te
 `use_playbook`, `use_solutions`). Reflections come from the model being trained (`reflector="model"`)
 or from the scripted oracle analyser (`reflector="oracle"`, the upper bound on reflection quality).
 
-Deviations, all options: the learning rate is at tiny-model scale (the paper: 1e-6 on Qwen3-4B); the
+Deviations, all options: the learning rate is at tiny-model scale (1e-3; the paper: 1e-6 on Qwen3-4B); the
 rollout log-probabilities are recomputed by the same weights just before the step (one step per
 rollout batch, so the truncated importance weight is 1 here; it matters with a separate sampler).
 """
@@ -34,13 +34,16 @@ from tenfold.rl.distill import DistillConfig, EmaTeacher, completion_logits, dis
 
 TEACHER_CONTEXTS = ("resd", "sdpo", "sdpo+ss")
 REFLECTORS = ("model", "oracle")
+REFLECT_WEIGHTS = ("student", "teacher")
 
 
 @dataclass
 class LoopConfig:
     batch_size: int = 32
     inner_iters: int = 4  # K
-    learning_rate: float = 1e-4
+    # tiny-model scale (the paper: 1e-6 on 4B): with oracle reflections, held-out mean@4 after 32
+    # iterations of batch 16 was 0.00 at 1e-4 and 3e-4, 0.12 at 1e-3 (docs/resd.md)
+    learning_rate: float = 1e-3
     warmup_steps: int = 10
     temperature: float = 1.0
     top_p: float = 0.95
@@ -52,6 +55,11 @@ class LoopConfig:
     grad_clip: float = 1.0
     teacher_context: str = "resd"
     reflector: str = "model"
+    # whose weights write the model's reflections and curations: the student being trained (the
+    # paper), or the EMA teacher's (at rate 1e-4, nearly the warm start): a deviation for a tiny model,
+    # whose JSON skill the student loses as it trains on programs (75% malformed by iteration 32 at
+    # lr 1e-3, docs/resd.md)
+    reflect_with: str = "student"
     use_reflection: bool = True
     use_playbook: bool = True
     use_solutions: bool = True
@@ -72,6 +80,8 @@ class LoopConfig:
             )
         if self.reflector not in REFLECTORS:
             raise TenfoldError(f"reflector must be one of {REFLECTORS}, got {self.reflector!r}")
+        if self.reflect_with not in REFLECT_WEIGHTS:
+            raise TenfoldError(f"reflect_with must be one of {REFLECT_WEIGHTS}, got {self.reflect_with!r}")
         self.distill.validate()
         return self
 
@@ -110,17 +120,18 @@ class Resd:
         self.pad = tok.pad_id if getattr(tok, "pad_id", None) is not None else 0
 
     # ---- generation -------------------------------------------------------------------------------------
-    def _generate(self, prompts: list[str], max_new: int, salt: int):
-        """(texts, completion token ids, prompt token ids), one seeded sample per prompt."""
-        c = self.cfg
+    def _generate(self, prompts: list[str], max_new: int, salt: int, model=None):
+        """(texts, completion token ids, prompt token ids), one seeded sample per prompt from `model`
+        (default: the student)."""
+        c, model = self.cfg, model or self.model
         params = [
             SamplingParams(max_new, c.temperature, c.top_p, seed=(c.seed * 7919 + salt) * 100_003 + i)
             for i in range(len(prompts))
         ]
         ids = [self.encode(p) for p in prompts]
-        self.model.eval()
+        model.eval()
         with torch.no_grad():
-            gens = generate(self.model, self.tok, ids, params)
+            gens = generate(model, self.tok, ids, params)
         return [g.text for g in gens], [g.token_ids for g in gens], ids
 
     def encode(self, text: str) -> list[int]:
@@ -167,6 +178,7 @@ class Resd:
 
     def _reflect_and_curate(self, tasks, texts, checks, failed, reflections):
         c, book = self.cfg, self._playbook_text()
+        writer = self.teacher.model if c.reflect_with == "teacher" else self.model
         entries = {e.key: e.text for e in self.ctx.playbook.entries.values()}
         if c.reflector == "oracle":
             r_texts = [oracle.reflect(tasks[i], checks[i], entries) for i in failed]
@@ -174,7 +186,7 @@ class Resd:
             prompts = [
                 reflect_prompt(tasks[i], texts[i], checks[i].feedback(c.feedback_lines), book) for i in failed
             ]
-            r_texts = self._generate(prompts, c.reflect_tokens, 10_000 + self.steps)[0]
+            r_texts = self._generate(prompts, c.reflect_tokens, 10_000 + self.steps, writer)[0]
         parsed = [self.ctx.reflect(t) for t in r_texts]
         if c.use_playbook:
             if c.reflector == "oracle":
@@ -182,7 +194,11 @@ class Resd:
             else:
                 ok = [(i, r) for i, r in zip(failed, parsed, strict=True) if r is not None]
                 prompts = [curate_prompt(tasks[i], r.to_json(), book) for i, r in ok]
-                cur = self._generate(prompts, c.curate_tokens, 20_000 + self.steps)[0] if prompts else []
+                cur = (
+                    self._generate(prompts, c.curate_tokens, 20_000 + self.steps, writer)[0]
+                    if prompts
+                    else []
+                )
             for text in cur:
                 self.ctx.curate(text)
         if c.use_reflection:
