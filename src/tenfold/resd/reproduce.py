@@ -70,13 +70,14 @@ def rows(s: dict) -> list[Row]:
                 1.0,
                 higher_is_better=False,
                 detail=f"GRPO-8x mean@4 {g['grpo_quarter_level']:.3f} after {g['grpo_quarter_samples']:.0f} "
-                f"samples (start {g['start']:.3f}, final {g['mean_at_k']:.3f} after {g['samples']:.0f}); RESD "
+                f"samples (start {g['start']:.3f}, final {g['mean_at_k']:.3f} after {g['samples']:.0f}); "
                 + (
-                    "never reached it"
+                    "not judged: GRPO-8x's level is not above the start"
+                    if math.isnan(ratio)
+                    else "RESD never reached it"
                     if math.isinf(r["samples_to_grpo_quarter"])
-                    else f"reached it after {r['samples_to_grpo_quarter']:.0f}"
-                )
-                + ("; not judged: GRPO-8x's level is not above the start" if math.isnan(ratio) else ""),
+                    else f"RESD reached it after {r['samples_to_grpo_quarter']:.0f}"
+                ),
             )
         )
     ablations = [a for a in ABLATIONS if a in s]

@@ -135,6 +135,7 @@ register_artefact(
     lambda: cached_warm().artefact,
     ship=("train/last",),
     minutes=25,  # measured: 1,497 s for the SFT on 2 CPU cores, 2 torch threads
+    dtype="float16",  # the shipped folder's 50 MB cap; held-out scores as float32's (docs/resd.md)
     doc="RESD's warm start (attempts, reflections, curations, corrections; SFT from tenfold-base)",
     needs=(BASE_MODEL,),
 )
