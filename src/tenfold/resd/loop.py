@@ -123,7 +123,7 @@ class Resd:
     def _generate(self, prompts: list[str], max_new: int, salt: int, model=None):
         """(texts, completion token ids, prompt token ids), one seeded sample per prompt from `model`
         (default: the student)."""
-        c, model = self.cfg, model or self.model
+        c, model = self.cfg, (self.model if model is None else model)
         params = [
             SamplingParams(max_new, c.temperature, c.top_p, seed=(c.seed * 7919 + salt) * 100_003 + i)
             for i in range(len(prompts))
