@@ -210,6 +210,7 @@ TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in HELDOUT_FAMILIES)
 def random_machine(rng: random.Random, states: tuple[int, int] = (2, 4)) -> str:
     """A random program of 2-4 states accepting 20-80% of the tapes up to 6 symbols (so a task's tests
     can be half accepted, half rejected; for the "machine" family)."""
+    tapes = list(all_tapes(6))
     while True:
         names = "abcd"[: rng.randint(*states)]
         lines = [f"start {names[0]}"]
@@ -220,7 +221,6 @@ def random_machine(rng: random.Random, states: tuple[int, int] = (2, 4)) -> str:
                 moves.append(".>acc")
             lines.append(f"{n}: " + " ".join(moves))
         text = "\n".join(lines)
-        tapes = list(all_tapes(6))
         share = sum(run(parse(text), t).verdict == "accept" for t in tapes) / len(tapes)
         if 0.2 <= share <= 0.8:
             return text
@@ -292,6 +292,11 @@ class Task:
     @property
     def rule(self) -> str:
         return "accept the tapes that " + FAMILIES[self.family].describe(*self.params) + "."
+
+    @property
+    def key(self) -> str:
+        """The example's identity (a family and seed determine the task), e.g. for a solution buffer."""
+        return f"{self.family}:{self.seed}"
 
     def accepts(self, tape: str) -> bool:
         return FAMILIES[self.family].accepts(tape, *self.params)

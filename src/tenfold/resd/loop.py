@@ -153,7 +153,7 @@ class Resd:
         reflections = [None] * len(tasks)
         for i, (task, check) in enumerate(zip(tasks, checks, strict=True)):
             if check.reward == 1.0:
-                self.ctx.record_success(_key(task), texts[i])
+                self.ctx.record_success(task.key, texts[i])
         failed = [i for i, ch in enumerate(checks) if ch.reward < 1.0]
         if c.teacher_context == "resd" and failed and (c.use_reflection or c.use_playbook):
             reflections = self._reflect_and_curate(tasks, texts, checks, failed, reflections)
@@ -214,7 +214,7 @@ class Resd:
             attempt=text,
             feedback=check.feedback(c.feedback_lines),
             reflection=reflection if mode == "resd" and c.use_reflection else None,
-            key=_key(task),
+            key=task.key,
             playbook=mode == "resd" and c.use_playbook,
             solution=(mode == "sdpo+ss") or (mode == "resd" and c.use_solutions),
             playbook_chars=c.playbook_chars,
@@ -256,7 +256,3 @@ class Resd:
                     log = self.iteration(batch)
                     bar.advance(1, success=log.success, playbook=log.playbook)
         return self.history
-
-
-def _key(task: Task) -> str:
-    return f"{task.family}:{task.seed}"

@@ -26,9 +26,9 @@ def reproduce(ctx: Context) -> list[Row]:
     return rows(result["summary"])
 
 
-def _gain(a: dict, b: dict, key: str = "mean_at_k") -> float:
-    """a's final `key` minus b's in units of the larger seed spread (of mean@4)."""
-    return (a[key] - b[key]) / max(a["mean_at_k_sd"], b["mean_at_k_sd"], 1e-9)
+def _gain(a: dict, b: dict) -> float:
+    """a's final mean@4 minus b's in units of the larger seed spread."""
+    return (a["mean_at_k"] - b["mean_at_k"]) / max(a["mean_at_k_sd"], b["mean_at_k_sd"], 1e-9)
 
 
 def samples_ratio_to_grpo_quarter(s: dict) -> float:

@@ -103,13 +103,12 @@ def warm_examples(r: WarmStartRecipe) -> list[tuple[str, str]]:
             out.append((curate_prompt(task, refl.to_json(), book), curation))
             ctx.reflect(reflection)
             ctx.curate(curation)
-        key = f"{task.family}:{task.seed}"
         teacher = ctx.teacher_prompt(
             task.prompt(),
             attempt,
             check.feedback(r.feedback_lines),
             refl,
-            key=key,
+            key=task.key,
             playbook_chars=r.playbook_chars,
         )
         out.append((teacher, good))

@@ -74,7 +74,7 @@ class ResdTeacherContext:
             prompt_text = _extract_last_user_text(prompt) if isinstance(prompt, list) else prompt
             task = self.task_of(prompt_text)
             check = task.check(text)
-            key = f"{task.family}:{task.seed}"
+            key = task.key
             reflection = None
             if check.reward == 1.0:
                 self.ctx.record_success(key, text)
