@@ -52,7 +52,7 @@ class BenchConfig:
         return cls(
             data_sizes=(128, 256),
             grid=(1, 4, 8, 32),
-            run=RunConfig(measure_convergence=False, test_size=256, val_size=64),
+            run=RunConfig(measure_convergence=False, epochs=4.0, test_size=256, val_size=64),
             probe_pairs=((8, 8), (1, 8), (32, 8), (8, 1), (8, 32)),
             probe_fractions=(0.25, 0.5),
             uniform_pairs=((1, 1), (8, 8), (32, 32)),

@@ -32,7 +32,7 @@ CHECKPOINT = "model"
 class PretrainRecipe:
     language: str = "tenfold-base"  # or "scratch"
     vision: M.VisionSpec = field(default_factory=M.VisionSpec)
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 100
