@@ -146,6 +146,10 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
     sep_best = min(sep, key=lambda r: r["val"]["loss"])
     ada = next(r for r in mine if r["arm"] == "adalora")
     pred = [picked["choice"]["predicted"][f"{v},{lr}"] for v, lr in ranked]
+    # ablation at no extra compute: Law-P's best pair over the whole grid, without the alignment pruning
+    law_p_pair = (
+        ranked[min(range(len(ranked)), key=pred.__getitem__)] if picked["laws"]["law_p"] else cfg.default_pair
+    )
     return {
         "seed": seed,
         "data_size": d,
@@ -167,6 +171,12 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
             "cheaper_than_grid": len(grid) / search_runs,
             "laws": picked["laws"],
             "fit_errors": picked["fit_errors"],
+        },
+        "law_p_only": {
+            "pair": list(law_p_pair),
+            "ppl": grid[law_p_pair]["test"]["ppl"],
+            "accuracy": grid[law_p_pair]["test"]["accuracy"],
+            "grid_rank": ranked.index(law_p_pair) + 1,
         },
         "spearman_predicted_vs_measured": spearman(pred, [grid[p]["test"]["ppl"] for p in ranked]),
         "uniform": {
@@ -200,6 +210,9 @@ def summarise_cells(cfg: BenchConfig, runs: list[dict]) -> list[dict]:
     return [cell(cfg, runs, s, d) for d in cfg.data_sizes for s in cfg.seeds]
 
 
+ARMS = ("oracle", "mars", "law_p_only", "uniform", "separate_lr", "adalora")
+
+
 def _mean(xs):
     xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
     return statistics.mean(xs) if xs else math.nan
@@ -217,19 +230,16 @@ def summarise(cfg: BenchConfig, runs: list[dict]) -> dict:
             "cells": len(group),
             "top_k_share": _mean([float(c["mars"]["grid_rank"] <= cfg.top_k) for c in group]),
             "mean_grid_rank": _mean([c["mars"]["grid_rank"] for c in group]),
+            "law_p_only_top_k_share": _mean(
+                [float(c["law_p_only"]["grid_rank"] <= cfg.top_k) for c in group]
+            ),
             "regret_ppl": _mean([c["mars"]["regret_ppl"] for c in group]),
             "cheaper_than_grid": _mean([c["mars"]["cheaper_than_grid"] for c in group]),
             "spearman": _mean([c["spearman_predicted_vs_measured"] for c in group]),
             "fallbacks": sum(c["mars"]["fallback"] is not None for c in group),
             "complex_partners": sum(c["mars"]["complex_partners"] for c in group),
-            "ppl": {
-                arm: _mean([c[arm]["ppl"] for c in group])
-                for arm in ("oracle", "mars", "uniform", "separate_lr", "adalora")
-            },
-            "accuracy": {
-                arm: _mean([c[arm]["accuracy"] for c in group])
-                for arm in ("oracle", "mars", "uniform", "separate_lr", "adalora")
-            },
+            "ppl": {arm: _mean([c[arm]["ppl"] for c in group]) for arm in ARMS},
+            "accuracy": {arm: _mean([c[arm]["accuracy"] for c in group]) for arm in ARMS},
             "mars_minus_uniform": [c["mars"]["ppl"] - c["uniform"]["ppl"] for c in group],
             "mars_minus_separate_lr": [c["mars"]["ppl"] - c["separate_lr"]["ppl"] for c in group],
         }
@@ -241,14 +251,15 @@ def markdown(result: dict) -> str:
     lines = [
         f"MARS bench: grid {cfg['grid']} x {cfg['grid']}, dataset sizes {cfg['data_sizes']}, seeds {cfg['seeds']}",
         "",
-        "| D | MARS in grid top-3 | mean grid rank | regret PPL | cheaper than grid | Spearman | "
-        "PPL oracle / MARS / uniform / sep-lr / AdaLoRA | accuracy oracle / MARS / uniform / sep-lr / AdaLoRA |",
-        "|---|---|---|---|---|---|---|---|",
+        "| D | MARS in grid top-3 | mean grid rank | Law-P only in top-3 | regret PPL | cheaper than grid | "
+        "Spearman | PPL " + " / ".join(ARMS) + " | accuracy " + " / ".join(ARMS) + " |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    arms = ("oracle", "mars", "uniform", "separate_lr", "adalora")
+    arms = ARMS
     for key, s in result["summary"].items():
         lines.append(
-            f"| {key} | {s['top_k_share']:.2f} | {s['mean_grid_rank']:.1f} | {s['regret_ppl']:.3f} | "
+            f"| {key} | {s['top_k_share']:.2f} | {s['mean_grid_rank']:.1f} | {s['law_p_only_top_k_share']:.2f} | "
+            f"{s['regret_ppl']:.3f} | "
             f"{s['cheaper_than_grid']:.1f}x | {s['spearman']:.2f} | "
             + " / ".join(f"{s['ppl'][a]:.3f}" for a in arms)
             + " | "
@@ -257,14 +268,15 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| seed | D | oracle pair | MARS pair | rank | fallback | candidates |",
-        "|---|---|---|---|---|---|---|",
+        "| seed | D | oracle pair | MARS pair | rank | Law-P-only pair | rank | fallback | candidates |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["cells"]:
         m = c["mars"]
         lines.append(
             f"| {c['seed']} | {c['data_size']} | {tuple(c['oracle']['pair'])} | {tuple(m['pair'])} | "
-            f"{m['grid_rank']} | {m['fallback'] or '-'} | {len(m['candidates'])} |"
+            f"{m['grid_rank']} | {tuple(c['law_p_only']['pair'])} | {c['law_p_only']['grid_rank']} | "
+            f"{m['fallback'] or '-'} | {len(m['candidates'])} |"
         )
     return "\n".join(lines)
 
@@ -296,17 +308,16 @@ def plot(result: dict, path: str | Path) -> Path:
             ax.plot(ol, ov, "w*", ms=14, mec="k")
             ax.plot(ml + 0.15 * (c["seed"] - 1), mv, "ro", ms=6, mec="k")
     ax = axes[-1]
-    arms = ("oracle", "mars", "uniform", "separate_lr", "adalora")
+    arms = ARMS
     width = 0.8 / len(sizes)
     for i, d in enumerate(sizes):
         s = result["summary"][str(d)]
         ax.bar(np.arange(len(arms)) + i * width, [s["ppl"][a] for a in arms], width, label=f"D = {d}")
     ax.set_xticks(np.arange(len(arms)) + width * (len(sizes) - 1) / 2, arms, rotation=20)
-    ax.set_ylabel("test perplexity (mean over seeds)")
+    ax.set_yscale("log")
+    ax.set_ylabel("test perplexity (mean over seeds, log scale)")
     ax.set_title("white star: grid oracle; red dot: MARS (per seed)", fontsize=9)
     ax.legend()
-    lo = min(result["summary"][str(d)]["ppl"]["oracle"] for d in sizes)
-    ax.set_ylim(bottom=max(1.0, lo * 0.9))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

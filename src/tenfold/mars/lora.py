@@ -19,6 +19,7 @@ scale alpha/r is 2 at every rank and the rank changes capacity and update size, 
 from __future__ import annotations
 
 import re
+import warnings
 
 import torch
 
@@ -135,10 +136,16 @@ def check_ranks(peft_model, expected: dict[str, int]) -> dict[str, int]:
     return {m: len(got[m]) for m in MODULES}
 
 
+def _quiet_peft() -> None:
+    # transformers 5 deprecates a name PEFT still calls at every wrap; the warning says nothing to users
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def attach(model, rank_vision: int, rank_language: int):
     """The PEFT model with LoRA of the given ranks on the two modules (checked), everything else frozen."""
     from peft import get_peft_model
 
+    _quiet_peft()
     peft_model = get_peft_model(model, lora_config(rank_vision, rank_language))
     check_ranks(peft_model, {"vision": rank_vision, "language": rank_language})
     return peft_model
@@ -147,6 +154,7 @@ def attach(model, rank_vision: int, rank_language: int):
 def attach_adalora(model, **kw):
     from peft import get_peft_model
 
+    _quiet_peft()
     return get_peft_model(model, adalora_config(**kw))
 
 
