@@ -30,7 +30,7 @@ from tenfold.mars.search import GRID, SearchConfig, choose, spearman
 
 @dataclass
 class BenchConfig:
-    data_sizes: tuple[int, ...] = (256, 1024)
+    data_sizes: tuple[int, ...] = (256, 512)
     seeds: tuple[int, ...] = (0, 1, 2)
     grid: tuple[int, ...] = GRID
     run: RunConfig = field(default_factory=lambda: RunConfig(measure_convergence=False))
