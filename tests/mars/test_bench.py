@@ -91,7 +91,8 @@ def test_summary_and_rows():
         "summary": summarise(CFG, runs),
     }
     got = {r.metric: r for r in rows(result)}
-    assert got["mars_top_k_share"].passed and got["mars_cheaper_than_grid"].passed
+    assert got["mars_top_k_share"].passed and got["mars_cheaper_than_6x6_grid"].passed
+    assert got["mars_cheaper_than_6x6_grid"].value == pytest.approx(36 / (1 + 5 * 0.375))
     assert got["mars_gain_over_uniform_ppl"].value == pytest.approx(
         measured_ppl(2, 2, 1) - measured_ppl(2, 32, 1)
     )

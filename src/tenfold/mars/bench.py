@@ -235,6 +235,7 @@ def summarise(cfg: BenchConfig, runs: list[dict]) -> dict:
             ),
             "regret_ppl": _mean([c["mars"]["regret_ppl"] for c in group]),
             "cheaper_than_grid": _mean([c["mars"]["cheaper_than_grid"] for c in group]),
+            "search_runs_equivalent": _mean([c["mars"]["runs_equivalent"] for c in group]),
             "spearman": _mean([c["spearman_predicted_vs_measured"] for c in group]),
             "fallbacks": sum(c["mars"]["fallback"] is not None for c in group),
             "complex_partners": sum(c["mars"]["complex_partners"] for c in group),
