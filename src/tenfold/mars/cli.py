@@ -10,6 +10,7 @@ import typer
 
 from tenfold.core.benchkit import JsonOpt, PlotOpt, QuickOpt, QuietOpt, WorkersOpt, finish_bench, write_json
 from tenfold.core.errors import TenfoldError
+from tenfold.core.progress import progress_bar
 
 app = typer.Typer(help="MARS: per-modality LoRA ranks from two fitted scaling laws.", no_args_is_help=True)
 
@@ -58,7 +59,8 @@ def search(
     cfg = api.SearchConfig(
         grid_vision=ranks, grid_language=ranks, tol=tol, run=api.RunConfig(data_size=data_size, seed=seed)
     )
-    res = api.search(cfg, model, workers)
+    with progress_bar("mars probes", len(cfg.probe_configs())) as bar:
+        res = api.search(cfg, model, workers, on_done=lambda i, r: bar.advance(1))
     c = res["choice"]
     print(
         f"chosen pair (vision rank, LLM rank): {tuple(c['pair'])}"
@@ -89,7 +91,10 @@ def grid(
     from tenfold.mars import api
 
     r = _ranks(ranks)
-    res = api.grid(api.RunConfig(data_size=data_size, seed=seed), r, r, model, workers)
+    with progress_bar("mars grid", len(r) ** 2) as bar:
+        res = api.grid(
+            api.RunConfig(data_size=data_size, seed=seed), r, r, model, workers, lambda i, x: bar.advance(1)
+        )
     print("test perplexity; rows: vision rank, columns: LLM rank")
     print("      " + "".join(f"{x:>8}" for x in r))
     for v in r:
