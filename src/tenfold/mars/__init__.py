@@ -1,4 +1,4 @@
-"""MARS: multimodal adaptive rank search for LoRA fine-tuning of multimodal LLMs (Cho et al., University of
+"""MARS: multimodal adaptive rank search for LoRA fine-tuning of multimodal LLMs (University of
 Michigan and NVIDIA; arXiv 2603.00720).
 
 MARS picks the LoRA rank pair (vision-encoder rank, LLM rank) with two fitted scaling laws instead of a
