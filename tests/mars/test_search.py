@@ -59,11 +59,14 @@ def test_bad_search_configs():
         SearchConfig(probe_fractions=(0.5, 1.0))
     with pytest.raises(TenfoldError, match="grid"):
         SearchConfig(grid_vision=(0, 2))
+    with pytest.raises(TenfoldError, match="default pair"):
+        SearchConfig(grid_vision=(1, 2, 4))
 
 
 def test_real_search_runs_probes_and_the_chosen_pair(llava_dir):
     run = RunConfig(data_size=64, batch_size=8, epochs=1.0, val_size=8, test_size=16, snapshots=3)
     cfg = SearchConfig(grid_vision=(1, 8, 32), grid_language=(1, 8, 32), probe_fractions=(0.25, 0.5), run=run)
+    assert cfg.default_pair == (8, 8)
     out = search(cfg, llava_dir)
     assert len(out["probes"]) == 10 and all("convergence" in p for p in out["probes"])
     assert out["search_runs_equivalent"] == pytest.approx(1 + 5 * 0.75)

@@ -56,8 +56,13 @@ def search(
     from tenfold.mars import api
 
     ranks = _ranks(grid)
+    middle = ranks[len(ranks) // 2]  # the fallback pair when no pair aligns: (8, 8) on the default grid
     cfg = api.SearchConfig(
-        grid_vision=ranks, grid_language=ranks, tol=tol, run=api.RunConfig(data_size=data_size, seed=seed)
+        default_pair=(middle, middle),
+        grid_vision=ranks,
+        grid_language=ranks,
+        tol=tol,
+        run=api.RunConfig(data_size=data_size, seed=seed),
     )
     with progress_bar("mars probes", len(cfg.probe_configs())) as bar:
         res = api.search(cfg, model, workers, on_done=lambda i, r: bar.advance(1))

@@ -48,6 +48,8 @@ class SearchConfig:
         for g in (self.grid_vision, self.grid_language):
             if not g or any(not isinstance(r, int) or r < 1 for r in g):
                 raise TenfoldError(f"a rank grid must be positive integers, got {g}")
+        if self.default_pair[0] not in self.grid_vision or self.default_pair[1] not in self.grid_language:
+            raise TenfoldError(f"the default pair {self.default_pair} is not on the rank grids")
 
     def probe_configs(self) -> list[RunConfig]:
         out = []
