@@ -57,3 +57,7 @@ def test_bad_input_is_named():
         data.dataset("source", 4, "dev")
     with pytest.raises(TenfoldError, match="size"):
         data.dataset("source", 0)
+
+
+def test_plot_examples(tmp_path):
+    assert data.plot_examples(tmp_path / "d.png", n=2).stat().st_size > 5_000

@@ -145,3 +145,24 @@ def dataset(domain: str, n: int, split: str = "train", seed: int = 0) -> list[Ex
     if n < 1:
         raise TenfoldError(f"dataset size must be at least 1, got {n}")
     return [make_example(domain, split_seed(split, i, seed)) for i in range(n)]
+
+
+def plot_examples(path, n: int = 6, seed: int = 0):
+    """A figure of `n` source and `n` target examples with their question and answer (docs/mars.md)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tenfold.core.benchkit import save_figure
+
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.6))
+    for row, domain in enumerate(DOMAINS):
+        for i, ex in enumerate(dataset(domain, n, "test", seed)):
+            ax = axes[row, i]
+            ax.imshow(ex.image.transpose(1, 2, 0) + 0.5, interpolation="nearest")
+            ax.set_title(f"{ex.question}\n{ex.answer}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(domain, fontsize=11)
+    return save_figure(fig, path)
