@@ -46,6 +46,9 @@ def test_choose_keeps_aligned_pairs_and_takes_the_lowest_predicted_ppl():
     # partners beyond the grid (64, 128) are not snapped to its end: those pairs would not align
     assert set(c.candidates) == {(1, 4), (2, 8), (4, 16), (8, 32)}
     assert c.pair == (8, 32) and c.fallback is None and c.complex_partners == 0
+    # the brief's literal "snapped to grid": partners beyond the grid snap to its end, (16, 32), (32, 32)
+    c = laws.choose(law_v, law_l, law_p, grid, grid, d=1, tol=0.01, snap_beyond_grid=True)
+    assert c.pair == (32, 32) and (16, 32) in c.candidates
     # with Law-P penalising the LLM rank, the aligned pair with the smallest LLM rank wins
     c = laws.choose(law_v, law_l, laws.LawP({1.0: 0.0}, 0.0, 1.0, -1.0, 1.0), grid, grid, d=1, tol=0.01)
     assert c.pair == (1, 4)

@@ -138,6 +138,11 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
     oracle = ranked[0]
     probes = [r for r in mine if r["arm"] == "probe"]
     picked = choose(cfg.search_config(d, seed), probes)
+    # ablation at no extra compute: partners beyond the grid snapped to its ends (the brief's literal
+    # "snapped to grid"); chosen after the first full bench, where one cell fell back for want of them
+    snapped = tuple(
+        choose(replace(cfg.search_config(d, seed), snap_beyond_grid=True), probes)["choice"]["pair"]
+    )
     pair = tuple(picked["choice"]["pair"])
     full = replace(cfg.run, data_size=d).examples
     search_runs = picked["probe_examples"] / full + 1
@@ -171,6 +176,12 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
             "cheaper_than_grid": len(grid) / search_runs,
             "laws": picked["laws"],
             "fit_errors": picked["fit_errors"],
+        },
+        "mars_snap_ends": {
+            "pair": list(snapped),
+            "ppl": grid[snapped]["test"]["ppl"],
+            "accuracy": grid[snapped]["test"]["accuracy"],
+            "grid_rank": ranked.index(snapped) + 1,
         },
         "law_p_only": {
             "pair": list(law_p_pair),
@@ -210,7 +221,7 @@ def summarise_cells(cfg: BenchConfig, runs: list[dict]) -> list[dict]:
     return [cell(cfg, runs, s, d) for d in cfg.data_sizes for s in cfg.seeds]
 
 
-ARMS = ("oracle", "mars", "law_p_only", "uniform", "separate_lr", "adalora")
+ARMS = ("oracle", "mars", "mars_snap_ends", "law_p_only", "uniform", "separate_lr", "adalora")
 
 
 def _mean(xs):
@@ -233,6 +244,9 @@ def summarise(cfg: BenchConfig, runs: list[dict]) -> dict:
             "law_p_only_top_k_share": _mean(
                 [float(c["law_p_only"]["grid_rank"] <= cfg.top_k) for c in group]
             ),
+            "mars_snap_ends_top_k_share": _mean(
+                [float(c["mars_snap_ends"]["grid_rank"] <= cfg.top_k) for c in group]
+            ),
             "regret_ppl": _mean([c["mars"]["regret_ppl"] for c in group]),
             "cheaper_than_grid": _mean([c["mars"]["cheaper_than_grid"] for c in group]),
             "search_runs_equivalent": _mean([c["mars"]["runs_equivalent"] for c in group]),
@@ -252,14 +266,16 @@ def markdown(result: dict) -> str:
     lines = [
         f"MARS bench: grid {cfg['grid']} x {cfg['grid']}, dataset sizes {cfg['data_sizes']}, seeds {cfg['seeds']}",
         "",
-        "| D | MARS in grid top-3 | mean grid rank | Law-P only in top-3 | regret PPL | cheaper than grid | "
+        "| D | MARS in grid top-3 | mean grid rank | snapped to ends / Law-P only in top-3 | regret PPL | "
+        "cheaper than grid | "
         "Spearman | PPL " + " / ".join(ARMS) + " | accuracy " + " / ".join(ARMS) + " |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     arms = ARMS
     for key, s in result["summary"].items():
         lines.append(
-            f"| {key} | {s['top_k_share']:.2f} | {s['mean_grid_rank']:.1f} | {s['law_p_only_top_k_share']:.2f} | "
+            f"| {key} | {s['top_k_share']:.2f} | {s['mean_grid_rank']:.1f} | "
+            f"{s['mars_snap_ends_top_k_share']:.2f} / {s['law_p_only_top_k_share']:.2f} | "
             f"{s['regret_ppl']:.3f} | "
             f"{s['cheaper_than_grid']:.1f}x | {s['spearman']:.2f} | "
             + " / ".join(f"{s['ppl'][a]:.3f}" for a in arms)
@@ -269,14 +285,16 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| seed | D | oracle pair | MARS pair | rank | Law-P-only pair | rank | fallback | candidates |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| seed | D | oracle pair | MARS pair | rank | snapped-to-ends pair | rank | Law-P-only pair | rank | "
+        "fallback | candidates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["cells"]:
         m = c["mars"]
         lines.append(
             f"| {c['seed']} | {c['data_size']} | {tuple(c['oracle']['pair'])} | {tuple(m['pair'])} | "
-            f"{m['grid_rank']} | {tuple(c['law_p_only']['pair'])} | {c['law_p_only']['grid_rank']} | "
+            f"{m['grid_rank']} | {tuple(c['mars_snap_ends']['pair'])} | {c['mars_snap_ends']['grid_rank']} | "
+            f"{tuple(c['law_p_only']['pair'])} | {c['law_p_only']['grid_rank']} | "
             f"{m['fallback'] or '-'} | {len(m['candidates'])} |"
         )
     return "\n".join(lines)
@@ -296,7 +314,7 @@ def plot(result: dict, path: str | Path) -> Path:
     for ax, d in zip(axes, sizes, strict=False):
         cells = [c for c in result["cells"] if c["data_size"] == d]
         mat = np.array([[_mean([c["grid_ppl"][f"{v},{lr}"] for c in cells]) for lr in grid] for v in grid])
-        im = ax.imshow(mat, origin="lower", cmap="viridis_r")
+        im = ax.imshow(mat, origin="lower", cmap="viridis_r", norm=matplotlib.colors.LogNorm())
         fig.colorbar(im, ax=ax, shrink=0.8, label="test perplexity")
         ax.set_xticks(range(len(grid)), grid)
         ax.set_yticks(range(len(grid)), grid)
@@ -314,7 +332,9 @@ def plot(result: dict, path: str | Path) -> Path:
     for i, d in enumerate(sizes):
         s = result["summary"][str(d)]
         ax.bar(np.arange(len(arms)) + i * width, [s["ppl"][a] for a in arms], width, label=f"D = {d}")
-    ax.set_xticks(np.arange(len(arms)) + width * (len(sizes) - 1) / 2, arms, rotation=20)
+    ax.set_xticks(
+        np.arange(len(arms)) + width * (len(sizes) - 1) / 2, arms, rotation=35, ha="right", fontsize=8
+    )
     ax.set_yscale("log")
     ax.set_ylabel("test perplexity (mean over seeds, log scale)")
     ax.set_title("white star: grid oracle; red dot: MARS (per seed)", fontsize=9)

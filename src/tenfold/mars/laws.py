@@ -121,13 +121,14 @@ def fit_law_p(d: list[float], rv: list[float], rl: list[float], ppl: list[float]
     return LawP(dict(zip(sizes, map(float, p[: len(sizes)]), strict=True)), *map(float, p[len(sizes) :]))
 
 
-def snap(r: float, grid: list[int]) -> int | None:
+def snap(r: float, grid: list[int], beyond: bool = False) -> int | None:
     """The grid rank nearest to `r` in log space; None when `r` lies beyond the grid's ends by more than
-    half the grid's widest step (snapping it to an end would pair ranks that do not align)."""
+    half the grid's widest step (snapping it to an end would pair ranks that do not align), unless
+    `beyond`."""
     logs = sorted(math.log(g) for g in grid)
     reach = max((b - a for a, b in zip(logs, logs[1:], strict=False)), default=math.log(2)) / 2
     best = min(grid, key=lambda g: abs(math.log(g) - math.log(r)))
-    return best if abs(math.log(best) - math.log(r)) <= reach + 1e-12 else None
+    return best if beyond or abs(math.log(best) - math.log(r)) <= reach + 1e-12 else None
 
 
 @dataclass
@@ -154,8 +155,11 @@ def choose(
     d: float,
     tol: float = 0.5,
     default: tuple[int, int] = (8, 8),
+    snap_beyond_grid: bool = False,
 ) -> Choice:
-    """MARS's pair for dataset size `d` (see the module docstring)."""
+    """MARS's pair for dataset size `d` (see the module docstring). `snap_beyond_grid`: a partner rank
+    beyond the grid's ends is snapped to the nearest end too (the most nearly aligned pair the grid
+    has) instead of being dropped."""
     if law_v is None or law_l is None or law_p is None:
         return Choice(default, "a law did not fit")
     predicted = {f"{v},{lr}": float(law_p.ppl(v, lr)) for v in grid_v for lr in grid_l}
@@ -171,7 +175,7 @@ def choose(
         )
         <= tol
     }
-    snapped = {v: snap(x, grid_l) for v, x in partners.items() if not math.isnan(x)}
+    snapped = {v: snap(x, grid_l, snap_beyond_grid) for v, x in partners.items() if not math.isnan(x)}
     cands |= {(v, r) for v, r in snapped.items() if r is not None}
     if not cands:
         return Choice(default, "no aligned pair", [], partners, complex_partners, predicted)

@@ -37,6 +37,7 @@ class SearchConfig:
     probe_fractions: tuple[float, ...] = (0.125, 0.25)
     tol: float = 0.5  # natural-log tolerance on t_v / t_l for an aligned pair (a factor of e^0.5 = 1.65)
     default_pair: tuple[int, int] = (8, 8)  # the fallback when no pair aligns or a law does not fit
+    snap_beyond_grid: bool = False  # partner ranks beyond the grid's ends snap to the end (laws.choose)
     run: RunConfig = field(default_factory=RunConfig)  # the full run's settings (data_size is D)
 
     def __post_init__(self):
@@ -99,6 +100,7 @@ def choose(cfg: SearchConfig, probes: list[dict]) -> dict:
         cfg.run.data_size,
         cfg.tol,
         cfg.default_pair,
+        cfg.snap_beyond_grid,
     )
     return {
         "choice": choice.to_dict(),
