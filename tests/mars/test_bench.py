@@ -129,3 +129,14 @@ def test_plot_writes_a_png(tmp_path):
 def test_bad_bench_config():
     with pytest.raises(Exception, match="not on the grid"):
         BenchConfig(grid=(1, 4), uniform_pairs=((2, 2),))
+
+
+def test_a_law_that_does_not_fit_falls_back_without_crashing_the_bench():
+    runs = make_runs(CFG)
+    for r in runs:  # every probe "converges" at once: Law-T has nothing to fit a rank exponent on
+        if r["arm"] == "probe":
+            r["convergence"] = {"vision": {"time": math.nan}, "language": {"time": math.nan}}
+    cells = summarise_cells(CFG, runs)
+    assert all(c["mars"]["fallback"] == "a law did not fit" for c in cells)
+    assert all(tuple(c["mars"]["pair"]) == CFG.default_pair for c in cells)
+    assert summarise(CFG, runs)["all"]["fallbacks"] == 4

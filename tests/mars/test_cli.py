@@ -38,7 +38,7 @@ def test_grid_prints_the_table_and_writes_json(llava_dir, tmp_path):
 
 
 def test_search_reports_the_pair_and_its_cost(monkeypatch, tmp_path, llava_dir):
-    def fake_run(cfg, model_path, quiet=True):
+    def fake_run(cfg, model_path):
         rec = fake_probe(cfg)
         rec["test"] = {"ppl": 2.0, "accuracy": 0.5}
         return rec

@@ -150,11 +150,10 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
     sep = [r for r in mine if r["arm"] == "separate-lr"] + [grid[cfg.separate_lr_pair]]
     sep_best = min(sep, key=lambda r: r["val"]["loss"])
     ada = next(r for r in mine if r["arm"] == "adalora")
-    pred = [picked["choice"]["predicted"][f"{v},{lr}"] for v, lr in ranked]
+    predicted = picked["choice"]["predicted"]  # empty when Law-P did not fit
+    pred = [predicted[f"{v},{lr}"] for v, lr in ranked] if predicted else []
     # ablation at no extra compute: Law-P's best pair over the whole grid, without the alignment pruning
-    law_p_pair = (
-        ranked[min(range(len(ranked)), key=pred.__getitem__)] if picked["laws"]["law_p"] else cfg.default_pair
-    )
+    law_p_pair = ranked[min(range(len(ranked)), key=pred.__getitem__)] if pred else cfg.default_pair
     return {
         "seed": seed,
         "data_size": d,
@@ -189,7 +188,9 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
             "accuracy": grid[law_p_pair]["test"]["accuracy"],
             "grid_rank": ranked.index(law_p_pair) + 1,
         },
-        "spearman_predicted_vs_measured": spearman(pred, [grid[p]["test"]["ppl"] for p in ranked]),
+        "spearman_predicted_vs_measured": (
+            spearman(pred, [grid[p]["test"]["ppl"] for p in ranked]) if pred else math.nan
+        ),
         "uniform": {
             "pair": list(_pair(uniform)),
             "ppl": uniform["test"]["ppl"],

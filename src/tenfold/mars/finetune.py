@@ -112,7 +112,7 @@ class _Swap:
             self.params[n].data.copy_(v)
 
 
-def run(cfg: RunConfig, model_path: str | Path, quiet: bool = True) -> dict:
+def run(cfg: RunConfig, model_path: str | Path) -> dict:
     """Fine-tune a fresh copy of the pretrained model; returns the run's record (JSON-able)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)

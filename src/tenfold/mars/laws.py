@@ -160,9 +160,11 @@ def choose(
     """MARS's pair for dataset size `d` (see the module docstring). `snap_beyond_grid`: a partner rank
     beyond the grid's ends is snapped to the nearest end too (the most nearly aligned pair the grid
     has) instead of being dropped."""
+    predicted = (
+        {} if law_p is None else {f"{v},{lr}": float(law_p.ppl(v, lr)) for v in grid_v for lr in grid_l}
+    )
     if law_v is None or law_l is None or law_p is None:
-        return Choice(default, "a law did not fit")
-    predicted = {f"{v},{lr}": float(law_p.ppl(v, lr)) for v in grid_v for lr in grid_l}
+        return Choice(default, "a law did not fit", predicted=predicted)
     partners = {v: law_l.rank_for_time(float(law_v.time(v, d)), d) for v in grid_v}
     complex_partners = sum(math.isnan(x) for x in partners.values())
     cands = {
