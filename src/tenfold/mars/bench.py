@@ -21,11 +21,11 @@ import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tenfold.core.benchkit import map_jobs
+from tenfold.core.benchkit import map_jobs, save_figure
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
 from tenfold.mars.finetune import RunConfig, run
-from tenfold.mars.search import GRID, SearchConfig, choose, spearman
+from tenfold.mars.search import GRID, SearchConfig, choose, fit, spearman
 
 
 @dataclass
@@ -137,12 +137,12 @@ def cell(cfg: BenchConfig, runs: list[dict], seed: int, d: int) -> dict:
     ranked = sorted(grid, key=lambda p: grid[p]["test"]["loss"])
     oracle = ranked[0]
     probes = [r for r in mine if r["arm"] == "probe"]
-    picked = choose(cfg.search_config(d, seed), probes)
+    fitted = fit(probes)
+    picked = choose(cfg.search_config(d, seed), probes, fitted)
     # ablation at no extra compute: partners beyond the grid snapped to its ends (the brief's literal
     # "snapped to grid"); chosen after the first full bench, where one cell fell back for want of them
-    snapped = tuple(
-        choose(replace(cfg.search_config(d, seed), snap_beyond_grid=True), probes)["choice"]["pair"]
-    )
+    snap_cfg = replace(cfg.search_config(d, seed), snap_beyond_grid=True)
+    snapped = tuple(choose(snap_cfg, probes, fitted)["choice"]["pair"])
     pair = tuple(picked["choice"]["pair"])
     full = replace(cfg.run, data_size=d).examples
     search_runs = picked["probe_examples"] / full + 1
@@ -340,7 +340,4 @@ def plot(result: dict, path: str | Path) -> Path:
     ax.set_ylabel("test perplexity (mean over seeds, log scale)")
     ax.set_title("white star: grid oracle; red dot: MARS (per seed)", fontsize=9)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

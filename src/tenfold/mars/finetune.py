@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 from tenfold.core.errors import TenfoldError
+from tenfold.core.train import TrainConfig
+from tenfold.core.train import lr_at as core_lr_at
 from tenfold.mars import data, lora
 from tenfold.mars import model as M
 
@@ -76,12 +78,9 @@ class RunConfig:
 
 
 def lr_at(step: int, steps: int, peak: float) -> float:
-    """Linear warm-up over the first 5% of steps, then cosine decay to a tenth of the peak."""
-    warm = max(1, steps // 20)
-    if step < warm:
-        return peak * (step + 1) / warm
-    frac = (step - warm) / max(1, steps - warm)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    """Linear warm-up over the first 5% of steps, then cosine decay to a tenth of the peak (core's
+    schedule)."""
+    return core_lr_at(step, TrainConfig(steps=steps, lr=peak, warmup_steps=max(1, steps // 20)))
 
 
 def crossing_step(curve: list[float], steps: list[int], final: float, share: float = 0.9) -> float:

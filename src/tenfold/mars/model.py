@@ -13,16 +13,16 @@ the gold prefix: exactly the examples greedy decoding would answer right.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tenfold.core.errors import CheckpointError, TenfoldError, one_line
+from tenfold.core.train import IGNORE
 from tenfold.mars.data import IMAGE_SIZE, Example
 
-IGNORE = -100
 PATCH = 8
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
 
@@ -119,9 +119,6 @@ class Batch:
     attention_mask: torch.Tensor
     labels: torch.Tensor
     pixel_values: torch.Tensor
-
-    def to(self, device) -> Batch:
-        return Batch(**{k: v.to(device) for k, v in asdict(self).items()})
 
 
 def encode(examples: Sequence[Example], tok, image_id: int) -> list[tuple[list[int], list[int], np.ndarray]]:

@@ -88,9 +88,10 @@ def fit(probes: list[dict]) -> dict:
     return out
 
 
-def choose(cfg: SearchConfig, probes: list[dict]) -> dict:
-    """The fitted laws and the chosen pair for the full dataset size (no full run)."""
-    fitted = fit(probes)
+def choose(cfg: SearchConfig, probes: list[dict], fitted: dict | None = None) -> dict:
+    """The fitted laws and the chosen pair for the full dataset size (no full run); `fitted`: the
+    laws `fit(probes)` returned already, not fitted again."""
+    fitted = fit(probes) if fitted is None else fitted
     choice = laws.choose(
         fitted["law_vision"],
         fitted["law_language"],

@@ -10,7 +10,6 @@ from Vicuna.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from tenfold.core.artefacts import register_artefact
 from tenfold.core.cache import Artefact
 from tenfold.core.errors import TenfoldError
 from tenfold.core.progress import progress_bar
+from tenfold.core.train import TrainConfig, lr_at
 from tenfold.mars import data
 from tenfold.mars import model as M
 
@@ -51,14 +51,6 @@ class PretrainRecipe:
         return key
 
 
-def lr_at(step: int, r: PretrainRecipe) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if step < r.warmup:
-        return r.lr * (step + 1) / r.warmup
-    frac = (step - r.warmup) / max(1, r.steps - r.warmup)
-    return r.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
 def pretrain(r: PretrainRecipe, out: Path, quiet: bool = False) -> Path:
     """Train the recipe's model into `out/model`; the loss curve and held-out scores go to
     `out/pretrain.json`."""
@@ -67,6 +59,8 @@ def pretrain(r: PretrainRecipe, out: Path, quiet: bool = False) -> Path:
     image_id = M.image_token_id(model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    # linear warm-up, then cosine decay to a tenth of the peak
+    schedule = TrainConfig(steps=r.steps, lr=r.lr, warmup_steps=r.warmup)
     losses, t0 = [], time.perf_counter()
     with progress_bar("mars pretrain", r.steps, quiet) as bar:
         for step in range(r.steps):
@@ -75,7 +69,7 @@ def pretrain(r: PretrainRecipe, out: Path, quiet: bool = False) -> Path:
                 for i in range(r.batch_size)
             ]
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, r)
+                g["lr"] = lr_at(step, schedule)
             loss = M.batch_loss(model, M.collate(M.encode(exs, tok, image_id), tok.pad_id))
             opt.zero_grad(set_to_none=True)
             loss.backward()
