@@ -377,3 +377,22 @@ for _role, _minutes in (("agent", 21), ("memory", 26)):
         needs=(BASE_MODEL if recipe(_role).base else "comem-drill",),
         quality=_skill_quality(_role),
     )
+
+
+def _rl_memory_artefact():
+    from tenfold.comem.memory_rl import cached_rl_memory
+
+    return cached_rl_memory().artefact
+
+
+register_artefact(
+    "comem-memory-rl",
+    "comem",
+    _rl_memory_artefact,
+    ship=("train/last",),
+    minutes=22,  # 2.5 min of logged episodes, then 120 steps of ~8 s on two threads
+    dtype="float16",
+    doc="the Vault memory model trained by reward (GRPO on action agreement) from comem-memory",
+    needs=("comem-agent", "comem-memory"),
+    quality=_skill_quality("memory"),
+)

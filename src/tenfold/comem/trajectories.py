@@ -35,6 +35,14 @@ def episode_steps(game: VaultGame) -> list[LoggedStep]:
     return out
 
 
+def episode_messages(game: VaultGame) -> list[dict]:
+    """The whole played game as the full-context agent's chat (its own replies included)."""
+    msgs: list[dict] = [{"role": "system", "content": AGENT_SYSTEM}, {"role": "user", "content": TASK}]
+    for obs, reply in game.log:
+        msgs += [{"role": "user", "content": obs}, {"role": "assistant", "content": reply}]
+    return msgs
+
+
 async def _play(configs: list[VaultConfig], agent) -> list[VaultGame]:
     from tenfold.comem.runtime import PolicyConfig, run_episode
 
@@ -45,6 +53,11 @@ async def _play(configs: list[VaultConfig], agent) -> list[VaultGame]:
     return games
 
 
+def play_full(configs: list[VaultConfig], agent) -> list[VaultGame]:
+    """Each game played to its end with full context on `agent` (a Backend); `game.log` holds it."""
+    return asyncio.run(_play(configs, agent))
+
+
 def log_trajectories(configs: list[VaultConfig], agent) -> list[LoggedStep]:
     """Play each game with full context on `agent` (a Backend) and log every step."""
-    return [s for g in asyncio.run(_play(configs, agent)) for s in episode_steps(g)]
+    return [s for g in play_full(configs, agent) for s in episode_steps(g)]
