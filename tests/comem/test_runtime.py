@@ -92,3 +92,46 @@ def test_memory_input_modes(memory_input):
         assert "\n0: " in last and "Memory so far" not in last
     else:  # the previous summary stands in for the early turns
         assert "Memory so far: " in last and "\n0: " not in last
+
+
+def test_adopt_at_k_adopts_each_summary_exactly_k_steps_after_it_started():
+    # the memory is instant, so without adopt_at_k a summary started at t is adopted at t + 1
+    res, _ = play("comem", ListingMemory(), k=3, adopt_at_k=True, steps=40)
+    assert res.success
+    for r in res.records:
+        if r.summary_cut:
+            assert r.t - r.summary_cut in (3, 4, 5, 6)  # started at cut, adopted at cut + 3
+    adopted_at = {}
+    for r in res.records:
+        if r.summary_cut:
+            adopted_at.setdefault(r.summary_cut, r.t)
+    assert all(t == cut + 3 for cut, t in adopted_at.items())
+    assert res.summary_cuts == sorted(adopted_at)
+
+
+class RecordingAgent(ReadingAgent):
+    """Keeps every request in order, flagging the one-token ones (pre-fills of a coming prompt)."""
+
+    def __init__(self):
+        super().__init__(delay=0.01)
+        self.requests = []
+
+    async def chat(self, messages, **kw):
+        self.requests.append((kw.get("max_tokens") == 1, [dict(m) for m in messages]))
+        return await super().chat(messages, **kw)
+
+
+def test_prefill_ahead_warms_the_next_prompt_one_step_before_switching_to_it():
+    agent = RecordingAgent()
+    res, _ = play("comem", ListingMemory(), agent=agent, k=4, prefill_ahead=True, steps=40)
+    warms = [i for i, (w, _) in enumerate(agent.requests) if w]
+    assert res.success and res.prefills == len(warms) > 0
+    for i in warms:
+        warm = agent.requests[i][1]
+        # the next step's prompt extends the warmed one, so its prefix is in the agent's cache
+        later = [m for w, m in agent.requests[i + 1 :] if not w]
+        assert later and later[0][: len(warm)] == warm and len(later[0]) > len(warm)
+    # a summary ready before it is due is adopted one step later than without the pre-fill
+    plain, _ = play("comem", ListingMemory(), agent=ReadingAgent(0.01), k=4, steps=40)
+    first = [r.t for r in res.records if r.summary_cut][0]
+    assert first == [r.t for r in plain.records if r.summary_cut][0] + 1

@@ -6,6 +6,7 @@ puts it in front of an existing agent server."""
 from __future__ import annotations
 
 from tenfold.comem.bench import BenchConfig, run_bench, summarize
+from tenfold.comem.quality import QualityConfig, run_quality
 from tenfold.comem.runtime import BackendMemory, EpisodeResult, PolicyConfig, run_episode
 from tenfold.core.benchkit import isolated
 
@@ -51,6 +52,12 @@ def play(
     return game, asyncio.run(main())
 
 
+def quality(cfg: QualityConfig, quiet: bool = False) -> dict:
+    """Success per memory arm on held-out episodes with 95% intervals (`comem.quality`), in a fresh
+    process."""
+    return isolated(run_quality, cfg.validate(), quiet, threads=2)
+
+
 def bench(cfg: BenchConfig, quiet: bool = False) -> dict:
     """full vs sync vs comem (and the proxy, and the k sweep) on the same seeded episodes, in a fresh
     process with one CPU thread; the result carries its `summary`."""
@@ -58,4 +65,13 @@ def bench(cfg: BenchConfig, quiet: bool = False) -> dict:
     return {**result, "summary": summarize(result)}
 
 
-__all__ = ["BenchConfig", "PolicyConfig", "bench", "default_models", "play", "run_episode"]
+__all__ = [
+    "BenchConfig",
+    "PolicyConfig",
+    "QualityConfig",
+    "bench",
+    "default_models",
+    "play",
+    "quality",
+    "run_episode",
+]

@@ -51,6 +51,8 @@ class BenchConfig:
     memory: str | None = None
     seed: int = 10_000  # episode seeds start here (training draws from its own generator)
     prefix_cache_gb: float = 1.0
+    # also run comem with the paper's optimized schedule (`PolicyConfig.prefill_ahead`) as its own arm
+    prefill_arm: bool = True
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -102,6 +104,7 @@ def _aggregate(results: list[EpisodeResult]) -> dict:
         "wait_s": mean("wait_total_s"),
         "env_s": mean("env_mean_s"),
         "prompt_tokens": mean("prompt_tokens_mean"),
+        "prefills": sum(r.prefills for r in results),
         "memory_s": statistics.fmean([m for r in results for m in r.memory_seconds] or [0.0]),
         "memory_calls": sum(x["memory_calls"] for x in s),
         "memory_errors": sum(x["memory_errors"] for x in s),
@@ -132,8 +135,8 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
         _server(agent_spec, pc, cpu=0) as agent_url,
         _server(memory_spec, pc, cpu=1) as memory_url,
     ):
-        policies = ("full", "sync", "comem")
-        n_cells = len(cfg.steps) * len(cfg.concurrency) * (3 + cfg.proxy) + len(cfg.ks)
+        policies = ("full", "sync", "comem") + (("comem-prefill",) if cfg.prefill_arm else ())
+        n_cells = len(cfg.steps) * len(cfg.concurrency) * (len(policies) + cfg.proxy) + len(cfg.ks)
         with progress_bar("comem bench", total=n_cells, quiet=quiet) as bar:
 
             async def main():
@@ -144,15 +147,25 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
                     for c in cfg.concurrency:
                         waves = max(1, -(-cfg.min_episodes // c))
                         for policy in policies:
-                            pcfg = PolicyConfig(policy, cfg.interval, cfg.k, env_latency=cfg.env_latency)
+                            pcfg = PolicyConfig(
+                                policy.removesuffix("-prefill"),
+                                cfg.interval,
+                                cfg.k,
+                                env_latency=cfg.env_latency,
+                                prefill_ahead=policy.endswith("-prefill"),
+                            )
                             results = []
+                            before = await _computed_tokens(agent_url)
                             for w in range(waves):
                                 results += await _wave(
                                     _games(cfg, steps, c, offset=w * c), agent, memory, pcfg
                                 )
-                            rows.append(
-                                {"steps": steps, "concurrency": c, "policy": policy, **_aggregate(results)}
-                            )
+                            row = {"steps": steps, "concurrency": c, "policy": policy, **_aggregate(results)}
+                            calls = sum(len(r.records) + r.prefills for r in results)
+                            # tokens the agent server ran a forward pass on per request (the rest
+                            # came from its prefix cache): what switching to a new summary costs
+                            row["agent_prefill_tokens"] = (await _computed_tokens(agent_url) - before) / calls
+                            rows.append(row)
                             bar.advance(1, steps=steps, c=c, policy=policy)
                         if cfg.proxy:
                             proxy_rows.append(await _proxy_arm(cfg, steps, c, waves, agent_url, memory_url))
@@ -180,6 +193,21 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> dict:
         "k_sweep": ksweep,
         "proxy": proxy_rows,
     }
+
+
+async def _computed_tokens(url: str) -> float:
+    """The agent server's prefill tokens computed so far (its prefix cache's counter), NaN if unknown."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10) as h:
+            text = (await h.get(url.removesuffix("/v1") + "/metrics")).text
+    except httpx.HTTPError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith("tenfold_prefill_prefix_cache_computed_tokens_total "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 class _server:
@@ -259,6 +287,9 @@ def summarize(result: dict) -> dict:
             "success_ratio": comem["success"] / full["success"] if full["success"] else float("nan"),
         }
         row["vs_sync_of_bound"] = row["speedup_vs_sync"] / row["bound_vs_sync_window"]
+        if (prefill := by.get((steps, c, "comem-prefill"))) is not None:
+            row["prefill_speedup_vs_full"] = full["episode_s"] / prefill["episode_s"]
+            row["prefill_vs_comem"] = comem["episode_s"] / prefill["episode_s"]
         px = next((p for p in result["proxy"] if p["steps"] == steps and p["concurrency"] == c), None)
         if px:
             row["proxy_vs_library"] = px["episode_s"] / comem["episode_s"]
@@ -276,10 +307,12 @@ def plot(result: dict, path: str | Path) -> Path:
     rows = result["rows"]
     steps = max(r["steps"] for r in rows)
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-    for policy, style in (("full", "o-"), ("sync", "s-"), ("comem", "^-")):
+    for policy, style in (("full", "o-"), ("sync", "s-"), ("comem", "^-"), ("comem-prefill", "v-")):
         sub = sorted(
             (r for r in rows if r["policy"] == policy and r["steps"] == steps), key=lambda r: r["concurrency"]
         )
+        if not sub:
+            continue
         ax[0].plot([r["concurrency"] for r in sub], [r["episode_s"] for r in sub], style, label=policy)
     px = sorted((p for p in result["proxy"] if p["steps"] == steps), key=lambda r: r["concurrency"])
     if px:
@@ -310,27 +343,28 @@ def markdown_tables(result: dict, summary: dict) -> str:
     """The per-arm table, the per-cell ratios and the k sweep, as Markdown (what docs/comem.md shows)."""
     out = [
         "| steps | sessions | policy | episode s | step ms | agent call ms | blocked on memory s "
-        "| memory call ms | prompt tokens | success | critical actions right |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| memory call ms | prompt tokens | prefilled tokens per agent request | success | critical actions right |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(result["rows"] + result["proxy"], key=lambda r: (r["steps"], r["concurrency"])):
         mem = f"{r['memory_s'] * 1000:.0f}" if r["memory_calls"] else "-"
         out.append(
             f"| {r['steps']} | {r['concurrency']} | {r['policy']} | {r['episode_s']:.2f} | {r['step_s'] * 1000:.0f} "
             f"| {r['agent_s'] * 1000:.0f} | {r['wait_s']:.2f} | {mem} | {r['prompt_tokens']:.0f} "
-            f"| {r['success']:.2f} | {r['score']:.2f} |"
+            f"| {r.get('agent_prefill_tokens', float('nan')):.0f} | {r['success']:.2f} | {r['score']:.2f} |"
         )
     out += [
         "",
         "| steps | sessions | comem vs full | comem vs sync | bound vs sync (R-step window) | share of bound "
-        "| bound (issue's per-step form) | proxy / library | success comem / full |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| bound (issue's per-step form) | proxy / library | comem with pre-fill vs full | success comem / full |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in summary["cells"]:
         out.append(
             f"| {c['steps']} | {c['concurrency']} | {c['speedup_vs_full']:.2f}x | {c['speedup_vs_sync']:.2f}x "
             f"| {c['bound_vs_sync_window']:.2f}x | {c['vs_sync_of_bound']:.2f} | {c['bound_vs_sync_step']:.2f}x "
-            f"| {c.get('proxy_vs_library', float('nan')):.2f} | {c['success_comem']:.2f} / {c['success_full']:.2f} |"
+            f"| {c.get('proxy_vs_library', float('nan')):.2f} | {c.get('prefill_speedup_vs_full', float('nan')):.2f}x "
+            f"| {c['success_comem']:.2f} / {c['success_full']:.2f} |"
         )
     if result["k_sweep"]:
         out += [

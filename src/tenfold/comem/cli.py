@@ -14,7 +14,12 @@ app = typer.Typer(help="CoMem: asynchronous k-step-off agent memory.", no_args_i
 
 @app.command()
 def train(
-    role: Annotated[str, typer.Argument(help="agent, memory, drill (the shared warm-up) or all")],
+    role: Annotated[
+        str,
+        typer.Argument(
+            help="agent, memory, memory-rl (trained by reward), drill (the shared warm-up) or all"
+        ),
+    ],
     retrain: bool = False,
     init: Annotated[
         str, typer.Option(help="start from: base (tenfold-base), drill (the recall warm-up) or scratch")
@@ -31,8 +36,16 @@ def train(
         print(drilled_model(retrain=retrain, quiet=quiet))
     elif role in ("agent", "memory"):
         print(trained_model(recipe(role, init), retrain=retrain, quiet=quiet))
+    elif role == "memory-rl":
+        from tenfold.comem.memory_rl import cached_rl_memory
+
+        if init != "base":
+            raise TenfoldError("memory-rl starts from the shipped SFT memory model (--init base)")
+        print(cached_rl_memory(quiet=quiet).path(retrain))
     else:
-        raise TenfoldError(f"role must be agent, memory, drill or all (without --retrain), got {role!r}")
+        raise TenfoldError(
+            f"role must be agent, memory, memory-rl, drill or all (without --retrain), got {role!r}"
+        )
 
 
 @app.command()
@@ -131,6 +144,47 @@ def bench(
     )
     result = api.bench(cfg, quiet)
     finish_bench(result, markdown_tables(result, result["summary"]), json_path, plot_path, plot)
+
+
+@app.command()
+def quality(
+    quick: QuickOpt = True,
+    steps: Annotated[
+        list[int] | None, typer.Option(help="episode lengths (default: quick 40; full 40, 80)")
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="held-out episodes per arm and length")] = 64,
+    arms: Annotated[
+        list[str] | None,
+        typer.Option("--arm", help="full, none, oracle, sft, rl, sync (repeatable; default all)"),
+    ] = None,
+    agent: Annotated[str | None, typer.Option(help="agent checkpoint dir (default: shipped)")] = None,
+    sft_memory: Annotated[
+        str | None, typer.Option(help="SFT memory checkpoint dir (default: shipped)")
+    ] = None,
+    rl_memory: Annotated[str | None, typer.Option(help="RL memory checkpoint dir (default: shipped)")] = None,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Success per memory arm (full, no memory, scripted oracle, SFT, RL, sync) on held-out episodes,
+    with 95% intervals, RL vs SFT on the same episodes, and the RL reward curve; see docs/comem.md."""
+    from dataclasses import replace
+
+    from tenfold.comem import api
+    from tenfold.comem.quality import QualityConfig, markdown_table, plot
+
+    cfg = QualityConfig.quick() if quick else QualityConfig()
+    cfg = replace(
+        cfg,
+        steps=steps or cfg.steps,
+        episodes=episodes,
+        arms=arms or cfg.arms,
+        agent=agent,
+        sft_memory=sft_memory,
+        rl_memory=rl_memory,
+    )
+    result = api.quality(cfg, quiet)
+    finish_bench(result, markdown_table(result), json_path, plot_path, plot)
 
 
 @app.command()

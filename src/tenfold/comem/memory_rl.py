@@ -21,7 +21,7 @@ deployed) or the expert's (`previous_from`).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from tenfold.rl.rollout import sample_groups
 from tenfold.rl.trainer import Batch, UniformSource
 
 PREVIOUS = ("mixed", "chain", "expert")
+Actor = Callable[[list[list[dict]]], list[str]]  # chats -> the agent's replies
 TRAIN_SEEDS = 1_000_000  # logged training games draw their seeds from here up (held-out: 10,000-30,000)
 HELDOUT_SEED = 30_000  # the held-out cut items of the training curve
 
@@ -170,15 +171,21 @@ def _greedy(model, tok, prompts: Sequence[list[dict] | Sequence[int]], max_token
     return gens
 
 
-class AgentJudge:
-    """The frozen agent and the reward: scores summaries by the actions the agent takes from them."""
+def model_actor(agent, tok, max_tokens: int = 48) -> Actor:
+    """The frozen agent model as an `Actor`: greedy replies to a batch of chats."""
+    return lambda views: [g.text for g in _greedy(agent, tok, views, max_tokens)]
 
-    def __init__(self, agent, agent_tok, max_tokens: int = 48, reward: RewardConfig = RewardConfig()):
-        self.agent, self.tok, self.max_tokens, self.reward = agent, agent_tok, max_tokens, reward
+
+class AgentJudge:
+    """The frozen agent and the reward: scores summaries by the actions the agent takes from them.
+    `act` answers a batch of chats (`model_actor` for a model; anything that reads chats in tests)."""
+
+    def __init__(self, act: Actor, reward: RewardConfig = RewardConfig()):
+        self.act, self.reward = act, reward
 
     def rewards(self, pairs: Sequence[tuple[CutItem, str]]) -> list[dict]:
-        """Per (item, summary): {"reward", "match", "penalty"}; one agent call per distinct pair and
-        target, batched."""
+        """Per (item, summary): {"reward", "match", "penalty"}; one agent reply per distinct pair and
+        target, all in one batch."""
         keys = list(dict.fromkeys((id(it), s) for it, s in pairs))
         by_key = {(id(it), s): it for it, s in pairs}
         views, where = [], []
@@ -187,10 +194,10 @@ class AgentJudge:
                 # the paper's agent view: system, task + summary, the latest observation
                 views.append(agent_view(step.messages, key[1], cut=step.t))
                 where.append((key, step.action))
-        replies = _greedy(self.agent, self.tok, views, self.max_tokens)
+        replies = self.act(views)
         matches: dict[tuple, list[float]] = {k: [] for k in keys}
-        for (key, logged), g in zip(where, replies, strict=True):
-            matches[key].append(action_match(g.text, logged, self.reward))
+        for (key, logged), reply in zip(where, replies, strict=True):
+            matches[key].append(action_match(reply, logged, self.reward))
         out = []
         for it, s in pairs:
             m = sum(matches[(id(it), s)]) / len(matches[(id(it), s)])
@@ -337,7 +344,7 @@ def train_memory_rl(
     items, heldout = prepare_items(r, agent_dir, memory, tok, quiet)
     if not items:
         raise TenfoldError("no training cut has a critical step after it: lengthen the episodes")
-    judge = AgentJudge(agent, agent_tok, r.agent_tokens, r.reward)
+    judge = AgentJudge(model_actor(agent, agent_tok, r.agent_tokens), r.reward)
     cfg = r.rl_config()
     out = Path(out_dir)
     return train_rl(

@@ -65,6 +65,15 @@ class PolicyConfig:
     agent_max_tokens: int = 48
     env_latency: float = 0.0  # seconds slept per environment step (tool execution); 0 = the game only
     memory_input: str = "incremental"  # "history": every raw turn (the paper); "incremental": see below
+    # comem: adopt a summary exactly k steps after starting it, even when it is done sooner. The agent's
+    # views then do not depend on how fast the memory model runs (quality measurement; the staleness
+    # is the bound's worst case)
+    adopt_at_k: bool = False
+    # comem, the paper's optimized schedule: a summary that is ready before it is due is adopted one
+    # step later, and meanwhile the agent's prefix cache is filled with the new prompt (a one-token
+    # request), so the switch does not re-prefill the summary and the turns since its cut-off on the
+    # critical path. Pays off only where the agent server has a prefix cache and spare time.
+    prefill_ahead: bool = False
 
     def validate(self) -> PolicyConfig:
         if self.memory_input not in MEMORY_INPUTS:
@@ -99,7 +108,9 @@ class EpisodeResult:
     records: list[StepRecord] = field(default_factory=list)
     memory_seconds: list[float] = field(default_factory=list)  # per memory call
     memory_errors: int = 0
+    prefills: int = 0  # prefill_ahead: one-token requests sent to warm the agent's cache
     summaries: list[str] = field(default_factory=list)
+    summary_cuts: list[int] = field(default_factory=list)  # each adopted summary covers turns [0, cut)
 
     def summary(self) -> dict:
         n = max(1, len(self.records))
@@ -117,6 +128,7 @@ class EpisodeResult:
             "memory_calls": len(self.memory_seconds),
             "memory_mean_s": sum(self.memory_seconds) / max(1, len(self.memory_seconds)),
             "memory_errors": self.memory_errors,
+            "prefills": self.prefills,
         }
 
 
@@ -145,6 +157,15 @@ async def run_episode(
     summary, cut = None, 0
     job: asyncio.Task | None = None
     job_step = 0
+    ready: tuple[str | None, int] | None = None  # prefill_ahead: adopted at the next step
+    warm: asyncio.Task | None = None
+
+    async def prefill(view: list[dict]) -> None:
+        try:
+            await agent.chat(view, max_tokens=1, temperature=0.0)
+            res.prefills += 1
+        except Exception:  # noqa: BLE001 - a failed warm-up only costs the prefill it meant to save
+            pass
 
     async def summarize(upto: int) -> tuple[str | None, int]:
         t0 = time.perf_counter()
@@ -166,6 +187,7 @@ async def run_episode(
         if got[0] is not None:
             summary, cut = got
             res.summaries.append(got[0])
+            res.summary_cuts.append(got[1])
 
     start = time.perf_counter()
     obs, t = env.observation(), 0
@@ -179,11 +201,20 @@ async def run_episode(
                 adopt(await summarize(t))
                 wait = time.perf_counter() - w
             elif cfg.policy == "comem":
-                if job is not None and (job.done() or t - job_step >= cfg.k):
+                if ready is not None:
+                    adopt(ready)
+                    ready = None
+                due = t - job_step >= cfg.k
+                if job is not None and (due or (job.done() and not cfg.adopt_at_k)):
                     w = time.perf_counter()
-                    adopt(await job)
+                    got = await job
                     wait = time.perf_counter() - w
                     job = None
+                    if cfg.prefill_ahead and got[0] is not None and not due:
+                        ready = got
+                        warm = asyncio.create_task(prefill(agent_view(messages, got[0], got[1])))
+                    else:
+                        adopt(got)
                 if t > 0 and t % cfg.interval == 0 and job is None:
                     job, job_step = asyncio.create_task(summarize(t)), t
             view = agent_view(messages, summary, cut)
@@ -199,8 +230,9 @@ async def run_episode(
             res.records.append(StepRecord(t, now - t0, agent_s, wait, now - e, reply.prompt_tokens, cut))
             t += 1
     finally:
-        if job is not None:
-            job.cancel()
+        for task in (job, warm):
+            if task is not None:
+                task.cancel()
     res.seconds = time.perf_counter() - start
     res.steps = t
     res.success = bool(getattr(env, "success", False))

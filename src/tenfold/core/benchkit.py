@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -97,6 +98,36 @@ def seed_sd(xs: list[float]) -> float:
     import statistics
 
     return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (z = 1.96: 95%); (0, 1) when n = 0. Unlike the normal
+    approximation it stays inside [0, 1] and is not empty at 0 or n successes."""
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, not 1 - 1e-16
+    return lo, 1.0 if successes == n else min(1.0, centre + half)
+
+
+def mcnemar_p(only_a: int, only_b: int, one_sided: bool = False) -> float:
+    """Exact McNemar p-value for paired outcomes (the same episodes under two arms): `only_a` episodes
+    won by arm A alone, `only_b` by arm B alone; under the null each discordant pair is a fair coin.
+    Two-sided by default; `one_sided`: the alternative that A wins more often. 1.0 with no discordant
+    pair."""
+    if min(only_a, only_b) < 0:
+        raise ValueError(f"counts must be >= 0, got {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    if one_sided:
+        return sum(math.comb(n, i) for i in range(only_a, n + 1)) / 2**n
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:

@@ -129,4 +129,5 @@ class PrefixCachePrefill:
             "prefix_cache_hits_total": s["hits"],
             "prefix_cache_misses_total": s["misses"],
             "prefix_cache_reused_tokens_total": s["reused_tokens"],
+            "prefix_cache_computed_tokens_total": s["computed_tokens"],
         }
