@@ -59,4 +59,3 @@ def test_bad_configs_are_refused():
         QualityConfig(arms=["full", "magic"]).validate()
     with pytest.raises(TenfoldError):
         QualityConfig(steps=[8]).validate()
-
