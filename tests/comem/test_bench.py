@@ -67,3 +67,13 @@ def test_success_ratio_undefined_without_full_successes():
 def test_config_rejects_short_episodes():
     with pytest.raises(TenfoldError, match="too short"):
         BenchConfig(steps=[5]).validate()
+
+
+def test_the_prefill_arm_is_compared_with_full_and_with_plain_comem():
+    result = _result(1.0, 1.0)
+    result["rows"].append({**_row(40, 1, "comem-prefill", 1.6, 1.0), "agent_prefill_tokens": 12.0})
+    (cell,) = summarize(result)["cells"]
+    assert cell["prefill_speedup_vs_full"] == pytest.approx(3.0 / 1.6)
+    assert cell["prefill_vs_comem"] == pytest.approx(2.0 / 1.6)
+    table = markdown_tables(result, summarize(result))
+    assert "| 40 | 1 | comem-prefill |" in table and "| 12 |" in table and "1.88x" in table

@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 from tenfold.comem.context import SUMMARY_PREFIX
+from tenfold.comem.reward import RewardConfig
 from tenfold.comem.memory_rl import (
     AgentJudge,
     MemoryRLRecipe,
@@ -77,7 +78,7 @@ def test_the_reward_follows_the_action_the_agent_takes_from_the_summary(tok):
     door = next(f for f in game.facts if f.kind == "door")
     wrong_digit = door.text[:-1] + str((int(door.text[-1]) + 1) % 10)
     everything = "; ".join(f.text for f in game.facts) + "."
-    judge = AgentJudge(reading_actor)
+    judge = AgentJudge(reading_actor, RewardConfig(free_chars=100))
     full, one_off, nothing, verbose = judge.rewards(
         [
             (it, everything),
@@ -129,3 +130,16 @@ def test_bad_recipes_are_refused():
         MemoryRLRecipe(carry_share=1.0).validate()
     with pytest.raises(TenfoldError, match="group_size"):
         MemoryRLRecipe(group_size=1).validate()
+
+
+def test_every_character_costs_and_a_cut_off_summary_pays_the_most(tok):
+    game = played(VaultConfig(40, 2, 1, seed=7))
+    it = cut_items([game], None, tok, 4, "expert", seed=0)[0]
+    needed = "; ".join(f.text for f in game.facts) + "."
+    judge = AgentJudge(reading_actor)
+    once, twice, cut = judge.rewards(
+        [(it, needed), (it, needed + " " + needed), (it, needed)], [False, False, True]
+    )
+    assert once["match"] == twice["match"] == cut["match"] == 1.0
+    assert once["reward"] > twice["reward"] > cut["reward"]  # repeating facts is not free
+    assert cut["penalty"] == judge.reward.max_penalty

@@ -20,6 +20,7 @@ deployed) or the expert's (`previous_from`).
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -183,9 +184,12 @@ class AgentJudge:
     def __init__(self, act: Actor, reward: RewardConfig = RewardConfig()):
         self.act, self.reward = act, reward
 
-    def rewards(self, pairs: Sequence[tuple[CutItem, str]]) -> list[dict]:
+    def rewards(
+        self, pairs: Sequence[tuple[CutItem, str]], cut_off: Sequence[bool] | None = None
+    ) -> list[dict]:
         """Per (item, summary): {"reward", "match", "penalty"}; one agent reply per distinct pair and
-        target, all in one batch."""
+        target, all in one batch. A summary `cut_off` by the token limit (no end-of-turn) pays the
+        largest length penalty: deployed, the limit cuts it too, and whatever it held last is lost."""
         keys = list(dict.fromkeys((id(it), s) for it, s in pairs))
         by_key = {(id(it), s): it for it, s in pairs}
         views, where = [], []
@@ -199,9 +203,9 @@ class AgentJudge:
         for (key, logged), reply in zip(where, replies, strict=True):
             matches[key].append(action_match(reply, logged, self.reward))
         out = []
-        for it, s in pairs:
+        for i, (it, s) in enumerate(pairs):
             m = sum(matches[(id(it), s)]) / len(matches[(id(it), s)])
-            pen = length_penalty(s, self.reward)
+            pen = self.reward.max_penalty if cut_off and cut_off[i] else length_penalty(s, self.reward)
             out.append({"reward": m - pen, "match": m, "penalty": pen})
         return out
 
@@ -226,7 +230,9 @@ class MemoryRollouts:
             cfg.stop,
             seed=cfg.seed * 7919 + step,
         )
-        scores = self.judge.rewards([(items[r.group], r.text.strip()) for r in rolls])
+        stops = tokenizer.stop_ids
+        cut_off = [not r.token_ids or r.token_ids[-1] not in stops for r in rolls]
+        scores = self.judge.rewards([(items[r.group], r.text.strip()) for r in rolls], cut_off)
         for r, sc in zip(rolls, scores, strict=True):
             r.reward = sc["reward"]
         rewards = torch.tensor([r.reward for r in rolls]).view(len(items), cfg.group_size)
@@ -240,6 +246,7 @@ class MemoryRollouts:
             "penalty_mean": sum(s["penalty"] for s in scores) / n,
             "informative_share": float(informative(rewards).float().mean()),
             "summary_chars": sum(len(r.text.strip()) for r in rolls) / n,
+            "cut_off_share": sum(cut_off) / n,
         }
         return Batch(rolls, len(rolls), metrics)
 
@@ -256,8 +263,10 @@ def heldout_eval(items: Sequence[CutItem], judge: AgentJudge, tok, max_tokens: i
     from tenfold.comem.train import fact_recall
 
     def evaluate(model) -> dict:
-        summaries = [g.text.strip() for g in _greedy(model, tok, [it.prompt for it in items], max_tokens)]
-        scores = judge.rewards(list(zip(items, summaries, strict=True)))
+        gens = _greedy(model, tok, [it.prompt for it in items], max_tokens)
+        summaries = [g.text.strip() for g in gens]
+        cut_off = [g.finish_reason == "length" for g in gens]
+        scores = judge.rewards(list(zip(items, summaries, strict=True)), cut_off)
         counts = {True: [0, 0], False: [0, 0]}  # adds -> [stated, needed]
         for it, s in zip(items, summaries, strict=True):
             h, n = fact_recall(s, VaultGame(it.config), it.cut)
@@ -269,6 +278,8 @@ def heldout_eval(items: Sequence[CutItem], judge: AgentJudge, tok, max_tokens: i
             "heldout_fact_recall": (counts[True][0] + counts[False][0])
             / max(1, counts[True][1] + counts[False][1]),
             "heldout_recall_adding": counts[True][0] / max(1, counts[True][1]),
+            "heldout_chars": sum(map(len, summaries)) / len(summaries),
+            "heldout_cut_off": sum(cut_off) / len(cut_off),
         }
 
     return evaluate
@@ -347,13 +358,19 @@ def train_memory_rl(
     judge = AgentJudge(model_actor(agent, agent_tok, r.agent_tokens), r.reward)
     cfg = r.rl_config()
     out = Path(out_dir)
+    evaluate = heldout_eval(heldout, judge, tok, r.summary_tokens)
+    resume = (out / "last" / "rl_state.json").is_file()
+    if not resume:  # the curve's starting point: the SFT model on the held-out cuts
+        out.mkdir(parents=True, exist_ok=True)
+        start = {"step": 0, "rollouts": 0, **evaluate(memory)}
+        (out / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval": start}) + "\n")
     return train_rl(
         memory,
         tok,
         cfg=replace_ckpt(cfg, 20),
-        evaluate=heldout_eval(heldout, judge, tok, r.summary_tokens),
+        evaluate=evaluate,
         out_dir=out,
-        resume=(out / "last" / "rl_state.json").is_file(),
+        resume=resume,
         quiet=quiet,
         worker=MemoryRollouts(items, judge, cfg, r.seed),
     )
@@ -365,7 +382,7 @@ def replace_ckpt(cfg: Config, every: int) -> Config:
     return replace(cfg, ckpt_every=every)
 
 
-RL_VERSION = "memory-rl-v1"
+RL_VERSION = "memory-rl-v2"  # v2: summaries cut off by the token limit pay the largest penalty
 
 
 def cached_rl_memory(r: MemoryRLRecipe | None = None, quiet: bool = False):
