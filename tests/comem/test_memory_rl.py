@@ -6,7 +6,6 @@ import asyncio
 import pytest
 
 from tenfold.comem.context import SUMMARY_PREFIX
-from tenfold.comem.reward import RewardConfig
 from tenfold.comem.memory_rl import (
     AgentJudge,
     MemoryRLRecipe,
@@ -15,6 +14,7 @@ from tenfold.comem.memory_rl import (
     mix_cuts,
     targets_of,
 )
+from tenfold.comem.reward import RewardConfig
 from tenfold.comem.trajectories import episode_steps
 from tenfold.core.errors import TenfoldError
 from tenfold.core.models import build_preset

@@ -12,10 +12,12 @@ from tenfold.core.benchkit import isolated
 
 
 def default_models() -> tuple[str, str]:
-    """The trained tiny agent and memory model (shipped, cached, or trained on first use)."""
+    """The trained tiny agent and the memory model trained by reward (shipped, cached, or trained on
+    first use)."""
+    from tenfold.comem.memory_rl import cached_rl_memory
     from tenfold.comem.train import recipe, trained_model
 
-    return str(trained_model(recipe("agent"))), str(trained_model(recipe("memory")))
+    return str(trained_model(recipe("agent"))), str(cached_rl_memory().path())
 
 
 def play(
@@ -53,9 +55,9 @@ def play(
 
 
 def quality(cfg: QualityConfig, quiet: bool = False) -> dict:
-    """Success per memory arm on held-out episodes with 95% intervals (`comem.quality`), in a fresh
-    process."""
-    return isolated(run_quality, cfg.validate(), quiet, threads=2)
+    """Success per memory arm on held-out episodes with 95% intervals (`comem.quality`); the cells run
+    side by side, one process and one thread each per core."""
+    return run_quality(cfg.validate(), quiet)
 
 
 def bench(cfg: BenchConfig, quiet: bool = False) -> dict:

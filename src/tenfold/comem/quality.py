@@ -126,43 +126,49 @@ async def play_arm(agent, memory, arm: str, steps: int, cfg: QualityConfig) -> t
     return row, wins
 
 
-def run_quality(cfg: QualityConfig, quiet: bool = False) -> dict:
-    """Every arm on every length; returns {"setup", "rows", "paired", "probes", "curve"}."""
+def arm_job(arm: str, steps: int, cfg: QualityConfig, paths: dict) -> tuple[dict, list[bool], dict | None]:
+    """One (arm, length) cell in this process, with its own in-process models: (row, per-episode
+    success, the memory model's skill probe for the sft and rl arms at the first length, else None)."""
     from tenfold.comem.train import memory_skill
     from tenfold.core.backends import LocalBackend
+
+    async def main():
+        model = {"sft": "sft", "rl": "rl", "sync": "rl"}.get(arm)
+        agent = LocalBackend(paths["agent"], prefix_cache_bytes=1 << 30)
+        backend = LocalBackend(paths[model], prefix_cache_bytes=1 << 28) if model else None
+        memory = {"none": NullMemory(), "oracle": ListingMemory()}.get(arm) or (
+            BackendMemory(backend) if backend else None
+        )
+        try:
+            row, wins = await play_arm(agent, memory, arm, steps, cfg)
+            probe = None
+            if arm in ("sft", "rl") and steps == cfg.steps[0]:
+                probe = await memory_skill(BackendMemory(backend), cfg.probe_games)
+            return row, wins, probe
+        finally:
+            await agent.aclose()
+            if backend is not None:
+                await backend.aclose()
+
+    return asyncio.run(main())
+
+
+def run_quality(cfg: QualityConfig, quiet: bool = False, workers: int | None = None) -> dict:
+    """Every arm on every length, the cells side by side in `workers` processes of one thread each
+    (None: one per core); returns {"setup", "rows", "paired", "probes", "curve"}."""
+    from tenfold.core.benchkit import map_jobs
 
     cfg.validate()
     paths = _models(cfg)
     t0 = time.perf_counter()
-    rows, outcomes = [], {}
-
-    async def main():
-        backends = {name: LocalBackend(path, prefix_cache_bytes=1 << 30) for name, path in paths.items()}
-        memories = {
-            "none": NullMemory(),
-            "oracle": ListingMemory(),
-            "sft": BackendMemory(backends["sft"]) if "sft" in backends else None,
-            "rl": BackendMemory(backends["rl"]) if "rl" in backends else None,
-        }
-        memories["sync"] = memories["rl"]
-        probes = {}
-        try:
-            with progress_bar("comem quality", total=len(cfg.steps) * len(cfg.arms), quiet=quiet) as bar:
-                for steps in cfg.steps:
-                    for arm in cfg.arms:
-                        row, wins = await play_arm(backends["agent"], memories.get(arm), arm, steps, cfg)
-                        rows.append(row)
-                        outcomes[(arm, steps)] = wins
-                        bar.advance(1, steps=steps, arm=arm)
-            for name in ("sft", "rl"):
-                if name in backends:
-                    probes[name] = await memory_skill(BackendMemory(backends[name]), cfg.probe_games)
-        finally:
-            for b in backends.values():
-                await b.aclose()
-        return probes
-
-    probes = asyncio.run(main())
+    jobs = [(arm, steps, cfg, paths) for steps in cfg.steps for arm in cfg.arms]
+    with progress_bar("comem quality", total=len(jobs), quiet=quiet) as bar:
+        done = map_jobs(
+            arm_job, jobs, workers, on_done=lambda i, _: bar.advance(1, cell=f"{jobs[i][0]}@{jobs[i][1]}")
+        )
+    rows = [row for row, _, _ in done]
+    outcomes = {(job[0], job[1]): wins for job, (_, wins, _) in zip(jobs, done, strict=True)}
+    probes = {job[0]: probe for job, (_, _, probe) in zip(jobs, done, strict=True) if probe is not None}
     return {
         "setup": {
             **asdict(cfg),
