@@ -390,7 +390,7 @@ register_artefact(
     "comem",
     _rl_memory_artefact,
     ship=("train/last", "train/metrics.jsonl"),  # metrics.jsonl: the reward curve
-    minutes=20,  # measured: 8 min of logged episodes and chains, then 120 steps of ~6 s (two threads)
+    minutes=21,  # measured: 8 min of logged episodes and chains, then 120 steps of ~6 s (two threads)
     dtype="float16",
     doc="the Vault memory model trained by reward (GRPO on action agreement) from comem-memory",
     needs=("comem-agent", "comem-memory"),
