@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -378,19 +378,13 @@ def train_memory_rl(
     return train_rl(
         memory,
         tok,
-        cfg=replace_ckpt(cfg, 20),
+        cfg=replace(cfg, ckpt_every=20),  # a killed build resumes from here
         evaluate=evaluate,
         out_dir=out,
         resume=resume,
         quiet=quiet,
         worker=MemoryRollouts(items, judge, cfg, r.seed),
     )
-
-
-def replace_ckpt(cfg: Config, every: int) -> Config:
-    from dataclasses import replace
-
-    return replace(cfg, ckpt_every=every)
 
 
 RL_VERSION = "memory-rl-v2"  # v2: summaries cut off by the token limit pay the largest penalty
