@@ -284,7 +284,10 @@ def plot(result: dict, path: str | Path) -> Path:
     if curve:
         ax = axes[0][1]
         ax.plot(
-            [c["step"] for c in curve], [c["reward"] for c in curve], lw=1, label="train reward (sampled summaries)"
+            [c["step"] for c in curve],
+            [c["reward"] for c in curve],
+            lw=1,
+            label="train reward (sampled summaries)",
         )
         ev = [c for c in curve if "heldout_reward" in c]
         ax.plot(
