@@ -4,9 +4,9 @@ policy that drops a needed fact from the agent's view makes them fail, as a real
 import asyncio
 import re
 
+from tenfold.comem.quality import FACT
+from tenfold.comem.quality import ListingMemory as _Listing
 from tenfold.core.backends import Completion
-
-FACT = re.compile(r"(door \w+ \d+|fork \d+ (?:left|right))")
 
 
 class ReadingAgent:
@@ -39,8 +39,9 @@ class ReadingAgent:
         pass
 
 
-class ListingMemory:
-    """Keeps every fact in the transcript (a perfect, if verbose, memory)."""
+class ListingMemory(_Listing):
+    """Keeps every fact in the transcript (a perfect, if verbose, memory); counts and records its calls,
+    waits `delay`, and fails when asked to."""
 
     def __init__(self, delay: float = 0.0, fail: bool = False):
         self.delay, self.fail, self.calls, self.views = delay, fail, 0, []
@@ -51,8 +52,7 @@ class ListingMemory:
         await asyncio.sleep(self.delay)
         if self.fail:
             raise ConnectionError("memory server down")
-        facts = FACT.findall(messages[-1]["content"])
-        return "; ".join(dict.fromkeys(facts)) + "." if facts else "nothing to keep."
+        return await super().summarize(messages)
 
 
 class ForgetfulMemory(ListingMemory):
