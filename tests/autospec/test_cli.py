@@ -71,8 +71,8 @@ def test_a_missing_optional_package_names_the_extra(monkeypatch, tmp_path):
     """Without the `autospec` extra, reading an ONNX network is one TenfoldError saying what to install."""
     import sys
 
-    from tenfold.autospec.verify import onnx_layers
+    from tenfold.autospec.verify import load_net
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # what `import onnx` sees when it is not installed
     with pytest.raises(TenfoldError, match=r"tenfold\[autospec\]"):
-        onnx_layers(tmp_path / "net.onnx")
+        load_net(tmp_path / "net.onnx")

@@ -6,8 +6,9 @@ import pytest
 from tenfold.autospec.baselines import hand_written
 from tenfold.autospec.generate import GenConfig, autospec, clusters, grid
 from tenfold.autospec.metrics import score
-from tenfold.autospec.spec import Spec, load_specs, read_vnnlib_box, save_specs, to_vnnlib
+from tenfold.autospec.spec import Spec, load_specs, save_specs, to_vnnlib
 from tenfold.autospec.systems import SYSTEMS, Dataset, simulate
+from tenfold.autospec.vnnlib import parse_vnnlib
 from tenfold.core.errors import TenfoldError
 
 
@@ -42,8 +43,9 @@ def test_regression_interval_tightness():
 def test_vnnlib_round_trip_and_malformed_files():
     s = Spec((0.0, -1.5), (2.0, 1.5), classes=frozenset({1}))
     text = to_vnnlib(s, n_out=3)
-    lo, hi, n_out = read_vnnlib_box(text)
-    assert lo.tolist() == [0.0, -1.5] and hi.tolist() == [2.0, 1.5] and n_out == 3
+    prop = parse_vnnlib(text)
+    (region,) = prop.regions
+    assert region.lo.tolist() == [0.0, -1.5] and region.hi.tolist() == [2.0, 1.5] and prop.n_outputs == 3
     assert "(assert (or (and (>= Y_0 Y_1)) (and (>= Y_2 Y_1))))" in text
     for bad in (
         text.replace(")", "", 1),
@@ -51,7 +53,7 @@ def test_vnnlib_round_trip_and_malformed_files():
         "(declare-const Y_0 Real)",
     ):
         with pytest.raises(TenfoldError):
-            read_vnnlib_box(bad)
+            parse_vnnlib(bad)
     with pytest.raises(TenfoldError):
         to_vnnlib(Spec((0.0,), (1.0,), interval=(-np.inf, np.inf)), 1)
 

@@ -49,9 +49,46 @@ def generate(
     return specs, meta
 
 
+def verify_property(onnx, vnnlib, timeout_s: float = 30, engine: str = "tenfold", workers: int | None = None):
+    """One VNN-LIB property on one ONNX network: a `bab.Result` (holds / violated / unknown)."""
+    from pathlib import Path
+
+    from tenfold.autospec.bab import SolveConfig
+    from tenfold.autospec.instances import run_one
+    from tenfold.core.benchkit import check_workers
+
+    if timeout_s <= 0:
+        raise TenfoldError(f"timeout must be positive, got {timeout_s}")
+    return run_one(Path(onnx), Path(vnnlib), timeout_s, engine, SolveConfig(workers=check_workers(workers)))
+
+
+def verify_instances(
+    csv_path, engine: str = "tenfold", out=None, timeout_override=None, workers=None, quiet=False
+):
+    """A benchmark CSV (onnx,vnnlib,timeout) by `engine`: (per-instance results, summary)."""
+    from tenfold.autospec.bab import SolveConfig
+    from tenfold.autospec.instances import ENGINES, read_instances, run_instances, summary
+    from tenfold.core.benchkit import check_workers
+
+    if engine not in ENGINES:
+        raise TenfoldError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    rows = read_instances(csv_path)
+    cfg = SolveConfig(workers=check_workers(workers))
+    results = run_instances(rows, engine, cfg, out, quiet, timeout_override)
+    return results, summary(results)
+
+
 def bench(cfg: BenchConfig, quiet: bool = False) -> dict:
     """Every method on every system of `cfg` over its seeds: F1, coverage, verification, flawed nets."""
     return run_bench(cfg, quiet)
 
 
-__all__ = ["METHODS", "BenchConfig", "bench", "generate", "simulate_split"]
+__all__ = [
+    "METHODS",
+    "BenchConfig",
+    "bench",
+    "generate",
+    "simulate_split",
+    "verify_instances",
+    "verify_property",
+]

@@ -65,9 +65,9 @@ def score(
     if onnx:
         import numpy as np
 
-        from tenfold.autospec.verify import _forward, onnx_layers
+        from tenfold.autospec.verify import load_net
 
-        out = _forward(onnx_layers(onnx), ev.X)
+        out = load_net(onnx).forward(ev.X)
         y = out.argmax(1) if ev.task == "classification" else out[:, 0].astype(np.float32)
     print(json.dumps(score_fn(ss, ev, y), indent=1))
 
@@ -99,34 +99,64 @@ def train(
 
 @app.command()
 def verify(
-    onnx: Annotated[Path, typer.Option(help="the network (ONNX, Linear/Gemm + ReLU)")],
+    onnx: Annotated[
+        Path | None, typer.Option(help="the network (ONNX: Gemm/MatMul, Conv, ReLU, normalisation)")
+    ] = None,
     specs: Annotated[Path | None, typer.Option(help="spec file from `generate`")] = None,
-    vnnlib: Annotated[Path | None, typer.Option(help="or one VNN-LIB property (checked by Marabou)")] = None,
-    timeout: Annotated[int, typer.Option(help="Marabou time limit per spec, seconds")] = 30,
+    vnnlib: Annotated[
+        Path | None, typer.Option(help="or one VNN-LIB property (the competitions' form)")
+    ] = None,
+    instances: Annotated[
+        Path | None, typer.Option(help="or a whole benchmark: a CSV of onnx,vnnlib,timeout rows")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="--instances: the results CSV (written as it goes)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="time limit per spec or instance, seconds")] = 30,
+    engine: Annotated[
+        str, typer.Option(help="tenfold (bounds, splitting, Marabou in parallel) or marabou (plain)")
+    ] = "tenfold",
+    workers: WorkersOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Verify specs against the network: interval pre-check, sampling, then Marabou; counterexamples
-    re-checked by running the network."""
-    from tenfold.autospec.spec import load_specs, read_vnnlib_box
-    from tenfold.autospec.verify import onnx_layers
-    from tenfold.autospec.verify import verify as verify_fn
+    """Verify a network: generated specs (--specs), one VNN-LIB property (--vnnlib) or a benchmark CSV
+    (--instances). Answers are holds / violated / unknown (with the reason); every counterexample is
+    re-checked by running the network before it is reported."""
+    from tenfold.autospec import api
     from tenfold.core.errors import TenfoldError
 
-    if (specs is None) == (vnnlib is None):
-        raise TenfoldError("give exactly one of --specs or --vnnlib")
-    if vnnlib is not None:
-        from tenfold.autospec.verify import marabou_check_file
-
-        lo, hi, n_out = read_vnnlib_box(vnnlib.read_text())
-        layers = onnx_layers(onnx)
-        if len(lo) != layers[0][0].shape[1] or n_out != layers[-1][0].shape[0]:
-            raise TenfoldError(
-                f"{vnnlib} declares {len(lo)} inputs / {n_out} outputs; the network has "
-                f"{layers[0][0].shape[1]} / {layers[-1][0].shape[0]}"
+    given = [x is not None for x in (specs, vnnlib, instances)]
+    if sum(given) != 1:
+        raise TenfoldError("give exactly one of --specs, --vnnlib or --instances")
+    if instances is None and onnx is None:
+        raise TenfoldError("--onnx is required with --specs and --vnnlib")
+    if instances is not None:
+        results, summ = api.verify_instances(
+            instances, engine, out, timeout_override=None, workers=workers, quiet=quiet
+        )
+        for r in results:
+            extra = f" ({r['reason']})" if r["result"] == "unknown" else ""
+            print(
+                f"{Path(r['vnnlib']).name}: {r['result']}{extra} by {r['method'] or '-'} in {r['seconds']:.2f} s"
             )
-        status, x = marabou_check_file(onnx, vnnlib, timeout)
-        print(status if x is None else f"{status}: counterexample {x.tolist()}")
+        print(
+            f"{summ['instances']} instances: {summ['holds']} holds, {summ['violated']} violated, "
+            f"{summ['unknown']} unknown in {summ['seconds']:.1f} s" + (f"; results -> {out}" if out else "")
+        )
+        _dump(json_out, {"summary": summ, "results": results})
         return
+    if vnnlib is not None:
+        res = api.verify_property(onnx, vnnlib, timeout, engine, workers)
+        line = res.status + (f" ({res.reason})" if res.status == "unknown" else "")
+        print(f"{line} by {res.method} in {res.seconds:.2f} s")
+        if res.counterexample is not None:
+            print(f"counterexample (re-checked in onnxruntime): x = {res.counterexample}\n  y = {res.output}")
+        _dump(json_out, res.to_dict())
+        return
+    from tenfold.autospec.spec import load_specs
+    from tenfold.autospec.verify import verify as verify_fn
+
     ss, _ = load_specs(specs)
     verdicts = verify_fn(ss, onnx, timeout)
     for i, v in enumerate(verdicts):
@@ -139,10 +169,14 @@ def verify(
         f"{sum(v.status == 'verified' for v in verdicts)} verified, {sum(v.status == 'refuted' for v in verdicts)} "
         f"refuted, {sum(v.status == 'unknown' for v in verdicts)} unknown in {sum(v.seconds for v in verdicts):.2f} s"
     )
-    if json_out:
+    _dump(json_out, [v.to_dict() for v in verdicts])
+
+
+def _dump(path: Path | None, obj) -> None:
+    if path:
         from tenfold.core.io import atomic_write_text
 
-        atomic_write_text(json_out, json.dumps([v.to_dict() for v in verdicts], indent=1))
+        atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 @app.command()

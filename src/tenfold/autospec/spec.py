@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,59 +163,3 @@ def to_vnnlib(spec: Spec, n_out: int, margin: float = 0.0) -> str:
 def _lit(v: float) -> str:
     """A plain decimal literal (what VNN-LIB readers parse; no exponent, no numpy repr)."""
     return f"{float(v):.9f}"
-
-
-_DECL = re.compile(r"\(declare-const\s+([XY])_(\d+)\s+Real\)")
-_TERM = re.compile(r"\(\*\s+([-+0-9.eE]+)\s+X_(\d+)\)")
-_LINEAR = re.compile(
-    r"\(assert\s+\(<=\s+(\(\+(?:\s*\(\*\s+[-+0-9.eE]+\s+X_\d+\))+\s*\)|\(\*\s+[-+0-9.eE]+\s+X_\d+\))\s+([-+0-9.eE]+)\)\)"
-)
-_BOUND = re.compile(r"\(assert\s+\((<=|>=)\s+X_(\d+)\s+([-+0-9.eE]+)\)\)")
-
-
-def read_vnnlib_box(text: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """The input box and output count of a VNN-LIB property in the form `to_vnnlib` writes (our own
-    small reader: declarations and per-variable bounds; the output clause is left to the verifier).
-    Raises TenfoldError naming the problem for anything malformed."""
-    if text.count("(") != text.count(")"):
-        raise TenfoldError("malformed VNN-LIB: unbalanced parentheses")
-    decl = _DECL.findall(text)
-    xs = sorted(int(i) for k, i in decl if k == "X")
-    ys = sorted(int(i) for k, i in decl if k == "Y")
-    if not xs or not ys or xs != list(range(len(xs))) or ys != list(range(len(ys))):
-        raise TenfoldError("malformed VNN-LIB: expected declarations X_0..X_n-1 and Y_0..Y_m-1")
-    lo, hi = np.full(len(xs), -np.inf), np.full(len(xs), np.inf)
-    for op, i, v in _BOUND.findall(text):
-        i = int(i)
-        if i >= len(xs):
-            raise TenfoldError(f"malformed VNN-LIB: bound on undeclared X_{i}")
-        if op == ">=":
-            lo[i] = max(lo[i], float(v))
-        else:
-            hi[i] = min(hi[i], float(v))
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        raise TenfoldError("malformed VNN-LIB: every input needs a lower and an upper bound")
-    if (lo > hi).any():
-        raise TenfoldError("malformed VNN-LIB: empty input box")
-    return lo, hi, len(ys)
-
-
-def read_vnnlib_polytope(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """(A, b) of the linear input constraints `to_vnnlib` writes, (<= (+ (* a X_i) ...) b); empty
-    arrays when there are none. Call after `read_vnnlib_box` (which checks the declarations)."""
-    d = len({int(i) for k, i in _DECL.findall(text) if k == "X"})
-    rows, bounds = [], []
-    for lhs, bound in _LINEAR.findall(text):
-        row = np.zeros(d)
-        for a, i in _TERM.findall(lhs):
-            if int(i) >= d:
-                raise TenfoldError(f"malformed VNN-LIB: constraint on undeclared X_{i}")
-            row[int(i)] += float(a)
-        rows.append(row)
-        bounds.append(float(bound))
-    return np.array(rows).reshape(len(rows), d), np.array(bounds)
-
-
-def strip_linear_rows(text: str) -> str:
-    """The property without its linear input constraints (for readers that take only boxes)."""
-    return _LINEAR.sub("", text)
