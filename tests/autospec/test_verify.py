@@ -32,7 +32,7 @@ def test_interval_check_proves_and_marabou_refutes_with_a_real_counterexample(tm
     broken = Spec((-1.0,), (2.0,), classes=frozenset({0}))  # x < 0 part: class 1
     assert interval_proves(holds, net) and not interval_proves(broken, net)
     v_hold, v_broken = verify([holds, broken], path, timeout_s=10)
-    assert (v_hold.status, v_hold.method) == ("verified", "bounds")
+    assert (v_hold.status, v_hold.method) == ("verified", "interval")
     assert v_broken.status == "refuted" and v_broken.rechecked and v_broken.counterexample[0] < 0
 
 

@@ -35,7 +35,7 @@ import torch
 from tenfold.autospec.bounds import Bounds
 from tenfold.autospec.marabou_pool import Piece, run_pieces, solve_piece
 from tenfold.autospec.relunet import ReluNet, from_onnx
-from tenfold.autospec.vnnlib import Property, Region, property_violated_by, read_vnnlib
+from tenfold.autospec.vnnlib import Property, Region, read_vnnlib
 from tenfold.core.errors import TenfoldError
 
 
@@ -73,7 +73,13 @@ class Instance:
     """A network and a property, ready to decide: the compiled network, its bounds, an onnxruntime
     session of the original file (for re-checks) and the compiled copy Marabou reads."""
 
-    def __init__(self, onnx_path: str | Path, prop: Property | str | Path, net: ReluNet | None = None):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        prop: Property | str | Path,
+        net: ReluNet | None = None,
+        bounds: Bounds | None = None,
+    ):
         self.onnx_path = str(onnx_path)
         self.net = net or from_onnx(onnx_path)
         self.prop = prop if isinstance(prop, Property) else read_vnnlib(prop)
@@ -82,25 +88,46 @@ class Instance:
                 f"{self.prop.source} declares {self.prop.n_inputs} inputs / {self.prop.n_outputs} outputs; "
                 f"{onnx_path} has {self.net.n_inputs} / {self.net.n_outputs}"
             )
-        self.bounds = Bounds(self.net)
-        self._ort = None
+        self.bounds = bounds or Bounds(self.net)
 
     def run_onnx(self, x: np.ndarray) -> np.ndarray:
         """The original ONNX model on one flattened input, in onnxruntime (float32)."""
-        if self._ort is None:
-            from tenfold.autospec.verify import require
-
-            ort = require("onnxruntime")
-            self._ort = ort.InferenceSession(self.onnx_path, providers=["CPUExecutionProvider"])
+        sess = _session(self.onnx_path)
         shape = self.net.input_shape or (1, self.net.n_inputs)
-        feed = {self._ort.get_inputs()[0].name: np.asarray(x, np.float32).reshape(shape)}
-        return np.asarray(self._ort.run(None, feed)[0], np.float64).reshape(-1)
+        feed = {sess.get_inputs()[0].name: np.asarray(x, np.float32).reshape(shape)}
+        return np.asarray(sess.run(None, feed)[0], np.float64).reshape(-1)
 
     def recheck(self, x: np.ndarray) -> tuple[bool, np.ndarray]:
-        """Does the network, run in onnxruntime on x (as float32), break the property?"""
+        """Does the network, run in onnxruntime on x (as float32, the point reported), break the
+        property? Membership of the input region allows float32 rounding (1e-6 relative to each
+        bound); the output condition allows 1e-6 relative to its bound, as `property_violated_by`."""
         x32 = np.asarray(x, np.float32).astype(np.float64)
         y = self.run_onnx(x32)
-        return property_violated_by(self.prop, x32, y), y
+        for region in self.prop.regions:
+            slack = 1e-6 * np.maximum(1.0, np.maximum(np.abs(region.lo), np.abs(region.hi)))
+            inside = (x32 >= region.lo - slack).all() and (x32 <= region.hi + slack).all()
+            if len(region.A_in):
+                scale = np.maximum(1.0, np.abs(region.A_in) @ np.abs(x32))
+                inside &= bool((region.A_in @ x32 <= region.b_in + 1e-6 * scale).all())
+            if inside and any(
+                (A @ y <= b + 1e-6 * np.maximum(1.0, np.abs(b))).all() for A, b in region.outputs
+            ):
+                return True, y
+        return False, y
+
+
+_SESSIONS: dict = {}  # (path, mtime) -> onnxruntime session: one per network, not one per property
+
+
+def _session(path: str):
+    key = (path, os.path.getmtime(path))
+    if key not in _SESSIONS:
+        from tenfold.autospec.verify import require
+
+        ort = require("onnxruntime")
+        _SESSIONS.clear() if len(_SESSIONS) > 16 else None
+        _SESSIONS[key] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
 
 
 def solve(inst: Instance, cfg: SolveConfig | None = None) -> Result:
@@ -135,7 +162,9 @@ def _solve_region(inst: Instance, region: Region, cfg: SolveConfig, deadline: fl
     C = np.vstack([A for A, _ in conj])  # all rows; lower bound of C y - b > 0 rules a row out
     d = -np.concatenate([b for _, b in conj])
     owner = np.concatenate([np.full(len(A), k) for k, (A, _) in enumerate(conj)])
-    splitting = cfg.split and inst.net.n_inputs <= cfg.max_split_dims
+    # box bounds cannot see linear input rows, so splitting a region that has them only prunes boxes
+    # wholly outside; such regions go from the first bounds straight to Marabou, which takes the rows
+    splitting = cfg.split and inst.net.n_inputs <= cfg.max_split_dims and not len(region.A_in)
     bab_deadline = time.monotonic() + cfg.bab_share * max(0.0, deadline - time.monotonic())
     rng = np.random.default_rng(cfg.seed)
 
@@ -215,7 +244,7 @@ def _marabou(inst, region, blo, bhi, bact, conj, cfg: SolveConfig, deadline: flo
         answers = run_pieces(solve_piece, jobs, workers, deadline)
     for code, x in answers:
         if code == "sat":
-            res = _try_points(inst, region, x[None], "marabou")
+            res = _try_points(inst, region, x[None], "marabou") or _polish(inst, region, x, conj, cfg)
             if res is not None:
                 return res
             return Result("unknown", "Marabou's counterexample does not reproduce in onnxruntime", "marabou")
@@ -250,6 +279,16 @@ def _try_points(inst: Instance, region: Region, X: np.ndarray, method: str) -> R
                 output=[float(v) for v in y],
             )
     return None
+
+
+def _polish(inst: Instance, region: Region, x: np.ndarray, conj, cfg: SolveConfig) -> Result | None:
+    """A solver's point that only touches the boundary (it satisfies the conditions in exact arithmetic
+    but not after float32 rounding): a short attack in a small box around it, inside the region, looks
+    for a point that breaks the property by more than rounding."""
+    width = (region.hi - region.lo) * 1e-3
+    lo, hi = np.maximum(region.lo, x - width)[None], np.minimum(region.hi, x + width)[None]
+    hit = _attack(inst, lo, hi, np.ones((1, len(conj)), bool), conj, cfg, np.random.default_rng(cfg.seed))
+    return None if hit is None else _try_points(inst, region, hit[None], "marabou")
 
 
 def _points_in(region: Region, n: int, rng) -> np.ndarray:

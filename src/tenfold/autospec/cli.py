@@ -151,7 +151,10 @@ def verify(
         line = res.status + (f" ({res.reason})" if res.status == "unknown" else "")
         print(f"{line} by {res.method} in {res.seconds:.2f} s")
         if res.counterexample is not None:
-            print(f"counterexample (re-checked in onnxruntime): x = {res.counterexample}\n  y = {res.output}")
+            check = "reproduces" if res.stats.get("rechecked", True) else "does NOT reproduce"
+            print(
+                f"counterexample (re-checked in onnxruntime: {check}): x = {res.counterexample}\n  y = {res.output}"
+            )
         _dump(json_out, res.to_dict())
         return
     from tenfold.autospec.spec import load_specs

@@ -225,6 +225,8 @@ def build(
     timeout_s: int = 60,
     seed: int = 0,
     steps: int = 600,
+    hidden: int = 50,
+    layers: int = 6,
 ) -> Path:
     """Write `nets` networks, their properties and `instances.csv` (onnx,vnnlib,timeout) to out_dir."""
     out = Path(out_dir)
@@ -232,7 +234,7 @@ def build(
     (out / "vnnlib").mkdir(parents=True, exist_ok=True)
     rows = []
     for n in range(nets):
-        net = train_controller(seed + n, steps)
+        net = train_controller(seed + n, steps, hidden, layers)
         onnx_path = export(net, out / "onnx" / f"controller_{n}.onnx")
         for p in properties(net, seed + n, per_kind):
             v = out / "vnnlib" / f"controller_{n}_{p.name}.vnnlib"

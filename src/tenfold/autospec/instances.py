@@ -70,7 +70,15 @@ def _plain(path: Path, tmp: Path) -> Path:
 
 
 def run_one(onnx: Path, vnnlib: Path, timeout: float, engine: str = "tenfold", cfg=None, cache=None):
-    """One instance by `engine`: a `bab.Result` (status holds / violated / unknown)."""
+    """One instance by `engine`: a `bab.Result` (status holds / violated / unknown). Gzipped files are
+    unpacked to a temporary folder first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return _run_one(
+            _plain(Path(onnx), Path(tmp)), _plain(Path(vnnlib), Path(tmp)), timeout, engine, cfg, cache
+        )
+
+
+def _run_one(onnx: Path, vnnlib: Path, timeout: float, engine: str, cfg, cache):
     from tenfold.autospec.bab import Instance, Result, SolveConfig, solve
     from tenfold.autospec.relunet import from_onnx
 
@@ -119,13 +127,11 @@ def run_instances(
 
     results: list[dict] = []
     cache: dict = {}
-    with tempfile.TemporaryDirectory() as tmp, progress_bar(engine, len(rows), quiet) as bar:
+    with progress_bar(engine, len(rows), quiet) as bar:
         for row in rows:
             timeout = timeout_override or row.timeout
             try:
-                res = run_one(
-                    _plain(row.onnx, Path(tmp)), _plain(row.vnnlib, Path(tmp)), timeout, engine, cfg, cache
-                )
+                res = run_one(row.onnx, row.vnnlib, timeout, engine, cfg, cache)
                 rec = {
                     "result": res.status,
                     "reason": res.reason,

@@ -1,12 +1,13 @@
 """Verify specifications against a ReLU network, every counterexample re-checked by running the network.
 
 Per spec, in order:
-1. bounds over the box (CROWN and interval bounds, `bounds.Bounds`, on the output differences the
-   spec needs positive) prove it when they suffice;
-2. random points and the corners of the box, run through the network, refute it when one violates;
-3. otherwise the complete engine (`bab.solve`: input splitting under the same bounds, then Marabou on
-   the pieces left, in parallel) decides the spec's VNN-LIB property within the time limit
-   (`unknown` past it).
+1. interval bounds over the box (IBP, the last layer applied symbolically to the output differences
+   the spec needs positive) prove it when they suffice: the cheapest check;
+2. random points and the corners of the box, run through the network, refute it when one violates
+   (most generated specs end here);
+3. otherwise the complete engine (`bab.solve`: CROWN bounds on the whole box, input splitting under
+   them, then Marabou on the pieces left, in parallel) decides the spec's VNN-LIB property within the
+   time limit (`unknown` past it). `bounds_prove` is its first step on its own.
 A counterexample (from 2 or 3) counts only if the network, run on it, really leaves the allowed set.
 """
 
@@ -28,7 +29,7 @@ from tenfold.core.errors import TenfoldError
 @dataclass
 class Verdict:
     status: str  # "verified", "refuted" or "unknown"
-    method: str  # "bounds", "sampling", "splitting" (bounds on split boxes) or "marabou"
+    method: str  # "interval", "sampling", "bounds" (CROWN), "splitting" (bounds on split boxes), "marabou"
     seconds: float
     counterexample: list[float] | None = None
     rechecked: bool = False  # the network, run on the counterexample, violates the spec
@@ -86,9 +87,9 @@ def bounds_prove(spec: Spec, net: ReluNet, bounds: Bounds | None = None) -> bool
     return bool((low >= 0).all())
 
 
-def interval_proves(spec: Spec, net: ReluNet) -> bool:
-    """The interval-only proof (IBP, the last layer applied symbolically), kept as the cheap baseline."""
-    bounds = Bounds(net)
+def interval_proves(spec: Spec, net: ReluNet, bounds: Bounds | None = None) -> bool:
+    """The interval-only proof (IBP, the last layer applied symbolically): the cheap first check."""
+    bounds = bounds or Bounds(net)
     n_out = net.n_outputs
     lo, hi = np.array(spec.lo, np.float64), np.array(spec.hi, np.float64)
     if spec.classes is not None:
@@ -169,13 +170,12 @@ def verify_spec(
     exceed 1e-3 in class scores, 1e-4 of the bound for an interval), because VNN-LIB's negations are
     non-strict and a point that only touches a bound is not a counterexample."""
     t0 = time.perf_counter()
-    if bounds_prove(spec, net, bounds):
-        return Verdict("verified", "bounds", time.perf_counter() - t0)
+    if interval_proves(spec, net, bounds):
+        return Verdict("verified", "interval", time.perf_counter() - t0)
     x = sample_refute(spec, net)
     if x is not None:
-        return Verdict(
-            "refuted", "sampling", time.perf_counter() - t0, [float(v) for v in x], _confirms(spec, net, x)
-        )
+        cex = [float(v) for v in x]
+        return Verdict("refuted", "sampling", time.perf_counter() - t0, cex, _confirms(spec, net, x))
     if onnx_path is None:
         return Verdict("unknown", "sampling", time.perf_counter() - t0)
     from tenfold.autospec.bab import Instance, SolveConfig, solve
@@ -185,23 +185,25 @@ def verify_spec(
     margin = 1e-3 if spec.classes is not None else 1e-4 * scale
     prop = parse_vnnlib(to_vnnlib(spec, net.n_outputs, margin), "spec")
     left = max(1.0, timeout_s - (time.perf_counter() - t0))
-    res = solve(Instance(onnx_path, prop, net), SolveConfig(timeout_s=left, use_marabou=use_marabou))
-    method = "marabou" if res.method == "marabou" else "splitting"
+    res = solve(Instance(onnx_path, prop, net, bounds), SolveConfig(timeout_s=left, use_marabou=use_marabou))
+    method = {"bounds": "bounds", "marabou": "marabou"}.get(res.method, "splitting")
     if res.status == "holds":
         return Verdict("verified", method, time.perf_counter() - t0)
     if res.status == "violated":
         x = np.array(res.counterexample, np.float64)
-        return Verdict(
-            "refuted", method, time.perf_counter() - t0, [float(v) for v in x], _confirms(spec, net, x)
-        )
+        cex = [float(v) for v in x]
+        return Verdict("refuted", method, time.perf_counter() - t0, cex, _confirms(spec, net, x))
     return Verdict("unknown", method, time.perf_counter() - t0)
 
 
 def _confirms(spec: Spec, net: ReluNet, x: np.ndarray) -> bool:
     """The counterexample re-check: x lies in the spec's input region and the network breaks it there."""
-    inside = bool(np.all((x >= np.array(spec.lo) - 1e-6) & (x <= np.array(spec.hi) + 1e-6)))
+    lo, hi = np.array(spec.lo), np.array(spec.hi)
+    slack = 1e-6 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))  # float32 rounding of the point
+    inside = bool(np.all((x >= lo - slack) & (x <= hi + slack)))
     if spec.A:
-        inside &= bool(np.all(np.array(spec.A) @ x <= np.array(spec.b) + 1e-6))
+        A = np.array(spec.A)
+        inside &= bool(np.all(A @ x <= np.array(spec.b) + 1e-6 * np.maximum(1.0, np.abs(A) @ np.abs(x))))
     return inside and violates(spec, net.forward(x[None])[0])
 
 
