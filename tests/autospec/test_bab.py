@@ -127,7 +127,9 @@ def test_agrees_with_plain_marabou_on_competition_style_instances(tmp_path):
     from tenfold.autospec import competition
     from tenfold.autospec.instances import compare, read_instances, run_instances
 
-    csv_path = competition.build(tmp_path, nets=1, per_kind=2, timeout_s=20, hidden=12, layers=2, steps=150)
+    csv_path = competition.build(
+        tmp_path, controllers=1, per_kind=2, images=0, timeout_s=20, hidden=12, layers=2, steps=150
+    )
     rows = read_instances(csv_path)
     ours = run_instances(rows, "tenfold", quiet=True)
     theirs = run_instances(rows, "marabou", quiet=True)

@@ -78,6 +78,16 @@ def verify_instances(
     return results, summary(results)
 
 
+def verify_bench(cfg=None, quiet: bool = False, keep_dir=None) -> dict:
+    """tenfold's verifier against plain Marabou on competition-style instances (`verify_bench.run`)."""
+    from tenfold.autospec.verify_bench import VerifyBenchConfig, run
+    from tenfold.core.benchkit import check_workers
+
+    cfg = cfg or VerifyBenchConfig.quick()
+    check_workers(cfg.workers)
+    return run(cfg, quiet, keep_dir)
+
+
 def bench(cfg: BenchConfig, quiet: bool = False) -> dict:
     """Every method on every system of `cfg` over its seeds: F1, coverage, verification, flawed nets."""
     return run_bench(cfg, quiet)

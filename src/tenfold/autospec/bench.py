@@ -33,6 +33,9 @@ from tenfold.core.progress import progress_bar
 METHODS = {"autospec": autospec, "hand-written": hand_written, "grid": grid, "clusters": clusters}
 
 
+VERIFY_METHODS = ("interval", "sampling", "bounds", "splitting", "marabou")  # how verify decides a spec
+
+
 @dataclass
 class BenchConfig:
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
@@ -106,9 +109,7 @@ def run_one(system: str, seed: int, cfg: BenchConfig, verify_it: bool) -> dict:
             "refuted": sum(v.status == "refuted" for v in verdicts),
             "refuted_rechecked": sum(v.status == "refuted" and v.rechecked for v in verdicts),
             "unknown": sum(v.status == "unknown" for v in verdicts),
-            "by_method": {
-                m: sum(v.method == m for v in verdicts) for m in ("interval", "sampling", "marabou")
-            },
+            "by_method": {m: sum(v.method == m for v in verdicts) for m in VERIFY_METHODS},
             "seconds": sum(v.seconds for v in verdicts),
             "max_seconds": max((v.seconds for v in verdicts), default=0.0),
         }
@@ -152,7 +153,7 @@ def _sum_verification(vs: list[dict]) -> dict:
         k: sum(v[k] for v in vs)
         for k in ("specs", "verified", "refuted", "refuted_rechecked", "unknown", "seconds")
     }
-    out["by_method"] = {m: sum(v["by_method"][m] for v in vs) for m in vs[0]["by_method"]}
+    out["by_method"] = {m: sum(v["by_method"].get(m, 0) for v in vs) for m in VERIFY_METHODS}
     out["max_seconds"] = max(v["max_seconds"] for v in vs)
     out["seeds"] = len(vs)
     return out
@@ -213,7 +214,7 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| system | specs | verified | refuted (counterexample re-checked) | unknown | decided by interval / sampling / Marabou | time total (max) s |",
+        "| system | specs | verified | refuted (counterexample re-checked) | unknown | decided by interval / sampling / bounds / splitting / Marabou | time total (max) s |",
         "|---|---|---|---|---|---|---|",
     ]
     for system, x in s.items():
@@ -222,7 +223,7 @@ def markdown(result: dict) -> str:
         v = x["verification"]
         lines.append(
             f"| {system} | {v['specs']} | {v['verified']} | {v['refuted']} ({v['refuted_rechecked']}) | {v['unknown']} | "
-            f"{v['by_method']['interval']} / {v['by_method']['sampling']} / {v['by_method']['marabou']} | "
+            f"{' / '.join(str(v['by_method'].get(m, 0)) for m in VERIFY_METHODS)} | "
             f"{v['seconds']:.2f} ({v['max_seconds']:.2f}) |"
         )
     lines += [

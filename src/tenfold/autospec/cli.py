@@ -199,3 +199,25 @@ def bench(
     cfg.workers = workers
     result = api.bench(cfg, quiet)
     finish_bench(result, markdown(result), json_path, plot_path, plot)
+
+
+@app.command("verify-bench")
+def verify_bench(
+    quick: QuickOpt = True,
+    json_path: JsonOpt = None,
+    plot_path: PlotOpt = None,
+    workers: WorkersOpt = None,
+    keep: Annotated[
+        Path | None, typer.Option(help="keep the generated networks, properties and CSV here")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """tenfold's verifier against plain Marabou on competition-style instances built here (ACAS-shaped
+    controllers, image-classifier robustness): answers, agreement, instances decided, total time."""
+    from tenfold.autospec import api
+    from tenfold.autospec.verify_bench import VerifyBenchConfig, markdown, plot
+
+    cfg = VerifyBenchConfig.quick() if quick else VerifyBenchConfig()
+    cfg.workers = workers
+    result = api.verify_bench(cfg, quiet, keep)
+    finish_bench(result, markdown(result), json_path, plot_path, plot)

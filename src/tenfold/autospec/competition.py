@@ -49,29 +49,33 @@ def advisory_scores(X: np.ndarray) -> np.ndarray:
 class Controller(nn.Module):
     """Add(-mean) and Mul(scale) in the graph, then 6 x 50 ReLU layers (Gemm)."""
 
-    def __init__(self, hidden: int = 50, layers: int = 6):
+    def __init__(self, hidden: int = 50, layers: int = 6, sub: bool = False):
         super().__init__()
-        # x + (-mean), not x - mean: maraboupy 2.0.0 encodes Sub by a constant as x + c (checked here
-        # with its own evaluateWithMarabou), so plain Marabou would verify a different network
-        self.register_buffer("shift", torch.tensor(-((LO + HI) / 2)[None], dtype=torch.float32))
+        # x + (-mean), not x - mean, unless `sub`: maraboupy 2.0.0 encodes Sub by a constant as x + c
+        # (checked with its own evaluateWithMarabou), so plain Marabou would verify another network
+        self.sub = sub
+        self.register_buffer("mean", torch.tensor(((LO + HI) / 2)[None], dtype=torch.float32))
+        self.register_buffer("shift", -self.mean.clone())
         self.register_buffer("scale", torch.tensor(0.25))  # one scalar: what Marabou's Mul reads
         sizes = [N_IN] + [hidden] * layers
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
         self.out = nn.Linear(hidden, N_OUT)
 
     def forward(self, x):
-        h = (x + self.shift) * self.scale
+        h = ((x - self.mean) if self.sub else (x + self.shift)) * self.scale
         for layer in self.hidden:
             h = torch.relu(layer(h))
         return self.out(h)
 
 
-def train_controller(seed: int, steps: int = 600, hidden: int = 50, layers: int = 6) -> Controller:
+def train_controller(
+    seed: int, steps: int = 600, hidden: int = 50, layers: int = 6, sub: bool = False
+) -> Controller:
     g = np.random.default_rng(seed)
     X = g.uniform(LO, HI, (4000, N_IN))
     Y = advisory_scores(X)
     torch.manual_seed(seed)
-    net = Controller(hidden, layers)
+    net = Controller(hidden, layers, sub)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(Y, dtype=torch.float32)
     for _ in range(steps):
@@ -220,26 +224,56 @@ def export_image(net: nn.Module, path: Path) -> Path:
 
 def build(
     out_dir: str | Path,
-    nets: int = 3,
+    controllers: int = 3,
     per_kind: int = 2,
+    images: int = 1,
+    robust: int = 8,
+    eps: tuple[float, ...] = (0.02, 0.05, 0.08, 0.12, 0.2),
+    sub_controllers: int = 0,
     timeout_s: int = 60,
     seed: int = 0,
     steps: int = 600,
     hidden: int = 50,
     layers: int = 6,
 ) -> Path:
-    """Write `nets` networks, their properties and `instances.csv` (onnx,vnnlib,timeout) to out_dir."""
+    """Write the networks, their properties and `instances.csv` (onnx,vnnlib,timeout) to out_dir:
+    `controllers` ACAS-shaped networks with `per_kind` properties of each form, `images` image
+    classifiers with `robust` robustness properties each (eps cycling through `eps`). With
+    `sub_controllers`, also Sub-normalised controllers and their properties in `instances_sub.csv`
+    (the files on which plain Marabou 2.0.0 reads another network)."""
     out = Path(out_dir)
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     (out / "vnnlib").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for n in range(nets):
-        net = train_controller(seed + n, steps, hidden, layers)
-        onnx_path = export(net, out / "onnx" / f"controller_{n}.onnx")
-        for p in properties(net, seed + n, per_kind):
-            v = out / "vnnlib" / f"controller_{n}_{p.name}.vnnlib"
+    rows, sub_rows = [], []
+
+    def add(rows, onnx_path: Path, made: list[Made], prefix: str):
+        for p in made:
+            v = out / "vnnlib" / f"{prefix}_{p.name}.vnnlib"
             v.write_text(p.text)
             rows.append([str(onnx_path.relative_to(out)), str(v.relative_to(out)), timeout_s])
-    with open(out / "instances.csv", "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+
+    for n in range(controllers):
+        net = train_controller(seed + n, steps, hidden, layers)
+        add(
+            rows,
+            export(net, out / "onnx" / f"controller_{n}.onnx"),
+            properties(net, seed + n, per_kind),
+            f"controller_{n}",
+        )
+    for n in range(images):
+        net = train_classifier(seed + n)
+        add(
+            rows,
+            export_image(net, out / "onnx" / f"image_{n}.onnx"),
+            robustness(net, seed + n, robust, eps),
+            f"image_{n}",
+        )
+    for n in range(sub_controllers):
+        net = train_controller(seed + 100 + n, steps, hidden, layers, sub=True)
+        path = export(net, out / "onnx" / f"subnorm_{n}.onnx")
+        add(sub_rows, path, properties(net, seed + 100 + n, per_kind), f"subnorm_{n}")
+    for name, rs in (("instances.csv", rows), ("instances_sub.csv", sub_rows)):
+        if rs:
+            with open(out / name, "w", newline="") as f:
+                csv.writer(f).writerows(rs)
     return out / "instances.csv"

@@ -94,13 +94,18 @@ def _child(conn, fn, args):
         conn.close()
 
 
-def run_pieces(fn, jobs: list[tuple], workers: int, deadline: float, stop_on_sat: bool = True) -> list:
+def run_pieces(fn, jobs: list[tuple], workers: int, deadline: float, on_result=None) -> list:
     """`fn(*job)` for each job in up to `workers` child processes at a time, until `deadline`
     (time.monotonic()). Returns one (code, payload) per job: code "sat" / "unsat" / "unknown" /
     "error" (payload: the message) / "timeout" (killed at the deadline) / "cancelled" (not needed
-    after a "sat", or never started)."""
+    after a stop, or never started). `on_result(i, result) -> (stop, more_jobs)` sees each result
+    as it arrives: `stop` ends the run (the others are killed), `more_jobs` are queued (and get
+    results of their own, after the given ones). Without it the run stops at the first "sat"."""
     ctx = mp.get_context("fork")
+    jobs = list(jobs)
     results: list = [("cancelled", None)] * len(jobs)
+    if on_result is None:
+        on_result = lambda i, r: (r[0] == "sat", [])  # noqa: E731
     running: dict = {}  # reader connection -> (job index, process)
     queue = list(range(len(jobs)))
     stop = False
@@ -126,8 +131,12 @@ def run_pieces(fn, jobs: list[tuple], workers: int, deadline: float, stop_on_sat
                     results[i] = ("error", f"worker exited with code {p.exitcode}")
                 reader.close()
                 p.join()
-                if results[i][0] == "sat" and stop_on_sat:
-                    stop = True
+                stop_now, more = on_result(i, results[i])
+                for job in more:
+                    jobs.append(job)
+                    results.append(("cancelled", None))
+                    queue.append(len(jobs) - 1)
+                stop = stop or stop_now
             if stop:
                 break
     finally:
