@@ -35,7 +35,7 @@ import torch
 from tenfold.autospec.bounds import Bounds
 from tenfold.autospec.marabou_pool import Piece, run_pieces, solve_piece
 from tenfold.autospec.relunet import ReluNet, from_onnx
-from tenfold.autospec.vnnlib import Property, Region, read_vnnlib
+from tenfold.autospec.vnnlib import Property, Region, property_violated_by, read_vnnlib
 from tenfold.core.errors import TenfoldError
 
 
@@ -98,22 +98,11 @@ class Instance:
         return np.asarray(sess.run(None, feed)[0], np.float64).reshape(-1)
 
     def recheck(self, x: np.ndarray) -> tuple[bool, np.ndarray]:
-        """Does the network, run in onnxruntime on x (as float32, the point reported), break the
-        property? Membership of the input region allows float32 rounding (1e-6 relative to each
-        bound); the output condition allows 1e-6 relative to its bound, as `property_violated_by`."""
+        """Does the network, run in onnxruntime on x as float32 (the point reported), break the
+        property? The comparisons allow 1e-6 relative (`property_violated_by`)."""
         x32 = np.asarray(x, np.float32).astype(np.float64)
         y = self.run_onnx(x32)
-        for region in self.prop.regions:
-            slack = 1e-6 * np.maximum(1.0, np.maximum(np.abs(region.lo), np.abs(region.hi)))
-            inside = (x32 >= region.lo - slack).all() and (x32 <= region.hi + slack).all()
-            if len(region.A_in):
-                scale = np.maximum(1.0, np.abs(region.A_in) @ np.abs(x32))
-                inside &= bool((region.A_in @ x32 <= region.b_in + 1e-6 * scale).all())
-            if inside and any(
-                (A @ y <= b + 1e-6 * np.maximum(1.0, np.abs(b))).all() for A, b in region.outputs
-            ):
-                return True, y
-        return False, y
+        return property_violated_by(self.prop, x32, y), y
 
 
 _SESSIONS: dict = {}  # (path, mtime) -> onnxruntime session: one per network, not one per property
@@ -125,7 +114,8 @@ def _session(path: str):
         from tenfold.autospec.verify import require
 
         ort = require("onnxruntime")
-        _SESSIONS.clear() if len(_SESSIONS) > 16 else None
+        if len(_SESSIONS) > 16:
+            _SESSIONS.clear()
         _SESSIONS[key] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     return _SESSIONS[key]
 

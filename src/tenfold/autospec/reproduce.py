@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tenfold.autospec.api import bench
+from tenfold.autospec.api import bench, verify_bench
 from tenfold.autospec.bench import METHODS, BenchConfig, markdown, plot
 from tenfold.core.benchkit import write_json
 from tenfold.core.reproduce import Context, Row, register
@@ -38,6 +38,54 @@ def reproduce(ctx: Context) -> list[Row]:
         and min(x["flaw_rise"]["autospec"]) >= CATCH
         and max(x["flaw_rise"]["hand-written"]) < CATCH
     ]
+    return [*_spec_rows(cfg, s, margins, every_seed, ver, decided, total, caught), *_verifier_rows(ctx)]
+
+
+def _verifier_rows(ctx: Context) -> list[Row]:
+    """tenfold's verifier against plain Marabou on the competition-style instances (issue #30)."""
+    from tenfold.autospec import verify_bench as vb
+
+    cfg = vb.VerifyBenchConfig.quick() if ctx.quick else vb.VerifyBenchConfig()
+    result = verify_bench(cfg, quiet=ctx.quiet)
+    write_json(result, ctx.out_dir / "autospec_verify_bench.json")
+    (ctx.out_dir / "autospec_verify_bench.md").write_text(vb.markdown(result) + "\n")
+    vb.plot(result, ctx.plot_path("verify"))
+    s = result["summary"]
+    a = s["agreement"]
+    n = len(result["instances"])
+    return [
+        Row(
+            "verifier answers agree with plain Marabou wherever both decide (disagreements)",
+            "every answer agrees with plain Marabou where it decides (issue)",
+            "autospec_verify_disagreements",
+            a["disagree"],
+            0,
+            higher_is_better=False,
+            detail=f"both decide {a['both_decided']} of {n} competition-style instances; every tenfold "
+            f"counterexample re-checked in onnxruntime: {s['all_rechecked']}",
+        ),
+        Row(
+            "instances decided: tenfold minus plain Marabou, same time limit",
+            "decides at least as many instances (issue)",
+            "autospec_verify_decided_margin",
+            s["decided"]["tenfold"] - s["decided"]["marabou"],
+            0,
+            detail=f"tenfold {s['decided']['tenfold']}, plain Marabou {s['decided']['marabou']} of {n} "
+            f"({cfg.timeout_s} s limit each)",
+        ),
+        Row(
+            "total verification time, plain Marabou / tenfold (2-core machine)",
+            ">= 3x lower total time (issue)",
+            "autospec_verify_time_ratio",
+            s["time_ratio"],
+            3.0,
+            detail=f"{s['marabou']['seconds']:.1f} s vs {s['tenfold']['seconds']:.1f} s; against two plain Marabou "
+            f"processes at once {s['time_ratio_vs_two_marabou_processes']:.2f}x",
+        ),
+    ]
+
+
+def _spec_rows(cfg, s, margins, every_seed, ver, decided, total, caught) -> list[Row]:
     return [
         Row(
             "AutoSpec F1 above hand-written, grid and clustering specs (worst system, mean over seeds)",

@@ -111,7 +111,9 @@ def parse_vnnlib(text: str, source: str = "<string>") -> Property:
 
 
 def property_violated_by(prop: Property, x: np.ndarray, y: np.ndarray, tol: float = 1e-6) -> bool:
-    """True when (x, y = f(x)) is a counterexample: x in some region and y meets one of its output conjunctions."""
+    """True when (x, y = f(x)) is a counterexample: x in some region and y meets one of its output
+    conjunctions. Every comparison allows `tol` relative to its size (at least 1): a bound's magnitude
+    for the box and the output rows, |A_in| |x| for the input rows (what float32 rounding of x moves)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.shape != (prop.n_inputs,) or y.shape != (prop.n_outputs,):
         raise TenfoldError(
@@ -119,7 +121,9 @@ def property_violated_by(prop: Property, x: np.ndarray, y: np.ndarray, tol: floa
             f"got {x.shape} and {y.shape}"
         )
     for r in prop.regions:
-        if np.any(x < r.lo - tol) or np.any(x > r.hi + tol) or np.any(r.A_in @ x > r.b_in + tol):
+        slack = tol * np.maximum(1.0, np.maximum(np.abs(r.lo), np.abs(r.hi)))
+        row_slack = tol * np.maximum(1.0, np.abs(r.A_in) @ np.abs(x))
+        if np.any(x < r.lo - slack) or np.any(x > r.hi + slack) or np.any(r.A_in @ x > r.b_in + row_slack):
             continue
         if any(np.all(A @ y <= b + tol * np.maximum(1.0, np.abs(b))) for A, b in r.outputs):
             return True
