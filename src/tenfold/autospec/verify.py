@@ -59,54 +59,46 @@ def load_net(path: str | Path) -> ReluNet:
     return from_onnx(path)
 
 
-def bounds_prove(spec: Spec, net: ReluNet, bounds: Bounds | None = None) -> bool:
-    """Sound proof by bounds over the spec's box: CROWN and IBP lower bounds (the larger of the two)
-    of the output differences a spec needs positive."""
-    bounds = bounds or Bounds(net)
-    n_out = net.n_outputs
-    lo, hi = np.array(spec.lo, np.float64), np.array(spec.hi, np.float64)
+def _proof_rows(spec: Spec, n_out: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Rows (C, d) whose lower bounds over the box prove the spec, and how they combine: the spec holds
+    when, in every group, some row has  C y + d > 0  (>= 0 for an interval) everywhere. Classes: one
+    group per other class j, rows y_i - y_j for the allowed i; interval: y_0 - lo and hi - y_0."""
     if spec.classes is not None:
         allowed = sorted(spec.classes)
         others = [j for j in range(n_out) if j not in spec.classes]
-        pairs = [(i, j) for j in others for i in allowed]
-        C = np.zeros((len(pairs), n_out))
-        for r, (i, j) in enumerate(pairs):
+        C = np.zeros((len(others) * len(allowed), n_out))
+        for r, (j, i) in enumerate((j, i) for j in others for i in allowed):
             C[r, i], C[r, j] = 1.0, -1.0
-        d = np.zeros(len(pairs))
-    else:
-        rows, d = [], []
-        if math.isfinite(spec.interval[0]):
-            rows.append(np.eye(n_out)[0]), d.append(-spec.interval[0])
-        if math.isfinite(spec.interval[1]):
-            rows.append(-np.eye(n_out)[0]), d.append(spec.interval[1])
-        C, d = np.array(rows), np.array(d)
+        groups = [list(range(g * len(allowed), (g + 1) * len(allowed))) for g in range(len(others))]
+        return C, np.zeros(len(C)), groups
+    rows, d = [], []
+    if math.isfinite(spec.interval[0]):
+        rows.append(np.eye(n_out)[0]), d.append(-spec.interval[0])
+    if math.isfinite(spec.interval[1]):
+        rows.append(-np.eye(n_out)[0]), d.append(spec.interval[1])
+    return np.array(rows), np.array(d), [[r] for r in range(len(rows))]
+
+
+def _proved(spec: Spec, low: np.ndarray, groups: list[list[int]]) -> bool:
+    ok = (low > 0) if spec.classes is not None else (low >= 0)
+    return all(ok[g].any() for g in groups)
+
+
+def bounds_prove(spec: Spec, net: ReluNet, bounds: Bounds | None = None) -> bool:
+    """Sound proof by bounds over the spec's box: the larger of the CROWN and IBP lower bounds."""
+    bounds = bounds or Bounds(net)
+    lo, hi = np.array(spec.lo, np.float64), np.array(spec.hi, np.float64)
+    C, d, groups = _proof_rows(spec, net.n_outputs)
     low = np.maximum(bounds.lower(lo, hi, C, d)[0][0], bounds.interval_lower(lo, hi, C, d)[0])
-    if spec.classes is not None:  # every other class j is beaten by some allowed class everywhere
-        per_j = low.reshape(len(others), len(allowed))
-        return bool((per_j > 0).any(1).all())
-    return bool((low >= 0).all())
+    return _proved(spec, low, groups)
 
 
 def interval_proves(spec: Spec, net: ReluNet, bounds: Bounds | None = None) -> bool:
     """The interval-only proof (IBP, the last layer applied symbolically): the cheap first check."""
     bounds = bounds or Bounds(net)
-    n_out = net.n_outputs
     lo, hi = np.array(spec.lo, np.float64), np.array(spec.hi, np.float64)
-    if spec.classes is not None:
-        others = [j for j in range(n_out) if j not in spec.classes]
-        for j in others:
-            C = np.zeros((len(spec.classes), n_out))
-            for r, i in enumerate(sorted(spec.classes)):
-                C[r, i], C[r, j] = 1.0, -1.0
-            if not (bounds.interval_lower(lo, hi, C, np.zeros(len(C)))[0] > 0).any():
-                return False
-        return True
-    ok = True
-    if math.isfinite(spec.interval[0]):
-        ok &= bool(bounds.interval_lower(lo, hi, np.eye(n_out)[:1], np.array([-spec.interval[0]]))[0][0] >= 0)
-    if math.isfinite(spec.interval[1]):
-        ok &= bool(bounds.interval_lower(lo, hi, -np.eye(n_out)[:1], np.array([spec.interval[1]]))[0][0] >= 0)
-    return ok
+    C, d, groups = _proof_rows(spec, net.n_outputs)
+    return _proved(spec, bounds.interval_lower(lo, hi, C, d)[0], groups)
 
 
 def violates(spec: Spec, y_row: np.ndarray, tol: float = 1e-6) -> bool:
