@@ -191,11 +191,24 @@ def summary(results: list[dict]) -> dict:
 def compare(ours: list[dict], theirs: list[dict]) -> dict:
     """Agreement of two runs over the same instances: where both decide, do they give the same answer?"""
     both = [(a["result"], b["result"]) for a, b in zip(ours, theirs, strict=True)]
+    decided_pairs = [
+        (a, b) for a, b in zip(ours, theirs, strict=True) if "unknown" not in (a["result"], b["result"])
+    ]
     decided = [(a, b) for a, b in both if a != "unknown" and b != "unknown"]
     return {
         "both_decided": len(decided),
         "disagree": sum(a != b for a, b in decided),
         "only_ours": sum(a != "unknown" and b == "unknown" for a, b in both),
         "only_theirs": sum(a == "unknown" and b != "unknown" for a, b in both),
-        "time_ratio": float(sum(r["seconds"] for r in theirs) / max(1e-9, sum(r["seconds"] for r in ours))),
+        "time_ratio": _ratio(theirs, ours),
+        # the same ratio over the instances both decide: what the time limits do not inflate
+        "time_ratio_both_decided": (
+            _ratio([b for _, b in decided_pairs], [a for a, _ in decided_pairs])
+            if decided_pairs
+            else float("nan")
+        ),
     }
+
+
+def _ratio(theirs, ours) -> float:
+    return float(sum(r["seconds"] for r in theirs) / max(1e-9, sum(r["seconds"] for r in ours)))
