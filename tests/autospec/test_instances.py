@@ -151,3 +151,21 @@ def test_property_and_network_sizes_must_match(bench_dir, tmp_path):
     )
     r = runner.invoke(app, ["autospec", "verify", "--onnx", str(bench_dir / "net.onnx"), "--vnnlib", str(p)])
     assert isinstance(r.exception, TenfoldError) and "3 inputs" in str(r.exception)
+
+
+def test_compare_counts_agreement_and_time_by_hand():
+    from tenfold.autospec.instances import compare
+
+    ours = [
+        {"result": "holds", "seconds": 1.0},
+        {"result": "unknown", "seconds": 5.0},
+        {"result": "violated", "seconds": 1.0},
+    ]
+    theirs = [
+        {"result": "holds", "seconds": 4.0},
+        {"result": "holds", "seconds": 1.0},
+        {"result": "holds", "seconds": 2.0},
+    ]
+    c = compare(ours, theirs)
+    assert (c["both_decided"], c["disagree"], c["only_ours"], c["only_theirs"]) == (2, 1, 0, 1)
+    assert c["time_ratio"] == pytest.approx(7 / 7) and c["time_ratio_both_decided"] == pytest.approx(6 / 2)
