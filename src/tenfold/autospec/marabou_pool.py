@@ -37,14 +37,27 @@ def _quiet():
     os.close(null)
 
 
-def solve_piece(onnx_path: str, piece: Piece, timeout_s: float) -> tuple[str, np.ndarray | None]:
-    """("sat", x) | ("unsat", None) | ("unknown", None): Marabou on one piece, in this process."""
+def _marabou():
     import warnings
 
     with warnings.catch_warnings():  # Marabou warns about its optional TensorFlow reader
         warnings.simplefilter("ignore")
         from maraboupy import Marabou
+    return Marabou
 
+
+def _solve(Marabou, net, xs: list[int], timeout_s: float, **kw) -> tuple[str, np.ndarray | None]:
+    # Marabou's limit is whole seconds, and 0 means none
+    opts = Marabou.createOptions(timeoutInSeconds=max(1, math.ceil(timeout_s)), verbosity=0)
+    code, vals, _ = net.solve(options=opts, verbose=False, **kw)
+    if code == "sat":
+        return "sat", np.array([vals[v] for v in xs])
+    return ("unsat", None) if code == "unsat" else ("unknown", None)
+
+
+def solve_piece(onnx_path: str, piece: Piece, timeout_s: float) -> tuple[str, np.ndarray | None]:
+    """("sat", x) | ("unsat", None) | ("unknown", None): Marabou on one piece, in this process."""
+    Marabou = _marabou()
     net = Marabou.read_onnx(onnx_path)
     xs = [int(v) for v in np.asarray(net.inputVars[0]).flatten()]
     ys = [int(v) for v in np.asarray(net.outputVars[0]).flatten()]
@@ -59,29 +72,15 @@ def solve_piece(onnx_path: str, piece: Piece, timeout_s: float) -> tuple[str, np
                 net.addInequality([variables[i] for i in nz], [float(row[i]) for i in nz], float(bound))
             elif bound < 0:  # 0 <= bound is false: the piece is empty
                 return "unsat", None
-    # Marabou's limit is whole seconds, and 0 means none
-    opts = Marabou.createOptions(timeoutInSeconds=max(1, math.ceil(timeout_s)), verbosity=0)
-    code, vals, _ = net.solve(options=opts, verbose=False)
-    if code == "sat":
-        return "sat", np.array([vals[v] for v in xs])
-    return ("unsat", None) if code == "unsat" else ("unknown", None)
+    return _solve(Marabou, net, xs, timeout_s)
 
 
 def solve_vnnlib(onnx_path: str, vnnlib_path: str, timeout_s: float) -> tuple[str, np.ndarray | None]:
     """Plain Marabou, as a user runs it: its own ONNX and VNN-LIB readers on the original files."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from maraboupy import Marabou
-
+    Marabou = _marabou()
     net = Marabou.read_onnx(onnx_path)
     xs = [int(v) for v in np.asarray(net.inputVars[0]).flatten()]
-    opts = Marabou.createOptions(timeoutInSeconds=max(1, math.ceil(timeout_s)), verbosity=0)
-    code, vals, _ = net.solve(propertyFilename=vnnlib_path, options=opts, verbose=False)
-    if code == "sat":
-        return "sat", np.array([vals[v] for v in xs])
-    return ("unsat", None) if code == "unsat" else ("unknown", None)
+    return _solve(Marabou, net, xs, timeout_s, propertyFilename=vnnlib_path)
 
 
 def _child(conn, fn, args):

@@ -105,12 +105,11 @@ class _Affine:
     def shape(self) -> tuple[int, ...]:
         return self.c.shape
 
-    def map(self, linear, affine=None) -> _Affine:
-        """Apply an affine op: `linear` (no constant term) to every basis column, `affine` to c."""
+    def map(self, linear) -> _Affine:
+        """Apply a linear op (a reshape, a transpose, a negation) to every basis column and to c."""
         # ops are written per tensor and applied to each basis column: cheap for the few hundred
         # columns these networks have, and each op is then written once for constants and columns
-        M = np.stack([linear(m) for m in self.M])
-        return _Affine(M, (affine or linear)(self.c), self.basis)
+        return _Affine(np.stack([linear(m) for m in self.M]), linear(self.c), self.basis)
 
 
 def load_onnx(path: str | Path):
@@ -185,7 +184,12 @@ def _apply(op: str, args: list, attrs: dict, onnx, numpy_helper):
     x = args[0] if args else None
     const = all(a is None or not isinstance(a, _Affine) for a in args)
     if op == "Constant":
-        return numpy_helper.to_array(attrs["value"]).astype(np.float64)
+        if "value" in attrs:
+            return numpy_helper.to_array(attrs["value"]).astype(np.float64)
+        for key in ("value_float", "value_floats", "value_int", "value_ints"):
+            if key in attrs:
+                return np.asarray(attrs[key], np.float64)
+        raise TenfoldError(f"Constant without a numeric value (attributes {sorted(attrs)})")
     if op in ("Identity", "Dropout", "Cast"):
         return x
     if op == "Shape":
