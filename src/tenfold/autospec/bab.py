@@ -90,19 +90,27 @@ class Instance:
             )
         self.bounds = bounds or Bounds(self.net)
 
-    def run_onnx(self, x: np.ndarray) -> np.ndarray:
-        """The original ONNX model on one flattened input, in onnxruntime (float32)."""
-        sess = _session(self.onnx_path)
-        shape = self.net.input_shape or (1, self.net.n_inputs)
-        feed = {sess.get_inputs()[0].name: np.asarray(x, np.float32).reshape(shape)}
-        return np.asarray(sess.run(None, feed)[0], np.float64).reshape(-1)
-
     def recheck(self, x: np.ndarray) -> tuple[bool, np.ndarray]:
-        """Does the network, run in onnxruntime on x as float32 (the point reported), break the
-        property? The comparisons allow 1e-6 relative (`property_violated_by`)."""
-        x32 = np.asarray(x, np.float32).astype(np.float64)
-        y = self.run_onnx(x32)
-        return property_violated_by(self.prop, x32, y), y
+        """`recheck` of x against this instance's file and property."""
+        return recheck(self.onnx_path, self.prop, x)
+
+
+def run_onnx(onnx_path: str | Path, x: np.ndarray) -> np.ndarray:
+    """The ONNX model on one flattened input, in onnxruntime (float32), its output flattened. The input
+    takes the model's declared shape (symbolic batch dimensions set to 1)."""
+    sess = _session(str(onnx_path))
+    spec = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+    feed = {spec.name: np.asarray(x, np.float32).reshape(shape)}
+    return np.asarray(sess.run(None, feed)[0], np.float64).reshape(-1)
+
+
+def recheck(onnx_path: str | Path, prop: Property, x: np.ndarray) -> tuple[bool, np.ndarray]:
+    """Does the network, run in onnxruntime on x as float32 (the point reported), break the property?
+    The comparisons allow 1e-6 relative (`property_violated_by`). Returns (verdict, the output)."""
+    x32 = np.asarray(x, np.float32).astype(np.float64)
+    y = run_onnx(onnx_path, x32)
+    return property_violated_by(prop, x32, y), y
 
 
 _SESSIONS: dict = {}  # (path, mtime) -> onnxruntime session: one per network, not one per property

@@ -79,40 +79,36 @@ def run_one(onnx: Path, vnnlib: Path, timeout: float, engine: str = "tenfold", c
 
 
 def _run_one(onnx: Path, vnnlib: Path, timeout: float, engine: str, cfg, cache):
-    from tenfold.autospec.bab import Instance, Result, SolveConfig, solve
+    from tenfold.autospec.bab import Instance, Result, SolveConfig, recheck, solve
     from tenfold.autospec.relunet import from_onnx
+    from tenfold.autospec.vnnlib import read_vnnlib
 
     if engine not in ENGINES:
         raise TenfoldError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    cache = {} if cache is None else cache
-    t0 = time.monotonic()  # tenfold's time includes reading the files (compiling a network once per file)
-    if str(onnx) not in cache:
-        cache[str(onnx)] = from_onnx(onnx)
-    inst = Instance(onnx, vnnlib, cache[str(onnx)])
     if engine == "tenfold":
+        cache = {} if cache is None else cache
+        t0 = time.monotonic()  # the time includes reading the files (compiling a network once per file)
+        if str(onnx) not in cache:
+            cache[str(onnx)] = from_onnx(onnx)
+        inst = Instance(onnx, vnnlib, cache[str(onnx)])
         base = cfg or SolveConfig()
         res = solve(inst, SolveConfig(**{**base.__dict__, "timeout_s": timeout}))
         res.seconds = time.monotonic() - t0
         return res
+    # plain Marabou reads the files itself; the property is read here only to re-check its answer
     from tenfold.autospec.marabou_pool import run_pieces, solve_vnnlib
 
+    prop = read_vnnlib(vnnlib)
     t0 = time.monotonic()
     ((code, x),) = run_pieces(solve_vnnlib, [(str(onnx), str(vnnlib), timeout)], 1, t0 + timeout + 2)
     seconds = time.monotonic() - t0
     if code == "unsat":
         return Result("holds", "", "marabou", seconds)
     if code == "sat":
-        ok, y = inst.recheck(x)
+        ok, y = recheck(onnx, prop, x)
         reason = "" if ok else "Marabou's counterexample does not reproduce in onnxruntime"
-        return Result(
-            "violated",
-            reason,
-            "marabou",
-            seconds,
-            [float(v) for v in x],
-            [float(v) for v in y],
-            stats={"rechecked": ok},
-        )
+        cex, out = [float(v) for v in x], [float(v) for v in y]
+        return Result("violated", reason, "marabou", seconds, cex, out, stats={"rechecked": ok})
     reason = {"timeout": "timeout", "unknown": "timeout"}.get(code, f"marabou error: {x}")
     return Result("unknown", reason, "marabou", seconds)
 
