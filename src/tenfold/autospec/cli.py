@@ -112,11 +112,15 @@ def verify(
     out: Annotated[
         Path | None, typer.Option(help="--instances: the results CSV (written as it goes)")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="time limit per spec or instance, seconds")] = 30,
+    timeout: Annotated[
+        float, typer.Option(help="time limit per spec or property, seconds (--instances: the CSV's)")
+    ] = 30,
     engine: Annotated[
         str, typer.Option(help="tenfold (bounds, splitting, Marabou in parallel) or marabou (plain)")
     ] = "tenfold",
-    workers: WorkersOpt = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Marabou processes at once (default: one per core)")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     quiet: QuietOpt = False,
 ) -> None:
