@@ -128,6 +128,7 @@ def test_cli_one_property_and_a_benchmark(bench_dir, tmp_path):
     [
         (["--vnnlib", "p.vnnlib"], "--onnx is required"),
         (["--onnx", "n.onnx"], "exactly one of"),
+        (["--onnx", "n.onnx", "--instances", "x.csv"], "not used with --instances"),
         (["--instances", "x.csv", "--engine", "nnv"], "unknown engine"),
     ],
 )

@@ -99,6 +99,7 @@ __all__ = [
     "bench",
     "generate",
     "simulate_split",
+    "verify_bench",
     "verify_instances",
     "verify_property",
 ]

@@ -135,6 +135,8 @@ def verify(
         raise TenfoldError("give exactly one of --specs, --vnnlib or --instances")
     if instances is None and onnx is None:
         raise TenfoldError("--onnx is required with --specs and --vnnlib")
+    if instances is not None and onnx is not None:
+        raise TenfoldError("--onnx is not used with --instances: the CSV names each instance's network")
     if instances is not None:
         results, summ = api.verify_instances(
             instances, engine, out, timeout_override=None, workers=workers, quiet=quiet
