@@ -8,6 +8,7 @@ from torch import nn
 
 from tenfold.autospec.bab import Instance, SolveConfig, solve
 from tenfold.autospec.bounds import Bounds
+from tenfold.autospec.nets import export_onnx
 from tenfold.autospec.relunet import ReluNet
 from tenfold.autospec.vnnlib import parse_vnnlib
 
@@ -33,10 +34,7 @@ class Normalised(nn.Module):
 @pytest.fixture(scope="module")
 def normalised(tmp_path_factory):
     path = tmp_path_factory.mktemp("n") / "norm.onnx"
-    torch.onnx.export(
-        Normalised(), (torch.zeros(1, 2),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
-    )
-    return path
+    return export_onnx(Normalised(), 2, path)
 
 
 HARD = "(and (>= Y_0 0.45) (<= Y_1 0.3))"

@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from tenfold.autospec.instances import read_instances, run_instances, summary
+from tenfold.autospec.nets import export_onnx
 from tenfold.cli import app
 from tenfold.core.errors import TenfoldError
 
@@ -37,7 +38,7 @@ def bench_dir(tmp_path_factory):
         def forward(self, x):
             return self.out(torch.relu(self.fc(x + self.m)))
 
-    torch.onnx.export(Net(), (torch.zeros(1, 2),), str(d / "net.onnx"), input_names=["X"], dynamo=False)
+    export_onnx(Net(), 2, d / "net.onnx")
     (d / "above.vnnlib").write_text(HEADER + BOX + "(assert (>= Y_0 3.5))\n")  # holds
     (d / "below.vnnlib").write_text(HEADER + BOX + "(assert (or (and (<= Y_0 -0.5)) (and (>= Y_0 3.1))))\n")
     with gzip.open(d / "hit.vnnlib.gz", "wt") as f:  # violated: y >= 2.5 near (1, 1)

@@ -8,6 +8,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from tenfold.autospec.nets import export_onnx
 from tenfold.autospec.relunet import from_onnx
 from tenfold.core.errors import TenfoldError
 
@@ -15,12 +16,18 @@ RNG = np.random.default_rng(0)
 
 
 def save(tmp_path, nodes, inits, in_shape, name="g.onnx"):
+    """A one-input graph of `nodes`; integer initializers stay int64 (shapes, axes), the rest float32."""
+
+    def tensor(k, v):
+        v = np.asarray(v)
+        return numpy_helper.from_array(v.astype(np.int64 if v.dtype.kind == "i" else np.float32), k)
+
     graph = helper.make_graph(
         nodes,
         "g",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, in_shape)],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()],
+        [tensor(k, v) for k, v in inits.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -46,8 +53,8 @@ def test_normalisation_and_shape_ops_and_gemm_flags(tmp_path):
         "s": RNG.uniform(0.5, 2, size=(1, 4)),
         "W": RNG.normal(size=(3, 4)),
         "C": RNG.normal(size=(3,)),
-        "ax": np.array([0], np.float32),
-        "shape": np.array([3], np.float32),
+        "axes": np.array([0], np.int64),
+        "shape64": np.array([3], np.int64),
         "V": RNG.normal(size=(3, 2)),
         "c": RNG.normal(size=(2,)),
         "k": np.array(1.5),
@@ -66,22 +73,7 @@ def test_normalisation_and_shape_ops_and_gemm_flags(tmp_path):
         helper.make_node("Mul", ["k", "o"], ["o2"]),
         helper.make_node("Sub", ["c", "o2"], ["Y"]),
     ]
-    inits.pop("ax"), inits.pop("shape")
-    graph_inits = [
-        numpy_helper.from_array(np.array([0], np.int64), "axes"),
-        numpy_helper.from_array(np.array([3], np.int64), "shape64"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()] + graph_inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    path = tmp_path / "norm.onnx"
-    onnx.save(model, str(path))
+    path = save(tmp_path, nodes, inits, [1, 4], "norm.onnx")
     net = agrees_with_onnxruntime(path, (1, 4))
     assert net.hidden_sizes == [3] and (net.n_inputs, net.n_outputs) == (4, 2)
 
@@ -101,9 +93,7 @@ def test_torch_exports_with_conv_batchnorm_flatten(tmp_path):
     net = ConvNet().eval()
     net.bn.running_mean.normal_(), net.bn.running_var.uniform_(0.5, 2.0)
     path = tmp_path / "conv.onnx"
-    torch.onnx.export(
-        net, (torch.zeros(1, 2, 5, 5),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
-    )
+    export_onnx(net, (1, 2, 5, 5), path)
     compiled = agrees_with_onnxruntime(path, (1, 2, 5, 5))
     assert compiled.hidden_sizes == [27] and compiled.input_shape == (1, 2, 5, 5)
 
@@ -112,9 +102,7 @@ def test_to_onnx_round_trip(tmp_path):
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2))
     path = tmp_path / "m.onnx"
-    torch.onnx.export(
-        net, (torch.zeros(1, 3),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
-    )
+    export_onnx(net, 3, path)
     compiled = from_onnx(path)
     again = agrees_with_onnxruntime(compiled.to_onnx(tmp_path / "plain.onnx"), (1, 3))
     assert again.hidden_sizes == [6, 6]

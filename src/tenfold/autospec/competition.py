@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tenfold.autospec.nets import export_onnx
+
 N_IN, N_OUT = 5, 5
 LO, HI = np.zeros(N_IN), np.array([10.0, 6.28, 6.28, 10.0, 10.0])  # range, bearing, heading, speeds
 
@@ -88,14 +90,6 @@ def train_controller(
         nn.functional.mse_loss(net(xt), yt).backward()
         opt.step()
     return net.eval()
-
-
-def export(net: nn.Module, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        net, (torch.zeros(1, N_IN),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
-    )
-    return path
 
 
 def _header(lo: np.ndarray, hi: np.ndarray) -> list[str]:
@@ -215,14 +209,6 @@ def robustness(net: nn.Module, seed: int, count: int, eps: tuple[float, ...]) ->
     return out
 
 
-def export_image(net: nn.Module, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        net, (torch.zeros(1, 1, IMG, IMG),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
-    )
-    return path
-
-
 def build(
     out_dir: str | Path,
     controllers: int = 3,
@@ -257,7 +243,7 @@ def build(
         net = train_controller(seed + n, steps, hidden, layers)
         add(
             rows,
-            export(net, out / "onnx" / f"controller_{n}.onnx"),
+            export_onnx(net, N_IN, out / "onnx" / f"controller_{n}.onnx"),
             properties(net, seed + n, per_kind),
             f"controller_{n}",
         )
@@ -265,13 +251,13 @@ def build(
         net = train_classifier(seed + n)
         add(
             rows,
-            export_image(net, out / "onnx" / f"image_{n}.onnx"),
+            export_onnx(net, (1, 1, IMG, IMG), out / "onnx" / f"image_{n}.onnx"),
             robustness(net, seed + n, robust, eps),
             f"image_{n}",
         )
     for n in range(sub_controllers):
         net = train_controller(seed + 100 + n, steps, hidden, layers, sub=True)
-        path = export(net, out / "onnx" / f"subnorm_{n}.onnx")
+        path = export_onnx(net, N_IN, out / "onnx" / f"subnorm_{n}.onnx")
         add(sub_rows, path, properties(net, seed + 100 + n, per_kind), f"subnorm_{n}")
     for name, rs in (("instances.csv", rows), ("instances_sub.csv", sub_rows)):
         if rs:

@@ -81,14 +81,20 @@ def linear_layers(net: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
     return layers
 
 
-def export_onnx(net: nn.Module, d_in: int, path: str | Path) -> Path:
+def export_onnx(net: nn.Module, d_in: int | tuple[int, ...], path: str | Path) -> Path:
+    """`net` as ONNX, input "X" of shape (1, d_in), or of the full shape `d_in` when it is a tuple."""
     from tenfold.autospec.verify import require
 
     require("onnx")  # torch's exporter writes the file with it
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
-        net, (torch.zeros(1, d_in),), str(path), input_names=["X"], output_names=["Y"], dynamo=False
+        net,
+        (torch.zeros(d_in if isinstance(d_in, tuple) else (1, d_in)),),
+        str(path),
+        input_names=["X"],
+        output_names=["Y"],
+        dynamo=False,
     )
     return path
 

@@ -67,8 +67,8 @@ def run(cfg: VerifyBenchConfig, quiet: bool = False, keep_dir: str | Path | None
                 "marabou_sat_not_reproduced": sum(
                     r["result"] == "violated" and not r["rechecked"] for r in sub_theirs
                 ),
-                "tenfold": [_slim(r, root) for r in sub_ours],
-                "marabou": [_slim(r, root) for r in sub_theirs],
+                "tenfold": [_slim(r) for r in sub_ours],
+                "marabou": [_slim(r) for r in sub_theirs],
             }
     agreement = compare(ours, theirs)
     s_ours, s_theirs = summary(ours), summary(theirs)
@@ -79,7 +79,7 @@ def run(cfg: VerifyBenchConfig, quiet: bool = False, keep_dir: str | Path | None
     return {
         "config": asdict(cfg),
         "instances": [
-            {"name": Path(a["vnnlib"]).stem, "tenfold": _slim(a, root), "marabou": _slim(b, root)}
+            {"name": Path(a["vnnlib"]).stem, "tenfold": _slim(a), "marabou": _slim(b)}
             for a, b in zip(ours, theirs, strict=True)
         ],
         "summary": {
@@ -95,7 +95,7 @@ def run(cfg: VerifyBenchConfig, quiet: bool = False, keep_dir: str | Path | None
     }
 
 
-def _slim(r: dict, root: Path) -> dict:
+def _slim(r: dict) -> dict:
     keep = ("result", "reason", "method", "seconds", "rechecked")
     out = {k: r[k] for k in keep}
     out["onnx"] = Path(r["onnx"]).name
